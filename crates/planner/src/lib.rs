@@ -1,0 +1,2 @@
+//! Pure decisions: subnet allocation, desired kernel state and diffs. No I/O here.
+pub mod allocator;

@@ -1,0 +1,12 @@
+//! Where leases live and how flanneld keeps its own.
+//!
+//! - [`store`]: the [`SubnetStore`] trait, the storage operations the lease manager needs.
+//! - [`etcd`]: the etcd v3 store (keys and values compatible with Flannel).
+//! - [`memory`]: an in-memory store for component tests.
+//! - [`manager`]: acquire / renew / recover our own lease.
+//! - [`peers`]: turns store watch batches into peer added/removed events.
+
+pub mod etcd;
+pub mod store;
+
+pub use store::{StoreError, StoredLease, SubnetStore, WatchBatch, WatchEvent};

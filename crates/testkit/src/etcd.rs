@@ -1,0 +1,1 @@
+//! etcd fixture (see crate docs).

@@ -1,0 +1,9 @@
+//! Test-only helpers shared by the workspace's integration tests.
+//!
+//! - [`privileged`]: guards for tests that need root; they fail (never skip) under `CI=true`.
+//! - [`netns`]: private network namespaces for one test thread.
+//! - [`etcd`]: a real etcd process on a free loopback port with a temporary data directory.
+
+pub mod etcd;
+pub mod netns;
+pub mod privileged;
