@@ -3,10 +3,15 @@
 //! - [`store`]: the [`SubnetStore`] trait, the storage operations the lease manager needs.
 //! - [`etcd`]: the etcd v3 store (keys and values compatible with Flannel).
 //! - [`memory`]: an in-memory store for component tests.
-//! - [`manager`]: acquire / renew / recover our own lease.
+//! - [`manager`]: acquire / renew / recover our own lease and report peers.
 //! - [`peers`]: turns store watch batches into peer added/removed events.
 
 pub mod etcd;
+pub mod manager;
+pub mod memory;
+pub mod peers;
 pub mod store;
 
+pub use manager::{AcquireError, LeaseManager, ManagerConfig, ManagerEvent};
+pub use peers::{PeerEvent, PeerTracker};
 pub use store::{StoreError, StoredLease, SubnetStore, WatchBatch, WatchEvent};

@@ -1,0 +1,462 @@
+//! Acquire, keep and recover this host's subnet lease; watch everyone else's.
+//!
+//! Flannel's behaviour with its known failures fixed:
+//! - a lost creation race is retried with another subnet (Flannel exits 1);
+//! - a reservation (key without TTL) stays without TTL (Flannel turns it into a 24 h lease);
+//! - renewal refreshes the existing etcd lease (one keep-alive, no rewrite of the key, so peers
+//!   see no event), falling back to a fresh lease when it is gone; failures retry every minute;
+//! - when our key is deleted or expires while we run, we re-acquire (the same subnet when it is
+//!   still free), tell the daemon so it rewrites `subnet.env`, and keep running (Flannel exits).
+//!
+//! Decisions come from [`flannel_planner::allocator::decide`]; this module only sequences store
+//! calls, timers and logs.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use flannel_model::{Lease, LeaseAttrs, SubnetKey};
+use flannel_planner::allocator::{decide, AllocError, Decision, ExistingLease, Ranges, Source};
+use futures_util::StreamExt;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::peers::{OwnEvent, PeerEvent, PeerTracker};
+use crate::store::{StoreError, StoredLease, SubnetStore};
+
+/// Timing and retry knobs. [`ManagerConfig::default`] is Flannel's.
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    /// TTL of a lease (Flannel: 24 h).
+    pub ttl: Duration,
+    /// Renew this long before expiry (`--subnet-lease-renew-margin`, default 60 min). Capped at
+    /// half the TTL so short test TTLs still renew in time.
+    pub renew_margin: Duration,
+    /// Wait between failed renewals (Flannel: 1 min) and between `out of subnets` retries.
+    pub retry_interval: Duration,
+    /// Creation races lost in a row before backing off (Flannel: 10, then exits).
+    pub race_retries: u32,
+    /// Longest wait between attempts while the store is unreachable.
+    pub max_backoff: Duration,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        ManagerConfig {
+            ttl: Duration::from_secs(24 * 3600),
+            renew_margin: Duration::from_secs(60 * 60),
+            retry_interval: Duration::from_secs(60),
+            race_retries: 10,
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why one acquisition attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AcquireError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Alloc(#[from] AllocError),
+    #[error("lost the race for a free subnet {0} times in a row")]
+    Races(u32),
+    #[error("shutting down")]
+    Cancelled,
+}
+
+/// What the daemon hears from the manager while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManagerEvent {
+    /// Our lease was lost and acquired again (`previous` is the subnet we held before; it
+    /// differs from the new one when that subnet was no longer free).
+    Reacquired { lease: Lease, previous: SubnetKey },
+    /// Peers appeared, changed or left.
+    Peers(Vec<PeerEvent>),
+}
+
+/// Keeps one host's lease. Create with [`LeaseManager::new`], call [`LeaseManager::acquire`],
+/// then hand it to [`LeaseManager::run`].
+#[derive(Debug)]
+pub struct LeaseManager<S> {
+    store: S,
+    ranges: Ranges,
+    attrs: LeaseAttrs,
+    cfg: ManagerConfig,
+    current: Option<StoredLease>,
+    renew_at: Option<Instant>,
+    rng: StdRng,
+}
+
+impl<S: SubnetStore> LeaseManager<S> {
+    /// A manager that will lease a subnet from `ranges` advertising `attrs`.
+    pub fn new(store: S, ranges: Ranges, attrs: LeaseAttrs, cfg: ManagerConfig) -> Self {
+        LeaseManager {
+            store,
+            ranges,
+            attrs,
+            cfg,
+            current: None,
+            renew_at: None,
+            rng: StdRng::from_os_rng(),
+        }
+    }
+
+    /// Use a fixed RNG seed (tests).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.rng = StdRng::seed_from_u64(seed);
+        self
+    }
+
+    /// The lease we hold, if any.
+    pub fn current(&self) -> Option<&StoredLease> {
+        self.current.as_ref()
+    }
+
+    fn public_ip(&self) -> Ipv4Addr {
+        self.attrs.public_ip
+    }
+
+    /// Acquire a lease, retrying until it works or `cancel` fires. Store outages are retried
+    /// with backoff, `out of subnets` every `retry_interval`; each failure is logged.
+    pub async fn acquire(
+        &mut self,
+        previous: Option<SubnetKey>,
+        cancel: &CancellationToken,
+    ) -> Result<Lease, AcquireError> {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let wait = match self.acquire_once(previous, &[]).await {
+                Ok(lease) => return Ok(lease),
+                Err(AcquireError::Store(e)) if e.is_transient() => {
+                    warn!(error = %e, retry_in = ?backoff, "cannot reach the subnet store to acquire a lease; retrying");
+                    let w = backoff;
+                    backoff = (backoff * 2).min(self.cfg.max_backoff);
+                    w
+                }
+                Err(AcquireError::Races(n)) => {
+                    warn!(races = n, "lost every race for a free subnet; retrying");
+                    backoff
+                }
+                Err(AcquireError::Alloc(e)) => {
+                    error!(error = %e, retry_in = ?self.cfg.retry_interval, "cannot acquire a subnet lease; retrying (free a subnet or widen SubnetMin/SubnetMax)");
+                    self.cfg.retry_interval
+                }
+                Err(e) => return Err(e),
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(AcquireError::Cancelled),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// One acquisition attempt (lost creation races are retried inside it, up to
+    /// `race_retries`). `exclude` lists subnets that must not be chosen.
+    pub async fn acquire_once(
+        &mut self,
+        previous: Option<SubnetKey>,
+        exclude: &[SubnetKey],
+    ) -> Result<Lease, AcquireError> {
+        let mut exclude = exclude.to_vec();
+        for _ in 0..self.cfg.race_retries.max(1) {
+            let (leases, _) = self.store.list_leases().await?;
+            let existing: Vec<ExistingLease> = leases
+                .iter()
+                .map(|l| ExistingLease::from_lease(&l.lease))
+                .collect();
+            let decision = decide(
+                &self.ranges,
+                &existing,
+                self.public_ip(),
+                previous,
+                &exclude,
+                &mut self.rng,
+            )?;
+            match decision {
+                Decision::Reuse {
+                    subnet,
+                    reservation,
+                } => {
+                    let held = leases.iter().find(|l| l.lease.subnet == subnet);
+                    let stored = self.reuse(subnet, reservation, held).await?;
+                    return Ok(self.hold(stored, reservation));
+                }
+                Decision::Create {
+                    subnet,
+                    source,
+                    stale,
+                } => {
+                    for key in stale {
+                        info!(subnet = %key, "deleting our old lease: it no longer fits the network config");
+                        self.store.delete_lease(&key).await?;
+                    }
+                    match self
+                        .store
+                        .create_lease(&subnet, &self.attrs, Some(self.cfg.ttl))
+                        .await
+                    {
+                        Ok(stored) => {
+                            let how = match source {
+                                Source::Previous => "the subnet from the previous subnet file",
+                                Source::Random => "a free subnet",
+                            };
+                            info!(subnet = %subnet, public_ip = %self.public_ip(), "acquired {how}");
+                            return Ok(self.hold(stored, false));
+                        }
+                        Err(StoreError::AlreadyExists(_)) => {
+                            info!(subnet = %subnet, "another host leased this subnet first; choosing another");
+                            exclude.push(subnet);
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+        Err(AcquireError::Races(self.cfg.race_retries))
+    }
+
+    /// Take back the lease that names our public IP. A live lease with our exact attributes is
+    /// kept with one keep-alive (peers see no change); otherwise the key is rewritten.
+    async fn reuse(
+        &mut self,
+        subnet: SubnetKey,
+        reservation: bool,
+        held: Option<&StoredLease>,
+    ) -> Result<StoredLease, StoreError> {
+        if reservation {
+            info!(subnet = %subnet, "using the subnet reserved for this host (no TTL)");
+            if let Some(h) = held.filter(|h| h.lease.attrs == self.attrs) {
+                return Ok(h.clone());
+            }
+            return self.store.put_lease(&subnet, &self.attrs, None).await;
+        }
+        if let Some(h) = held.filter(|h| h.lease.attrs == self.attrs && h.lease_id != 0) {
+            if let Some(ttl) = self.store.keep_alive(h.lease_id).await? {
+                info!(subnet = %subnet, "found our existing lease; keeping it");
+                let mut kept = h.clone();
+                kept.lease.expiration = Some(std::time::SystemTime::now() + ttl);
+                return Ok(kept);
+            }
+        }
+        info!(subnet = %subnet, "found our existing lease; rewriting it with current attributes");
+        self.store
+            .put_lease(&subnet, &self.attrs, Some(self.cfg.ttl))
+            .await
+    }
+
+    fn hold(&mut self, stored: StoredLease, reservation: bool) -> Lease {
+        let lease = stored.lease.clone();
+        self.renew_at = if reservation || stored.lease_id == 0 {
+            None
+        } else {
+            Some(self.renewal_deadline(self.cfg.ttl))
+        };
+        self.current = Some(stored);
+        lease
+    }
+
+    fn renewal_deadline(&self, ttl: Duration) -> Instant {
+        let margin = self.cfg.renew_margin.min(ttl / 2);
+        Instant::now() + ttl.saturating_sub(margin)
+    }
+
+    /// Keep the lease and watch peers until `cancel` fires. Peer changes and re-acquisitions
+    /// are sent on `events`. Nothing is deleted on exit: the lease stays for the next start.
+    pub async fn run(mut self, events: mpsc::Sender<ManagerEvent>, cancel: CancellationToken) {
+        let own = self.current.as_ref().map(|c| c.lease.subnet);
+        let mut tracker = PeerTracker::new(own);
+        let watch = self.store.watch_leases();
+        tokio::pin!(watch);
+        loop {
+            let renew_at = self.renew_at;
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                batch = watch.next() => {
+                    let Some(batch) = batch else {
+                        error!("lease watch ended unexpectedly; restarting it");
+                        watch.set(self.store.watch_leases());
+                        continue;
+                    };
+                    let changes = tracker.apply(batch);
+                    if !changes.peers.is_empty() {
+                        log_peers(&changes.peers);
+                        if events.send(ManagerEvent::Peers(changes.peers)).await.is_err() {
+                            return;
+                        }
+                    }
+                    for own in changes.own {
+                        if !self.on_own_event(own, &mut tracker, &events, &cancel).await {
+                            return;
+                        }
+                    }
+                }
+                _ = sleep_until_opt(renew_at) => {
+                    if !self.renew(&mut tracker, &events, &cancel).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// React to a change of our own key. Returns false when the daemon is gone or stopping.
+    async fn on_own_event(
+        &mut self,
+        event: OwnEvent,
+        tracker: &mut PeerTracker,
+        events: &mpsc::Sender<ManagerEvent>,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let Some(current) = self.current.clone() else {
+            return true;
+        };
+        match event {
+            OwnEvent::Deleted => {
+                if current.mod_revision > tracker.revision() {
+                    debug!("ignoring a delete of our key older than our last write");
+                    return true;
+                }
+                warn!(subnet = %current.lease.subnet, "our lease was deleted or expired; re-acquiring");
+                self.recover(&[], tracker, events, cancel).await
+            }
+            OwnEvent::Written(stored) => {
+                if stored.lease.attrs == self.attrs {
+                    if stored.mod_revision >= current.mod_revision {
+                        let reservation = stored.lease_id == 0;
+                        self.current = Some(stored);
+                        if reservation {
+                            self.renew_at = None;
+                        }
+                    }
+                    return true;
+                }
+                if stored.lease.attrs.public_ip != self.public_ip() {
+                    warn!(
+                        subnet = %current.lease.subnet,
+                        holder = %stored.lease.attrs.public_ip,
+                        "our subnet was taken over by another host; acquiring another one"
+                    );
+                    let taken = [current.lease.subnet];
+                    return self.recover(&taken, tracker, events, cancel).await;
+                }
+                warn!(subnet = %current.lease.subnet, "our lease was rewritten with other attributes; restoring ours");
+                let ttl = (current.lease_id != 0).then_some(self.cfg.ttl);
+                match self
+                    .store
+                    .put_lease(&current.lease.subnet, &self.attrs, ttl)
+                    .await
+                {
+                    Ok(stored) => {
+                        let reservation = stored.lease_id == 0;
+                        self.hold(stored, reservation);
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "restoring our lease failed; the next renewal retries")
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    /// Renew the lease (keep-alive); on loss, recover. Returns false when stopping.
+    async fn renew(
+        &mut self,
+        tracker: &mut PeerTracker,
+        events: &mpsc::Sender<ManagerEvent>,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let Some(current) = self.current.clone() else {
+            self.renew_at = None;
+            return true;
+        };
+        match self.store.keep_alive(current.lease_id).await {
+            Ok(Some(ttl)) => {
+                self.renew_at = Some(self.renewal_deadline(ttl));
+                info!(subnet = %current.lease.subnet, valid_for = ?ttl, "renewed lease");
+                true
+            }
+            Ok(None) => {
+                warn!(subnet = %current.lease.subnet, "our lease expired before it could be renewed; re-acquiring");
+                self.recover(&[], tracker, events, cancel).await
+            }
+            Err(e) => {
+                warn!(error = %e, subnet = %current.lease.subnet, "Error renewing lease (trying again in {:?})", self.cfg.retry_interval);
+                self.renew_at = Some(Instant::now() + self.cfg.retry_interval);
+                true
+            }
+        }
+    }
+
+    /// Acquire again after losing our lease, preferring the subnet we had.
+    async fn recover(
+        &mut self,
+        exclude: &[SubnetKey],
+        tracker: &mut PeerTracker,
+        events: &mpsc::Sender<ManagerEvent>,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let Some(previous) = self.current.as_ref().map(|c| c.lease.subnet) else {
+            return true;
+        };
+        let prefer = (!exclude.contains(&previous)).then_some(previous);
+        let mut backoff = Duration::from_millis(200);
+        let lease = loop {
+            match self.acquire_once(prefer, exclude).await {
+                Ok(lease) => break lease,
+                Err(e) => {
+                    let wait = match &e {
+                        AcquireError::Alloc(_) => self.cfg.retry_interval,
+                        _ => backoff,
+                    };
+                    warn!(error = %e, retry_in = ?wait, "re-acquiring our lease failed; retrying");
+                    backoff = (backoff * 2).min(self.cfg.max_backoff);
+                    tokio::select! {
+                        _ = cancel.cancelled() => return false,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        };
+        if lease.subnet == previous {
+            info!(subnet = %lease.subnet, "re-acquired the same subnet");
+        } else {
+            warn!(old = %previous, new = %lease.subnet, "re-acquired a different subnet; pods on this host need new addresses");
+        }
+        let moved = tracker.set_own(lease.subnet);
+        if !moved.is_empty() {
+            log_peers(&moved);
+            if events.send(ManagerEvent::Peers(moved)).await.is_err() {
+                return false;
+            }
+        }
+        events
+            .send(ManagerEvent::Reacquired { lease, previous })
+            .await
+            .is_ok()
+    }
+}
+
+fn log_peers(events: &[PeerEvent]) {
+    for e in events {
+        match e {
+            PeerEvent::Added(l) => {
+                info!(subnet = %l.subnet, public_ip = %l.attrs.public_ip, backend = %l.attrs.backend_type, "peer added")
+            }
+            PeerEvent::Removed(l) => {
+                info!(subnet = %l.subnet, public_ip = %l.attrs.public_ip, "peer removed")
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
