@@ -36,7 +36,10 @@ pub enum WatchBatch {
         revision: i64,
     },
     /// Changes in revision order, all from one store response.
-    Events { events: Vec<WatchEvent>, revision: i64 },
+    Events {
+        events: Vec<WatchEvent>,
+        revision: i64,
+    },
 }
 
 /// Errors from a store. [`StoreError::is_transient`] tells retry loops what to do.
@@ -46,7 +49,9 @@ pub enum StoreError {
     #[error("subnet {0} is already leased")]
     AlreadyExists(String),
     /// No network configuration has been written yet.
-    #[error("flannel config not found in etcd store. Did you create your config using etcdv3 API?")]
+    #[error(
+        "flannel config not found in etcd store. Did you create your config using etcdv3 API?"
+    )]
     ConfigNotFound,
     /// The store could not be reached or did not answer in time.
     #[error("etcd unavailable ({endpoints}): {message}")]
@@ -62,7 +67,12 @@ pub enum StoreError {
 impl StoreError {
     /// True when the same call may succeed later (etcd down, timeouts).
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable { .. } | StoreError::Request { .. } | StoreError::ConfigNotFound)
+        matches!(
+            self,
+            StoreError::Unavailable { .. }
+                | StoreError::Request { .. }
+                | StoreError::ConfigNotFound
+        )
     }
 }
 

@@ -7,3 +7,4 @@
 pub mod etcd;
 pub mod netns;
 pub mod privileged;
+pub mod topology;
