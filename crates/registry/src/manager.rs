@@ -76,6 +76,10 @@ pub enum ManagerEvent {
     Reacquired { lease: Lease, previous: SubnetKey },
     /// Peers appeared, changed or left.
     Peers(Vec<PeerEvent>),
+    /// Sent once, right after the `Peers` of the first snapshot: the set of peers is now
+    /// complete, so a backend may remove entries for hosts that are gone. (Before it, an empty
+    /// peer set only means "not read yet".)
+    Synced,
 }
 
 /// Keeps one host's lease. Create with [`LeaseManager::new`], call [`LeaseManager::acquire`],
@@ -271,6 +275,7 @@ impl<S: SubnetStore> LeaseManager<S> {
         let mut tracker = PeerTracker::new(own);
         let watch = self.store.watch_leases();
         tokio::pin!(watch);
+        let mut synced = false;
         loop {
             let renew_at = self.renew_at;
             tokio::select! {
@@ -285,6 +290,13 @@ impl<S: SubnetStore> LeaseManager<S> {
                     if !changes.peers.is_empty() {
                         log_peers(&changes.peers);
                         if events.send(ManagerEvent::Peers(changes.peers)).await.is_err() {
+                            return;
+                        }
+                    }
+                    if !synced {
+                        synced = true;
+                        info!(peers = tracker.peer_count(), "initial lease snapshot loaded");
+                        if events.send(ManagerEvent::Synced).await.is_err() {
                             return;
                         }
                     }

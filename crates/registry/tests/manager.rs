@@ -52,11 +52,24 @@ fn manager<S: SubnetStore>(store: S, host: u8) -> LeaseManager<S> {
     LeaseManager::new(store, ranges(), attrs(host), ManagerConfig::default()).with_seed(host.into())
 }
 
+/// The next event other than the one-time `Synced` marker.
 async fn next_event(rx: &mut mpsc::Receiver<ManagerEvent>) -> ManagerEvent {
-    tokio::time::timeout(Duration::from_secs(600), rx.recv())
-        .await
-        .expect("an event within 10 (virtual) minutes")
-        .expect("manager alive")
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(600), rx.recv())
+            .await
+            .expect("an event within 10 (virtual) minutes")
+            .expect("manager alive");
+        if ev != ManagerEvent::Synced {
+            return ev;
+        }
+    }
+}
+
+/// Events queued now, without the `Synced` marker.
+fn pending(rx: &mut mpsc::Receiver<ManagerEvent>) -> Vec<ManagerEvent> {
+    std::iter::from_fn(|| rx.try_recv().ok())
+        .filter(|e| *e != ManagerEvent::Synced)
+        .collect()
 }
 
 #[tokio::test(start_paused = true)]
@@ -145,7 +158,7 @@ async fn reservation_is_used_and_keeps_no_ttl() {
         Some((0, None)),
         "still a reservation"
     );
-    while let Ok(ev) = rx.try_recv() {
+    for ev in pending(&mut rx) {
         assert!(
             !matches!(ev, ManagerEvent::Reacquired { .. }),
             "unexpected {ev:?}"
@@ -169,7 +182,7 @@ async fn renews_before_expiry_for_days() {
         let (_, ttl) = store.ttl_of(&lease.subnet).expect("never expires");
         assert!(ttl.expect("has ttl") > Duration::ZERO);
     }
-    assert!(rx.try_recv().is_err(), "no re-acquisition was needed");
+    assert_eq!(pending(&mut rx), vec![], "no re-acquisition was needed");
     cancel.cancel();
     run.await.expect("run");
 }
@@ -193,7 +206,7 @@ async fn renewal_failures_retry_every_minute() {
     tokio::task::yield_now().await;
     let (_, ttl) = store.ttl_of(&lease.subnet).expect("still leased");
     assert!(ttl.expect("ttl") > 23 * HOUR, "renewed: {ttl:?}");
-    assert!(rx.try_recv().is_err());
+    assert_eq!(pending(&mut rx), vec![]);
     cancel.cancel();
     run.await.expect("run");
 }
@@ -245,7 +258,7 @@ async fn lost_subnet_taken_by_another_host_moves_us_elsewhere() {
                 reacquired = Some((lease, previous));
                 break;
             }
-            ManagerEvent::Peers(_) => {}
+            ManagerEvent::Peers(_) | ManagerEvent::Synced => {}
         }
     }
     let (new, previous) = reacquired.expect("re-acquired");
@@ -298,7 +311,7 @@ async fn peers_are_reported_and_own_subnet_is_not() {
     // A compaction-style re-snapshot with nothing changed emits nothing.
     store.force_resnapshot();
     tokio::time::sleep(Duration::from_millis(10)).await;
-    assert!(rx.try_recv().is_err());
+    assert_eq!(pending(&mut rx), vec![]);
     assert_ne!(own.subnet, third.subnet);
     cancel.cancel();
     run.await.expect("run");
@@ -399,4 +412,23 @@ async fn a_lost_race_is_retried_with_another_subnet() {
         .expect("get")
         .expect("exists");
     assert_eq!(winner.lease.attrs.public_ip, Ipv4Addr::new(192, 0, 2, 200));
+}
+
+#[tokio::test(start_paused = true)]
+async fn synced_is_sent_once_after_the_first_snapshot_even_without_peers() {
+    let store = MemoryStore::new();
+    let cancel = CancellationToken::new();
+    let mut m = manager(store.clone(), 1);
+    m.acquire(None, &cancel).await.expect("acquire");
+    let (tx, mut rx) = mpsc::channel(64);
+    let run = tokio::spawn(m.run(tx, cancel.clone()));
+    let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("in time");
+    assert_eq!(first, Some(ManagerEvent::Synced));
+    store.force_resnapshot();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(rx.try_recv().is_err(), "Synced only once");
+    cancel.cancel();
+    run.await.expect("run");
 }
