@@ -106,6 +106,9 @@ pub struct RouteGetAnswer {
     pub oif: u32,
     /// Preferred source address (`RTA_PREFSRC`), if any.
     pub prefsrc: Option<IpAddr>,
+    /// Next hop (`RTA_GATEWAY`); `None` means the destination is on-link (same L2 segment),
+    /// which is what vxlan DirectRouting asks.
+    pub gateway: Option<IpAddr>,
 }
 
 /// What the operator asked for (flags `--iface`, `--iface-regex`, `--iface-can-reach`,
@@ -811,11 +814,13 @@ pub async fn route_get(
     let mut answer = RouteGetAnswer {
         oif: 0,
         prefsrc: None,
+        gateway: None,
     };
     for attr in &first.attributes {
         match attr {
             RouteAttribute::Oif(i) => answer.oif = *i,
             RouteAttribute::PrefSource(a) => answer.prefsrc = route_addr(a),
+            RouteAttribute::Gateway(a) => answer.gateway = route_addr(a),
             _ => {}
         }
     }
@@ -1326,6 +1331,7 @@ mod tests {
         let answer = RouteGetAnswer {
             oif: 2,
             prefsrc: Some("192.0.2.10".parse().expect("ip")),
+            gateway: None,
         };
         let req = IfaceRequest {
             ifaces: vec!["eth1".into()],
@@ -1374,6 +1380,7 @@ mod tests {
         let answer = RouteGetAnswer {
             oif: 3,
             prefsrc: Some("198.51.100.20".parse().expect("ip")),
+            gateway: None,
         };
         let ext = select_external_interface(&req, &h, Some(answer)).expect("can reach");
         assert_eq!(ext.name, "eth1");
@@ -1383,6 +1390,7 @@ mod tests {
         let answer = RouteGetAnswer {
             oif: 3,
             prefsrc: None,
+            gateway: None,
         };
         let ext = select_external_interface(&req, &h, Some(answer)).expect("can reach");
         assert_eq!(ext.iface_addr, Some(ip4("198.51.100.10")));
@@ -1410,6 +1418,7 @@ mod tests {
         let answer = RouteGetAnswer {
             oif: 42,
             prefsrc: None,
+            gateway: None,
         };
         let IfaceError::NoMatch { attempts } =
             select_external_interface(&req, &host(), Some(answer)).expect_err("unknown oif")

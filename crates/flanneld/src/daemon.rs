@@ -1,0 +1,282 @@
+//! The daemon's life, in Flannel's order: load the network config, pick the external
+//! interface, acquire a lease (which creates nothing yet), ensure the backend's device, install
+//! the packet-filter rules, write `subnet.env`, report ready, then keep the lease, follow peers
+//! and keep the kernel matching until SIGTERM/SIGINT.
+//!
+//! Nothing is torn down on exit: the lease stays in etcd and the kernel state stays in place,
+//! so a restart disturbs no traffic.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use flannel_kernel::iface::{discover_external_interface, ExternalInterface, IfaceRequest};
+use flannel_model::{Lease, LeaseAttrs, NetworkConfig, SubnetEnv, SubnetKey};
+use flannel_planner::allocator::Ranges;
+use flannel_registry::etcd::{EtcdConfig, EtcdStore};
+use flannel_registry::{LeaseManager, ManagerConfig, ManagerEvent, StoreError, SubnetStore};
+use ipnet::IpNet;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::backend::Backend;
+use crate::datapath::{Command, Datapath};
+use crate::firewall::{networks_of_env, RuleFlags, Rules};
+use crate::health::Readiness;
+use crate::journal::RouteJournal;
+
+/// Everything the daemon needs, already validated (built from the command line in `main`).
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub etcd: EtcdConfig,
+    pub subnet_file: PathBuf,
+    pub iface: IfaceRequest,
+    pub ip_masq: bool,
+    pub rules: RuleFlags,
+    pub manager: ManagerConfig,
+}
+
+/// Run until `cancel` fires. Returns an error only for conditions a restart would not fix.
+pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken) -> Result<()> {
+    let store = EtcdStore::connect(cfg.etcd.clone()).context("setting up the etcd client")?;
+    info!(endpoints = ?cfg.etcd.endpoints, prefix = %cfg.etcd.prefix, "using etcd");
+
+    let Some(network) = load_network_config(&store, &cancel).await else {
+        return Ok(());
+    };
+    let ranges = ranges_of(&network)?;
+
+    let mut iface_req = cfg.iface.clone();
+    iface_req.ipv4 = network.enable_ipv4;
+    iface_req.ipv6 = network.enable_ipv6;
+    let ext = discover_external_interface(&iface_req)
+        .await
+        .context("choosing the external interface")?;
+    info!(
+        iface = %ext.name,
+        iface_addr = ?ext.iface_addr,
+        public_ip = ?ext.ext_addr,
+        mtu = ext.mtu,
+        "using external interface"
+    );
+
+    let backend = Backend::new(&network, &ext)?;
+    let attrs = lease_attrs(&ext, &backend)?;
+    info!(
+        backend = backend.name(),
+        mtu = backend.mtu(),
+        "backend configured"
+    );
+
+    let previous_env = match SubnetEnv::read(&cfg.subnet_file) {
+        Ok(env) => env,
+        Err(e) => {
+            warn!(error = %e, "ignoring the previous subnet file");
+            None
+        }
+    };
+    let previous = previous_env
+        .as_ref()
+        .and_then(|env| previous_subnet(env, &network));
+    let mut manager = LeaseManager::new(store, ranges, attrs, cfg.manager.clone());
+    let lease = match manager.acquire(previous, &cancel).await {
+        Ok(lease) => lease,
+        Err(flannel_registry::AcquireError::Cancelled) => return Ok(()),
+        Err(e) => return Err(e).context("acquiring a subnet lease"),
+    };
+    info!(subnet = %lease.subnet, "lease acquired");
+
+    // The device exists (and peers' entries are kept) before anything says we are ready.
+    let mut datapath = None;
+    if backend.has_datapath() {
+        let journal = RouteJournal::load(RouteJournal::path_for(&cfg.subnet_file));
+        let mut dp = Datapath::new(backend.clone(), lease.subnet, journal).await?;
+        dp.reconcile("start-up").await?;
+        datapath = Some(dp);
+    }
+
+    let networks = networks_of(&network, &lease);
+    let previous_networks = previous_env
+        .as_ref()
+        .map(networks_of_env)
+        .unwrap_or_default();
+    let mut rules =
+        Rules::start(&network, cfg.rules.clone(), &networks, &previous_networks).await?;
+
+    write_subnet_env(&cfg, &network, &lease, &backend)?;
+    info!(path = %cfg.subnet_file.display(), "wrote subnet file");
+    ready.set(true);
+    info!("flannel is ready");
+    notify_ready();
+
+    let (dp_tx, dp_rx) = mpsc::channel(1024);
+    let dp_task = datapath.map(|dp| tokio::spawn(dp.run(dp_rx, cancel.clone())));
+    let (tx, mut rx) = mpsc::channel(256);
+    let keeper = tokio::spawn(manager.run(tx, cancel.clone()));
+    let mut current = lease;
+    while let Some(event) = rx.recv().await {
+        let command = match event {
+            ManagerEvent::Peers(peers) => Command::Peers(peers),
+            ManagerEvent::Synced => Command::Synced,
+            ManagerEvent::Reacquired { lease, previous } => {
+                if let Err(e) = write_subnet_env(&cfg, &network, &lease, &backend) {
+                    error!(error = format!("{e:#}"), "rewriting the subnet file failed");
+                } else {
+                    info!(path = %cfg.subnet_file.display(), subnet = %lease.subnet, "rewrote subnet file");
+                }
+                if lease.subnet != previous {
+                    let old = networks_of(&network, &current);
+                    if let Err(e) = rules.update(&networks_of(&network, &lease), &old).await {
+                        error!(
+                            error = format!("{e:#}"),
+                            "updating packet-filter rules failed"
+                        );
+                    }
+                }
+                current = lease.clone();
+                Command::Own(lease.subnet)
+            }
+        };
+        if dp_task.is_some() && dp_tx.send(command).await.is_err() {
+            break;
+        }
+    }
+    keeper.await.context("lease keeper task")?;
+    if let Some(t) = dp_task {
+        t.await.context("datapath task")?;
+    }
+    Ok(())
+}
+
+/// Read and check `<prefix>/config`, retrying every second until it is there and valid (an
+/// operator can fix it in etcd without restarting us). `None` when cancelled first.
+async fn load_network_config(
+    store: &EtcdStore,
+    cancel: &CancellationToken,
+) -> Option<NetworkConfig> {
+    let mut last_error = String::new();
+    let mut last_logged = tokio::time::Instant::now();
+    loop {
+        let result = match store.get_network_config().await {
+            Ok(text) => NetworkConfig::parse(&text)
+                .and_then(|mut c| {
+                    c.check()?;
+                    c.ip_stack()?;
+                    Ok(c)
+                })
+                .map_err(|e| format!("invalid network config: {e}")),
+            Err(StoreError::ConfigNotFound) => Err(StoreError::ConfigNotFound.to_string()),
+            Err(e) => Err(format!("cannot read the network config: {e}")),
+        };
+        match result {
+            Ok(config) => {
+                info!(
+                    network = ?config.network,
+                    ipv6_network = ?config.ipv6_network,
+                    backend = config.backend_type(),
+                    "network config loaded"
+                );
+                return Some(config);
+            }
+            Err(message) => {
+                // Log a repeated error every 30 s, a new one at once.
+                if message != last_error || last_logged.elapsed() >= Duration::from_secs(30) {
+                    error!("{message} (retrying every second)");
+                    last_logged = tokio::time::Instant::now();
+                    last_error = message;
+                }
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return None,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+fn ranges_of(network: &NetworkConfig) -> Result<Ranges> {
+    let Some(v4) = network.ipv4_range() else {
+        bail!("etcd mode needs an IPv4 Network: Flannel's subnet keys always carry an IPv4 part");
+    };
+    let v6 = if network.enable_ipv6 {
+        Some(
+            network
+                .ipv6_range()
+                .context("IPv6 is enabled but no IPv6 range is configured")?,
+        )
+    } else {
+        None
+    };
+    Ok(Ranges { v4, v6 })
+}
+
+fn lease_attrs(ext: &ExternalInterface, backend: &Backend) -> Result<LeaseAttrs> {
+    let public_ip = ext
+        .ext_addr
+        .context("the external interface has no IPv4 address to advertise")?;
+    Ok(LeaseAttrs {
+        public_ip,
+        public_ipv6: ext.ext_v6_addr,
+        backend_type: backend.lease_type().to_owned(),
+        backend_data: backend.backend_data(),
+        backend_v6_data: None,
+    })
+}
+
+/// The subnet we held before, from the previous `subnet.env`, if it has the parts this
+/// network needs.
+fn previous_subnet(env: &SubnetEnv, network: &NetworkConfig) -> Option<SubnetKey> {
+    let ipv4 = env.subnet?.trunc();
+    let ipv6 = if network.enable_ipv6 {
+        Some(env.ipv6_subnet?.trunc())
+    } else {
+        None
+    };
+    info!(subnet = %ipv4, "found the previous subnet in the subnet file");
+    Some(SubnetKey { ipv4, ipv6 })
+}
+
+/// (network, our subnet) pairs the packet-filter rules are made of.
+fn networks_of(network: &NetworkConfig, lease: &Lease) -> Vec<(IpNet, IpNet)> {
+    let mut out = Vec::new();
+    if let (true, Some(n)) = (network.enable_ipv4, network.network) {
+        out.push((IpNet::V4(n), IpNet::V4(lease.subnet.ipv4)));
+    }
+    if let (true, Some(n), Some(s)) = (network.enable_ipv6, network.ipv6_network, lease.subnet.ipv6)
+    {
+        out.push((IpNet::V6(n), IpNet::V6(s)));
+    }
+    out
+}
+
+fn write_subnet_env(
+    cfg: &DaemonConfig,
+    network: &NetworkConfig,
+    lease: &Lease,
+    backend: &Backend,
+) -> Result<()> {
+    let env = SubnetEnv {
+        network: network.enable_ipv4.then_some(network.network).flatten(),
+        subnet: network
+            .enable_ipv4
+            .then(|| SubnetEnv::first_usable_v4(lease.subnet.ipv4)),
+        ipv6_network: network
+            .enable_ipv6
+            .then_some(network.ipv6_network)
+            .flatten(),
+        ipv6_subnet: lease.subnet.ipv6.map(SubnetEnv::first_usable_v6),
+        mtu: Some(backend.mtu()),
+        ipmasq: Some(cfg.ip_masq),
+    };
+    env.write_atomic(&cfg.subnet_file)
+        .with_context(|| format!("writing {}", cfg.subnet_file.display()))
+}
+
+fn notify_ready() {
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+            warn!(error = %e, "sd_notify READY=1 failed");
+        }
+    }
+}

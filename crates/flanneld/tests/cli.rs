@@ -1,0 +1,69 @@
+//! The flanneld binary's command-line contract (exit codes and output streams).
+//!
+//! The parsing rules themselves are unit-tested in `src/cli.rs`; these tests check how `main`
+//! reports the outcomes: help on stdout with exit 0, `--version` exit 0, one-line usage errors on
+//! stderr with exit 2, Flannel's renew-margin message with exit 1.
+
+use std::process::{Command, Output};
+
+fn flanneld(args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flanneld"));
+    cmd.args(args);
+    // Keep the caller's FLANNELD_* settings out of the test.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FLANNELD_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.output().expect("running flanneld")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn help_goes_to_stdout_and_exits_0() {
+    for flag in ["-h", "--help", "-help"] {
+        let out = flanneld(&[flag]);
+        assert_eq!(out.status.code(), Some(0), "{flag}");
+        let stdout = text(&out.stdout);
+        assert!(stdout.contains("Usage: flanneld [OPTION]..."), "{stdout}");
+        assert!(stdout.contains("--iface-regex"), "{stdout}");
+    }
+}
+
+#[test]
+fn version_exits_0_with_output() {
+    let out = flanneld(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert!(!all.trim().is_empty(), "no version printed");
+}
+
+#[test]
+fn unknown_flag_is_one_line_and_exits_2() {
+    let out = flanneld(&["--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        "flanneld: unknown flag --no-such-flag (see --help)"
+    );
+}
+
+#[test]
+fn bad_value_exits_2() {
+    let out = flanneld(&["-healthz-port", "http"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("invalid value \"http\" for --healthz-port"));
+}
+
+#[test]
+fn renew_margin_out_of_range_exits_1() {
+    let out = flanneld(&["--subnet-lease-renew-margin=1440"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr)
+        .contains("Invalid subnet-lease-renew-margin option, out of acceptable range"));
+}

@@ -1,0 +1,779 @@
+//! Carrying out the planner's [`Op`]s in the kernel, with the semantics of
+//! [`flannel_planner::diff::simulate`].
+//!
+//! Ops run in phases, whatever their order in the slice: links (one at a time, in order) →
+//! address removals → address additions → route removals → neighbour removals → FDB removals
+//! → neighbour replaces → FDB replaces → route replaces. `diff` already emits this order
+//! (except that it lists address additions before removals), so for its output the result is
+//! the one `simulate` describes. Inside a phase the entries are independent and are sent in
+//! batches of many netlink messages per `sendmsg`, several batches in flight; two ops on the
+//! same kernel object in one phase go in successive waves, so the later one wins.
+//!
+//! "Already exists" for a create and "not found" for a delete count as success. A failing op
+//! does not stop the others: every failure is returned with its op in [`ApplyReport`].
+//!
+//! What each op sends (the `ip` / `bridge` equivalent is [`command`]):
+//! - `CreateLink`: `RTM_NEWLINK` vxlan with id, `dev`, `local`, `dstport` (when not 0),
+//!   `[no]learning`, `gbp`, `l2miss`/`l3miss` (when set), address, MTU and up. If a device of
+//!   that name exists (a non-vxlan device, or a race), it is deleted and created again.
+//! - `RecreateLink`: delete, then create as above. `UpdateLink`: MTU, address and up/down.
+//! - Routes: main table, `proto boot` (as Go's netlink library), scope universe (link when
+//!   there is no gateway), `onlink` when asked; `NLM_F_CREATE | NLM_F_REPLACE`. Deletion
+//!   matches destination, gateway and device, any protocol and scope.
+//! - Neighbours: `NUD_PERMANENT`, `NLM_F_CREATE | NLM_F_REPLACE`.
+//! - FDB: `AF_BRIDGE`, `NTF_SELF`, `NUD_PERMANENT`, with the destination (`NDA_DST`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use flannel_planner::diff::Op;
+use flannel_planner::state::{Addr, Fdb, MacAddr, Neigh, Route, VxlanLink};
+use futures_util::future::join_all;
+use futures_util::stream::{self, StreamExt};
+use ipnet::IpNet;
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
+use netlink_packet_route::address::AddressMessage;
+use netlink_packet_route::link::LinkMessage;
+use netlink_packet_route::neighbour::{
+    NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::route::{RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use rtnetlink::{AddressMessageBuilder, LinkUnspec, LinkVxlan, RouteMessageBuilder};
+
+use crate::error::{source_errno, KernelError};
+use crate::netlink::Kernel;
+
+/// Netlink messages per `sendmsg`. Their acknowledgements (a few hundred bytes of receive
+/// buffer each) must fit in the socket's receive buffer until the connection reads them.
+const BATCH: usize = 128;
+/// Batches handed to the connection task at once, so it never waits for the next one.
+const PIPELINE: usize = 4;
+
+/// The outcome of [`Kernel::apply`].
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    /// Ops that took effect (including creates of what existed and deletes of what was gone).
+    pub applied: usize,
+    /// Every op that failed, with why.
+    pub errors: Vec<(Op, KernelError)>,
+}
+
+impl ApplyReport {
+    /// No op failed.
+    pub fn is_ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// Order of execution; see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    Link,
+    DelAddr,
+    AddAddr,
+    DelRoute,
+    DelNeigh,
+    DelFdb,
+    Neigh,
+    Fdb,
+    Route,
+}
+
+const ENTRY_PHASES: [Phase; 8] = [
+    Phase::DelAddr,
+    Phase::AddAddr,
+    Phase::DelRoute,
+    Phase::DelNeigh,
+    Phase::DelFdb,
+    Phase::Neigh,
+    Phase::Fdb,
+    Phase::Route,
+];
+
+fn phase(op: &Op) -> Phase {
+    match op {
+        Op::CreateLink(_) | Op::RecreateLink(_) | Op::UpdateLink(_) => Phase::Link,
+        Op::DelAddr(_) => Phase::DelAddr,
+        Op::AddAddr(_) => Phase::AddAddr,
+        Op::DelRoute(_) => Phase::DelRoute,
+        Op::DelNeigh(_) => Phase::DelNeigh,
+        Op::DelFdb(_) => Phase::DelFdb,
+        Op::ReplaceNeigh(_) => Phase::Neigh,
+        Op::ReplaceFdb(_) => Phase::Fdb,
+        Op::ReplaceRoute(_) => Phase::Route,
+    }
+}
+
+/// How the kernel identifies the object an op touches (two ops with the same key must not
+/// race).
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum Key<'a> {
+    Link(&'a str),
+    Addr(&'a str, IpNet),
+    Route(IpNet),
+    Neigh(&'a str, IpAddr),
+    Fdb(&'a str, MacAddr),
+}
+
+fn key(op: &Op) -> Key<'_> {
+    match op {
+        Op::CreateLink(l) | Op::RecreateLink(l) | Op::UpdateLink(l) => Key::Link(&l.name),
+        Op::AddAddr(a) | Op::DelAddr(a) => Key::Addr(&a.dev, a.net),
+        Op::DelRoute(r) | Op::ReplaceRoute(r) => Key::Route(r.dst),
+        Op::DelNeigh(n) | Op::ReplaceNeigh(n) => Key::Neigh(&n.dev, n.ip),
+        Op::DelFdb(f) | Op::ReplaceFdb(f) => Key::Fdb(&f.dev, f.mac),
+    }
+}
+
+/// The device an op is about.
+fn dev(op: &Op) -> &str {
+    match op {
+        Op::CreateLink(l) | Op::RecreateLink(l) | Op::UpdateLink(l) => &l.name,
+        Op::AddAddr(a) | Op::DelAddr(a) => &a.dev,
+        Op::DelRoute(r) | Op::ReplaceRoute(r) => &r.dev,
+        Op::DelNeigh(n) | Op::ReplaceNeigh(n) => &n.dev,
+        Op::DelFdb(f) | Op::ReplaceFdb(f) => &f.dev,
+    }
+}
+
+fn is_delete(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::DelAddr(_) | Op::DelRoute(_) | Op::DelNeigh(_) | Op::DelFdb(_)
+    )
+}
+
+/// Whether a kernel error means the op's goal holds anyway.
+fn tolerated(op: &Op, e: &KernelError) -> bool {
+    match op {
+        Op::AddAddr(_) => e.is_exists(),
+        _ if is_delete(op) => e.is_not_found(),
+        _ => false,
+    }
+}
+
+/// Split one phase's ops into waves: an op goes one wave after the previous op on the same
+/// kernel object, so ops within a wave are independent and the last op on an object wins.
+fn waves<'a>(ops: &[&'a Op]) -> Vec<Vec<&'a Op>> {
+    let mut seen: HashMap<Key<'a>, usize> = HashMap::new();
+    let mut out: Vec<Vec<&'a Op>> = Vec::new();
+    for op in ops {
+        let slot = seen.entry(key(op)).or_insert(0);
+        if out.len() <= *slot {
+            out.push(Vec::new());
+        }
+        out[*slot].push(op);
+        *slot += 1;
+    }
+    out
+}
+
+/// The `ip` / `bridge` command with the same effect as `op` (for logs and errors).
+pub fn command(op: &Op) -> String {
+    match op {
+        Op::CreateLink(l) => link_add_command(l),
+        Op::RecreateLink(l) => format!("ip link del {} && {}", l.name, link_add_command(l)),
+        Op::UpdateLink(l) => format!(
+            "ip link set {} mtu {} address {} {}",
+            l.name,
+            l.mtu,
+            l.mac,
+            if l.up { "up" } else { "down" }
+        ),
+        Op::AddAddr(a) => format!("ip addr add {} dev {}", a.net, a.dev),
+        Op::DelAddr(a) => format!("ip addr del {} dev {}", a.net, a.dev),
+        Op::ReplaceRoute(r) => format!("ip route replace {} proto boot", route_spec(r)),
+        Op::DelRoute(r) => format!("ip route del {}", route_spec(r)),
+        Op::ReplaceNeigh(n) => format!(
+            "ip neigh replace {} lladdr {} dev {} nud permanent",
+            n.ip, n.mac, n.dev
+        ),
+        Op::DelNeigh(n) => format!("ip neigh del {} dev {}", n.ip, n.dev),
+        Op::ReplaceFdb(f) => format!(
+            "bridge fdb replace {} dev {} dst {} self permanent",
+            f.mac, f.dev, f.dst
+        ),
+        Op::DelFdb(f) => format!("bridge fdb del {} dev {} dst {} self", f.mac, f.dev, f.dst),
+    }
+}
+
+fn link_add_command(l: &VxlanLink) -> String {
+    let mut s = format!(
+        "ip link add {} address {} mtu {} type vxlan id {}",
+        l.name, l.mac, l.mtu, l.vni
+    );
+    if l.underlay_index != 0 {
+        s.push_str(&format!(" dev #{}", l.underlay_index));
+    }
+    if !l.local.is_unspecified() {
+        s.push_str(&format!(" local {}", l.local));
+    }
+    if l.port != 0 {
+        s.push_str(&format!(" dstport {}", l.port));
+    }
+    s.push_str(if l.learning {
+        " learning"
+    } else {
+        " nolearning"
+    });
+    for (on, word) in [
+        (l.gbp, " gbp"),
+        (l.l2miss, " l2miss"),
+        (l.l3miss, " l3miss"),
+    ] {
+        if on {
+            s.push_str(word);
+        }
+    }
+    if l.up {
+        s.push_str(" && ip link set ");
+        s.push_str(&l.name);
+        s.push_str(" up");
+    }
+    s
+}
+
+fn route_spec(r: &Route) -> String {
+    let mut s = r.dst.to_string();
+    if let Some(gw) = r.gateway {
+        s.push_str(&format!(" via {gw}"));
+    }
+    s.push_str(&format!(" dev {}", r.dev));
+    if r.onlink {
+        s.push_str(" onlink");
+    }
+    s
+}
+
+/// `RTM_NEWLINK` creating the vxlan device `l`.
+pub(crate) fn vxlan_create_msg(l: &VxlanLink) -> LinkMessage {
+    let mut b = LinkVxlan::new(&l.name, l.vni).learning(l.learning);
+    if l.underlay_index != 0 {
+        b = b.dev(l.underlay_index);
+    }
+    match l.local {
+        IpAddr::V4(a) if !a.is_unspecified() => b = b.local(a),
+        IpAddr::V6(a) if !a.is_unspecified() => b = b.local6(a),
+        _ => {}
+    }
+    if l.port != 0 {
+        b = b.port(l.port);
+    }
+    if l.gbp {
+        b = b.gbp();
+    }
+    if l.l2miss {
+        b = b.l2miss(true);
+    }
+    if l.l3miss {
+        b = b.l3miss(true);
+    }
+    if l.mtu != 0 {
+        b = b.mtu(l.mtu);
+    }
+    b = b.address(l.mac.0.to_vec());
+    if l.up {
+        b = b.up();
+    }
+    b.build()
+}
+
+/// `RTM_SETLINK` bringing an existing device's MTU, address and state to `l`'s.
+pub(crate) fn link_update_msg(index: u32, l: &VxlanLink) -> LinkMessage {
+    let b = LinkUnspec::new_with_index(index)
+        .mtu(l.mtu)
+        .address(l.mac.0.to_vec());
+    if l.up {
+        b.up().build()
+    } else {
+        b.down().build()
+    }
+}
+
+pub(crate) fn addr_msg(index: u32, a: &Addr) -> AddressMessage {
+    match a.net {
+        IpNet::V4(n) => AddressMessageBuilder::<Ipv4Addr>::new()
+            .index(index)
+            .address(n.addr(), n.prefix_len())
+            .build(),
+        IpNet::V6(n) => AddressMessageBuilder::<Ipv6Addr>::new()
+            .index(index)
+            .address(n.addr(), n.prefix_len())
+            .build(),
+    }
+}
+
+/// A route message for replacing (`delete == false`) or deleting `r` on device `index`.
+pub(crate) fn route_msg(index: u32, r: &Route, delete: bool) -> Result<RouteMessage, String> {
+    let mut msg = match (r.dst, r.gateway) {
+        (IpNet::V4(dst), gw) => {
+            let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(dst.addr(), dst.prefix_len());
+            match gw {
+                Some(IpAddr::V4(g)) => b = b.gateway(g),
+                Some(IpAddr::V6(g)) => b = b.via(g),
+                None => b = b.scope(RouteScope::Link),
+            }
+            b.output_interface(index).build()
+        }
+        (IpNet::V6(dst), gw) => {
+            let mut b = RouteMessageBuilder::<Ipv6Addr>::new()
+                .destination_prefix(dst.addr(), dst.prefix_len());
+            match gw {
+                Some(IpAddr::V6(g)) => b = b.gateway(g),
+                Some(IpAddr::V4(g)) => {
+                    return Err(format!("an IPv6 route cannot go via IPv4 gateway {g}"))
+                }
+                None => {}
+            }
+            b.output_interface(index).build()
+        }
+    };
+    if delete {
+        // Like `ip route del`: match any protocol, scope and type.
+        msg.header.protocol = RouteProtocol::Unspec;
+        msg.header.scope = RouteScope::NoWhere;
+        msg.header.kind = RouteType::Unspec;
+    } else {
+        msg.header.protocol = RouteProtocol::Boot;
+        if r.onlink {
+            msg.header.flags.insert(RouteFlags::Onlink);
+        }
+    }
+    Ok(msg)
+}
+
+/// An ARP/NDP message: with a MAC for a permanent replace, without for a delete.
+pub(crate) fn neigh_msg(index: u32, n: &Neigh, replace: bool) -> NeighbourMessage {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = match n.ip {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    };
+    msg.header.ifindex = index;
+    msg.attributes
+        .push(NeighbourAttribute::Destination(n.ip.into()));
+    if replace {
+        msg.header.state = NeighbourState::Permanent;
+        msg.header.kind = RouteType::Unicast;
+        msg.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(n.mac.0.to_vec()));
+    }
+    msg
+}
+
+/// A vxlan FDB message (`AF_BRIDGE`, `NTF_SELF`, MAC and destination).
+pub(crate) fn fdb_msg(index: u32, f: &Fdb, replace: bool) -> NeighbourMessage {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = AddressFamily::Bridge;
+    msg.header.ifindex = index;
+    msg.header.flags = NeighbourFlags::Own;
+    if replace {
+        msg.header.state = NeighbourState::Permanent;
+    }
+    msg.attributes
+        .push(NeighbourAttribute::LinkLayerAddress(f.mac.0.to_vec()));
+    msg.attributes
+        .push(NeighbourAttribute::Destination(f.dst.into()));
+    msg
+}
+
+/// The message and extra `NLM_F_*` flags for a per-entry op on device `index`.
+pub(crate) fn entry_request(op: &Op, index: u32) -> Result<(RouteNetlinkMessage, u16), String> {
+    let replace = NLM_F_CREATE | NLM_F_REPLACE;
+    Ok(match op {
+        Op::AddAddr(a) => (
+            RouteNetlinkMessage::NewAddress(addr_msg(index, a)),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ),
+        Op::DelAddr(a) => (RouteNetlinkMessage::DelAddress(addr_msg(index, a)), 0),
+        Op::DelRoute(r) => (RouteNetlinkMessage::DelRoute(route_msg(index, r, true)?), 0),
+        Op::ReplaceRoute(r) => (
+            RouteNetlinkMessage::NewRoute(route_msg(index, r, false)?),
+            replace,
+        ),
+        Op::DelNeigh(n) => (
+            RouteNetlinkMessage::DelNeighbour(neigh_msg(index, n, false)),
+            0,
+        ),
+        Op::ReplaceNeigh(n) => (
+            RouteNetlinkMessage::NewNeighbour(neigh_msg(index, n, true)),
+            replace,
+        ),
+        Op::DelFdb(f) => (
+            RouteNetlinkMessage::DelNeighbour(fdb_msg(index, f, false)),
+            0,
+        ),
+        Op::ReplaceFdb(f) => (
+            RouteNetlinkMessage::NewNeighbour(fdb_msg(index, f, true)),
+            replace,
+        ),
+        Op::CreateLink(_) | Op::RecreateLink(_) | Op::UpdateLink(_) => {
+            return Err("a link op is not a per-entry op".into())
+        }
+    })
+}
+
+impl Kernel {
+    /// Carry out `ops` (see the module docs for order, batching and what counts as success).
+    pub async fn apply(&self, ops: &[Op]) -> ApplyReport {
+        let mut report = ApplyReport::default();
+
+        for op in ops.iter().filter(|o| phase(o) == Phase::Link) {
+            match self.apply_link(op).await {
+                Ok(()) => report.applied += 1,
+                Err(e) => report.errors.push((op.clone(), e)),
+            }
+        }
+
+        let entries: Vec<&Op> = ops.iter().filter(|o| phase(o) != Phase::Link).collect();
+        if !entries.is_empty() {
+            // Device names → ifindex, once (after the links were created).
+            let names: Vec<&str> = entries
+                .iter()
+                .map(|o| dev(o))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let found = join_all(names.iter().map(|n| self.get_link_raw(n))).await;
+            let index: HashMap<&str, Result<Option<u32>, rtnetlink::Error>> = names
+                .into_iter()
+                .zip(found)
+                .map(|(n, r)| (n, r.map(|l| l.map(|l| l.header.index))))
+                .collect();
+
+            for p in ENTRY_PHASES {
+                let in_phase: Vec<&Op> =
+                    entries.iter().copied().filter(|o| phase(o) == p).collect();
+                for wave in waves(&in_phase) {
+                    self.apply_wave(&wave, &index, &mut report).await;
+                }
+            }
+        }
+
+        tracing::debug!(
+            ops = ops.len(),
+            applied = report.applied,
+            errors = report.errors.len(),
+            "applied kernel ops"
+        );
+        report
+    }
+
+    /// Send one wave of independent per-entry ops in pipelined batches.
+    async fn apply_wave(
+        &self,
+        wave: &[&Op],
+        index: &HashMap<&str, Result<Option<u32>, rtnetlink::Error>>,
+        report: &mut ApplyReport,
+    ) {
+        let mut sent: Vec<&Op> = Vec::with_capacity(wave.len());
+        let mut msgs: Vec<(RouteNetlinkMessage, u16)> = Vec::with_capacity(wave.len());
+        for &op in wave {
+            let name = dev(op);
+            match index.get(name) {
+                Some(Ok(Some(i))) => match entry_request(op, *i) {
+                    Ok(m) => {
+                        sent.push(op);
+                        msgs.push(m);
+                    }
+                    Err(reason) => report.errors.push((
+                        op.clone(),
+                        KernelError::Invalid {
+                            cmd: command(op),
+                            reason,
+                        },
+                    )),
+                },
+                // Deleting from a device that is gone: nothing is left to delete.
+                Some(Ok(None)) | None if is_delete(op) => report.applied += 1,
+                Some(Ok(None)) | None => report.errors.push((
+                    op.clone(),
+                    KernelError::NoSuchDevice {
+                        cmd: command(op),
+                        dev: name.to_owned(),
+                    },
+                )),
+                Some(Err(e)) => report.errors.push((
+                    op.clone(),
+                    KernelError::LinkLookup {
+                        name: name.to_owned(),
+                        source: e.clone(),
+                    },
+                )),
+            }
+        }
+
+        let mut batches: Vec<Vec<(RouteNetlinkMessage, u16)>> = Vec::new();
+        let mut rest = msgs.into_iter().peekable();
+        while rest.peek().is_some() {
+            batches.push(rest.by_ref().take(BATCH).collect());
+        }
+        let results: Vec<Vec<Result<(), rtnetlink::Error>>> = stream::iter(batches)
+            .map(|b| self.batch(b))
+            .buffered(PIPELINE)
+            .collect()
+            .await;
+
+        for (op, result) in sent.into_iter().zip(results.into_iter().flatten()) {
+            match result {
+                Ok(()) => report.applied += 1,
+                Err(source) => {
+                    let e = KernelError::Op {
+                        cmd: command(op),
+                        source,
+                    };
+                    if tolerated(op, &e) {
+                        report.applied += 1;
+                    } else {
+                        report.errors.push((op.clone(), e));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn apply_link(&self, op: &Op) -> Result<(), KernelError> {
+        let fail = |source| KernelError::Op {
+            cmd: command(op),
+            source,
+        };
+        match op {
+            Op::CreateLink(l) => match self.create_vxlan(l).await {
+                Err(e) if source_errno(&e) == Some(libc::EEXIST) => {
+                    tracing::warn!(
+                        dev = %l.name,
+                        "a device of this name already exists; deleting and creating it again"
+                    );
+                    self.delete_link(&l.name).await?;
+                    self.create_vxlan(l).await.map_err(fail)
+                }
+                r => r.map_err(fail),
+            },
+            Op::RecreateLink(l) => {
+                self.delete_link(&l.name).await?;
+                self.create_vxlan(l).await.map_err(fail)
+            }
+            Op::UpdateLink(l) => {
+                let index =
+                    self.link_index(&l.name)
+                        .await?
+                        .ok_or_else(|| KernelError::NoSuchDevice {
+                            cmd: command(op),
+                            dev: l.name.clone(),
+                        })?;
+                self.ack(RouteNetlinkMessage::SetLink(link_update_msg(index, l)), 0)
+                    .await
+                    .map_err(fail)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn create_vxlan(&self, l: &VxlanLink) -> Result<(), rtnetlink::Error> {
+        self.ack(
+            RouteNetlinkMessage::NewLink(vxlan_create_msg(l)),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .await
+    }
+
+    /// `ip link del <name>`; a device that is not there is fine.
+    async fn delete_link(&self, name: &str) -> Result<(), KernelError> {
+        let Some(index) = self.link_index(name).await? else {
+            return Ok(());
+        };
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        match self.ack(RouteNetlinkMessage::DelLink(msg), 0).await {
+            Err(e) if source_errno(&e) != Some(libc::ENODEV) => Err(KernelError::Op {
+                cmd: format!("ip link del {name}"),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_route::link::{InfoData, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo};
+    use netlink_packet_route::neighbour::NeighbourAddress;
+    use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader};
+
+    fn link() -> VxlanLink {
+        VxlanLink {
+            name: "flannel.1".into(),
+            vni: 1,
+            underlay_index: 2,
+            local: "192.0.2.1".parse().expect("ip"),
+            port: 0,
+            gbp: false,
+            learning: false,
+            l2miss: false,
+            l3miss: false,
+            mtu: 1450,
+            mac: MacAddr([0x0e, 0, 0, 0, 0, 1]),
+            up: true,
+        }
+    }
+
+    fn route(dev: &str, onlink: bool) -> Route {
+        Route {
+            dst: "198.18.2.0/24".parse().expect("net"),
+            gateway: Some("198.18.2.0".parse().expect("ip")),
+            dev: dev.into(),
+            onlink,
+        }
+    }
+
+    #[test]
+    fn vxlan_create_has_flannels_attributes_and_no_port_when_default() {
+        let msg = vxlan_create_msg(&link());
+        assert!(msg.header.flags.contains(LinkFlags::Up));
+        assert!(msg.attributes.contains(&LinkAttribute::Mtu(1450)));
+        assert!(msg
+            .attributes
+            .contains(&LinkAttribute::Address(vec![0x0e, 0, 0, 0, 0, 1])));
+        let data = msg
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::LinkInfo(i) => i.iter().find_map(|i| match i {
+                    LinkInfo::Data(InfoData::Vxlan(d)) => Some(d.clone()),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .expect("vxlan data");
+        assert_eq!(
+            data,
+            vec![
+                InfoVxlan::Id(1),
+                InfoVxlan::Learning(false),
+                InfoVxlan::Link(2),
+                InfoVxlan::Local(Ipv4Addr::new(192, 0, 2, 1)),
+            ]
+        );
+        let mut l = link();
+        l.port = 4789;
+        l.gbp = true;
+        let msg = vxlan_create_msg(&l);
+        let text = format!("{msg:?}");
+        assert!(
+            text.contains("Port(4789)") && text.contains("Gbp"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn routes_are_proto_boot_main_table_and_onlink() {
+        let msg = route_msg(7, &route("flannel.1", true), false).expect("msg");
+        assert_eq!(msg.header.protocol, RouteProtocol::Boot);
+        assert_eq!(msg.header.scope, RouteScope::Universe);
+        assert_eq!(msg.header.kind, RouteType::Unicast);
+        assert_eq!(msg.header.table, RouteHeader::RT_TABLE_MAIN);
+        assert!(msg.header.flags.contains(RouteFlags::Onlink));
+        assert!(msg.attributes.contains(&RouteAttribute::Oif(7)));
+        assert!(msg
+            .attributes
+            .contains(&RouteAttribute::Gateway(RouteAddress::Inet(Ipv4Addr::new(
+                198, 18, 2, 0
+            )))));
+        let del = route_msg(7, &route("flannel.1", true), true).expect("msg");
+        assert_eq!(del.header.protocol, RouteProtocol::Unspec);
+        assert_eq!(del.header.scope, RouteScope::NoWhere);
+        let mut direct = route("eth0", false);
+        direct.gateway = None;
+        let msg = route_msg(2, &direct, false).expect("msg");
+        assert_eq!(msg.header.scope, RouteScope::Link);
+        assert!(!msg.header.flags.contains(RouteFlags::Onlink));
+        let mut bad = route("eth0", false);
+        bad.dst = "2001:db8::/64".parse().expect("net");
+        assert!(route_msg(2, &bad, false).is_err());
+    }
+
+    #[test]
+    fn fdb_is_bridge_self_permanent_with_destination() {
+        let f = Fdb {
+            dev: "flannel.1".into(),
+            mac: MacAddr([0x0e, 0, 0, 0, 0, 2]),
+            dst: "192.0.2.2".parse().expect("ip"),
+        };
+        let msg = fdb_msg(4, &f, true);
+        assert_eq!(msg.header.family, AddressFamily::Bridge);
+        assert_eq!(msg.header.flags, NeighbourFlags::Own);
+        assert_eq!(msg.header.state, NeighbourState::Permanent);
+        assert_eq!(
+            msg.attributes,
+            vec![
+                NeighbourAttribute::LinkLayerAddress(vec![0x0e, 0, 0, 0, 0, 2]),
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(Ipv4Addr::new(
+                    192, 0, 2, 2
+                ))),
+            ]
+        );
+        let (_, flags) = entry_request(&Op::ReplaceFdb(f.clone()), 4).expect("req");
+        assert_eq!(flags, NLM_F_CREATE | NLM_F_REPLACE);
+        let (_, flags) = entry_request(&Op::DelFdb(f), 4).expect("req");
+        assert_eq!(flags, 0);
+    }
+
+    #[test]
+    fn waves_separate_ops_on_the_same_object() {
+        let n = |mac: u8| {
+            Op::ReplaceNeigh(Neigh {
+                dev: "flannel.1".into(),
+                ip: "198.18.2.0".parse().expect("ip"),
+                mac: MacAddr([0x0e, 0, 0, 0, 0, mac]),
+            })
+        };
+        let other = Op::ReplaceNeigh(Neigh {
+            dev: "flannel.1".into(),
+            ip: "198.18.3.0".parse().expect("ip"),
+            mac: MacAddr([0x0e, 0, 0, 0, 0, 3]),
+        });
+        let (a, b) = (n(1), n(2));
+        let ops = [&a, &other, &b];
+        let w = waves(&ops);
+        assert_eq!(w, vec![vec![&a, &other], vec![&b]]);
+    }
+
+    #[test]
+    fn phases_put_deletes_before_replaces_and_links_first() {
+        let r = route("flannel.1", true);
+        let mut ops = [
+            Op::ReplaceRoute(r.clone()),
+            Op::DelRoute(r),
+            Op::UpdateLink(link()),
+        ];
+        ops.sort_by_key(phase);
+        assert!(matches!(
+            ops,
+            [Op::UpdateLink(_), Op::DelRoute(_), Op::ReplaceRoute(_)]
+        ));
+    }
+
+    #[test]
+    fn commands_read_like_iproute2() {
+        assert_eq!(
+            command(&Op::ReplaceRoute(route("flannel.1", true))),
+            "ip route replace 198.18.2.0/24 via 198.18.2.0 dev flannel.1 onlink proto boot"
+        );
+        assert_eq!(
+            command(&Op::ReplaceFdb(Fdb {
+                dev: "flannel.1".into(),
+                mac: MacAddr([0x0e, 0, 0, 0, 0, 2]),
+                dst: "192.0.2.2".parse().expect("ip"),
+            })),
+            "bridge fdb replace 0e:00:00:00:00:02 dev flannel.1 dst 192.0.2.2 self permanent"
+        );
+        assert_eq!(
+            command(&Op::CreateLink(link())),
+            "ip link add flannel.1 address 0e:00:00:00:00:01 mtu 1450 type vxlan id 1 dev #2 \
+             local 192.0.2.1 nolearning && ip link set flannel.1 up"
+        );
+    }
+}
