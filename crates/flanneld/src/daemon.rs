@@ -92,7 +92,23 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     if backend.has_datapath() {
         let journal = RouteJournal::load(RouteJournal::path_for(&cfg.subnet_file));
         let mut dp = Datapath::new(backend.clone(), lease.subnet, journal).await?;
-        dp.reconcile("start-up").await?;
+        // A failed first pass is not fatal: the loop retries on every event and every 10 s.
+        for attempt in 1..=5 {
+            match dp.reconcile("start-up").await {
+                Ok(_) => break,
+                Err(e) if attempt < 5 => {
+                    warn!(
+                        error = format!("{e:#}"),
+                        attempt, "setting up the datapath failed; retrying"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => error!(
+                    error = format!("{e:#}"),
+                    "setting up the datapath failed; the reconcile loop keeps trying"
+                ),
+            }
+        }
         datapath = Some(dp);
     }
 

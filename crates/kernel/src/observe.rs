@@ -20,7 +20,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use flannel_planner::state::{Addr, Fdb, KernelState, MacAddr, Neigh, Route, VxlanLink};
-use futures_util::future::{join_all, try_join4};
+use futures_util::future::join_all;
 use ipnet::IpNet;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
@@ -87,49 +87,42 @@ impl Kernel {
 
         let want_entries = !vxlan_devs.is_empty();
         let want_routes = !route_devs.is_empty();
-        let skip = || async { Ok(Vec::new()) };
-        let (addrs, routes, neighs, fdb) = try_join4(
-            async {
-                if want_entries {
-                    let msg = AddressMessage::default();
-                    self.dump("addresses", RouteNetlinkMessage::GetAddress(msg))
-                        .await
-                } else {
-                    skip().await
-                }
-            },
-            async {
-                if want_routes {
-                    let mut msg = RouteMessage::default();
-                    msg.header.address_family = AddressFamily::Inet;
-                    self.dump("IPv4 routes", RouteNetlinkMessage::GetRoute(msg))
-                        .await
-                } else {
-                    skip().await
-                }
-            },
-            async {
-                if want_entries {
-                    // AF_UNSPEC: the ARP and NDP tables.
-                    let msg = NeighbourMessage::default();
-                    self.dump("neighbours", RouteNetlinkMessage::GetNeighbour(msg))
-                        .await
-                } else {
-                    skip().await
-                }
-            },
-            async {
-                if want_entries {
-                    let mut msg = NeighbourMessage::default();
-                    msg.header.family = AddressFamily::Bridge;
-                    self.dump("FDB", RouteNetlinkMessage::GetNeighbour(msg))
-                        .await
-                } else {
-                    skip().await
-                }
-            },
-        )
-        .await?;
+        // One dump at a time: the kernel allows a single dump in progress per netlink socket
+        // and answers a concurrent one with EBUSY.
+        let addrs = if want_entries {
+            self.dump(
+                "addresses",
+                RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            )
+            .await?
+        } else {
+            Vec::new()
+        };
+        let routes = if want_routes {
+            let mut msg = RouteMessage::default();
+            msg.header.address_family = AddressFamily::Inet;
+            self.dump("IPv4 routes", RouteNetlinkMessage::GetRoute(msg))
+                .await?
+        } else {
+            Vec::new()
+        };
+        let (neighs, fdb) = if want_entries {
+            // AF_UNSPEC: the ARP and NDP tables.
+            let neighs = self
+                .dump(
+                    "neighbours",
+                    RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
+                )
+                .await?;
+            let mut msg = NeighbourMessage::default();
+            msg.header.family = AddressFamily::Bridge;
+            let fdb = self
+                .dump("FDB", RouteNetlinkMessage::GetNeighbour(msg))
+                .await?;
+            (neighs, fdb)
+        } else {
+            (Vec::new(), Vec::new())
+        };
 
         for m in &addrs {
             if let RouteNetlinkMessage::NewAddress(a) = m {
