@@ -134,7 +134,7 @@ fn key_of(subnet: &str) -> String {
 
 fn wait_subnet(env: &Env, name: &str, d: &Flanneld) -> String {
     assert!(
-        wait_for("subnet.env", Duration::from_secs(30), || subnet_env(
+        wait_for("subnet.env", Duration::from_secs(60), || subnet_env(
             env, name
         )
         .is_some()),
