@@ -1,0 +1,31 @@
+# The two entry points of the README: `make demo` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: demo test deps build lint unit
+
+deps:
+	./scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build --release --bins
+
+# A multi-host flannel-rs cluster on this machine (network namespaces, real etcd).
+demo: build
+	./scripts/demo.sh
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Everything: formatting, lints, unit/property/golden tests, and the privileged tests against
+# a real etcd and the real kernel (in private network namespaces). Needs root.
+test: deps lint
+	$(CARGO) test --workspace --no-fail-fast
+
+# Benchmarks of flanneld's datapath against an iproute2 floor, lease propagation and memory
+# (root; private network namespaces; a few minutes). See docs/benchmarks.md.
+.PHONY: bench
+bench: deps
+	$(CARGO) build --release -p flanneld -p flannel-bench
+	./target/release/flannel-bench all
