@@ -1,0 +1,191 @@
+//! `flannel-bench`: benchmarks of flanneld's datapath (see `docs/benchmarks.md`).
+//!
+//! ```text
+//! flannel-bench program --peers 1000 --runs 5
+//! flannel-bench propagation --samples 200
+//! flannel-bench memory --peers 5000
+//! flannel-bench all
+//! ```
+//!
+//! Needs root (it creates network namespaces), `etcd`, iproute2 and a release flanneld
+//! (`--flanneld`, default: `flanneld` next to this binary). Progress goes to stderr; the
+//! results, as markdown tables, to stdout.
+
+mod bench;
+mod etcd;
+mod flanneld;
+mod lab;
+mod monitor;
+mod plan;
+mod probe;
+mod report;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+/// Benchmarks of flanneld's datapath, in private network namespaces.
+#[derive(Debug, Parser)]
+#[command(name = "flannel-bench", version)]
+struct Cli {
+    /// The flanneld binary to measure (default: `flanneld` next to this binary).
+    #[arg(long, global = true)]
+    flanneld: Option<PathBuf>,
+    /// Deadline, in seconds, of each wait for flanneld or the kernel.
+    #[arg(long, global = true, default_value_t = 60)]
+    timeout: u64,
+    /// Pause, in milliseconds, between preparing a fresh namespace and starting a measurement
+    /// (lets the kernel finish tearing down the previous namespace).
+    #[arg(long, global = true, default_value_t = 1000)]
+    settle_ms: u64,
+    /// Copy every flanneld log to this directory.
+    #[arg(long, global = true)]
+    keep_logs: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// A fresh flanneld facing N leases vs. the `ip -batch`/`bridge -batch` floor.
+    Program {
+        /// Peer leases in etcd.
+        #[arg(long, default_value_t = 1000)]
+        peers: usize,
+        /// Recorded runs (each: one flanneld run and one floor run).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Unrecorded runs first.
+        #[arg(long, default_value_t = 1)]
+        warmup: usize,
+    },
+    /// Lease put → route in flanneld's kernel, one lease at a time.
+    Propagation {
+        /// Leases to write.
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+        /// Peers already in etcd when flanneld starts.
+        #[arg(long, default_value_t = 3)]
+        initial_peers: usize,
+        /// Pause after each route appeared, in milliseconds.
+        #[arg(long, default_value_t = 25)]
+        gap_ms: u64,
+    },
+    /// flanneld's RSS idle (a few peers) and with N peers.
+    Memory {
+        /// Peers of the loaded measurement.
+        #[arg(long, default_value_t = 5000)]
+        peers: usize,
+        /// Peers of the idle measurement.
+        #[arg(long, default_value_t = 3)]
+        idle_peers: usize,
+    },
+    /// Everything with the defaults: program (1,000 and 5,000), propagation, memory.
+    All {
+        /// Recorded runs of each programming benchmark.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Propagation samples.
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    if let Err(e) = lab::install_cleanup_handlers() {
+        eprintln!("flannel-bench: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    let cli = Cli::parse();
+    let result = run(cli);
+    lab::cleanup_all();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("flannel-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    if !nix::unistd::Uid::effective().is_root() {
+        bail!("flannel-bench creates network namespaces: run it as root");
+    }
+    let removed = lab::remove_leftovers()?;
+    if !removed.is_empty() {
+        eprintln!("removed leftover namespaces: {}", removed.join(", "));
+    }
+    let bin = match cli.flanneld {
+        Some(b) => b,
+        None => std::env::current_exe()
+            .context("locating this binary")?
+            .with_file_name("flanneld"),
+    };
+    let bin = std::fs::canonicalize(&bin).unwrap_or(bin);
+    let timeout = Duration::from_secs(cli.timeout.max(1));
+    let mut env = bench::Env::new(
+        bin.clone(),
+        timeout,
+        Duration::from_millis(cli.settle_ms),
+        cli.keep_logs,
+    )?;
+
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = lab::run("uname", &["-r"], lab::CMD_TIMEOUT)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    let mut out = String::from("## flannel-bench results\n\n");
+    out += &report::machine(nproc, &kernel, &bin.display().to_string());
+    out += "\n";
+
+    match cli.command {
+        Cmd::Program {
+            peers,
+            runs,
+            warmup,
+        } => {
+            let r = bench::program(&mut env, peers, runs.max(1), warmup)?;
+            out += &report::program(&[r]);
+        }
+        Cmd::Propagation {
+            samples,
+            initial_peers,
+            gap_ms,
+        } => {
+            let r = bench::propagation(
+                &mut env,
+                initial_peers.max(1),
+                samples.max(1),
+                Duration::from_millis(gap_ms),
+            )?;
+            out += &report::propagation(&r);
+        }
+        Cmd::Memory { peers, idle_peers } => {
+            let idle = bench::memory(&mut env, idle_peers.max(1))?;
+            let loaded = bench::memory(&mut env, peers)?;
+            out += &report::memory(&[idle, loaded]);
+        }
+        Cmd::All { runs, samples } => {
+            let mut program = Vec::new();
+            for peers in [1000, 5000] {
+                program.push(bench::program(&mut env, peers, runs.max(1), 1)?);
+            }
+            let prop = bench::propagation(&mut env, 3, samples.max(1), Duration::from_millis(25))?;
+            let idle = bench::memory(&mut env, 3)?;
+            let loaded = bench::memory(&mut env, 5000)?;
+            out += &report::program(&program);
+            out += "\n";
+            out += &report::propagation(&prop);
+            out += "\n";
+            out += &report::memory(&[idle, loaded]);
+        }
+    }
+    drop(env);
+    print!("{out}");
+    Ok(())
+}
