@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use flannel_firewall::{Firewall, FirewallConfig, MasqParams, Mode, RuleSet};
 use flannel_model::{NetworkConfig, SubnetEnv};
 use ipnet::IpNet;
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{error, info, warn};
 
 /// The rule-related flags.
 #[derive(Debug, Clone)]
@@ -71,10 +71,9 @@ impl Rules {
         let mut cfg = FirewallConfig::new(mode);
         cfg.random_fully_disabled = flags.random_fully_disabled;
         let firewall = Firewall::new(cfg);
-        firewall
-            .cleanup_other_mode()
-            .await
-            .context("removing rules of the other firewall mode")?;
+        if let Err(e) = firewall.cleanup_other_mode().await {
+            warn!(error = %e, "could not remove rules of the other firewall mode");
+        }
         let mut rules = Rules {
             firewall,
             flags,
@@ -94,20 +93,37 @@ impl Rules {
         let desired = desired_rules(&self.flags, networks)?;
         if !previous.is_empty() && previous != networks {
             let old = desired_rules(&self.flags, previous)?;
-            self.firewall
-                .remove_previous(&old, &desired)
-                .await
-                .context("removing rules of the previous network/subnet")?;
-            info!("removed rules of the previous network/subnet");
+            match self.firewall.remove_previous(&old, &desired).await {
+                Ok(_) => info!("removed rules of the previous network/subnet"),
+                Err(e) => {
+                    warn!(error = %e, "could not remove rules of the previous network/subnet")
+                }
+            }
         }
         if desired.is_empty() {
             return Ok(());
         }
-        self.firewall
-            .ensure(&desired)
-            .await
-            .context("installing masquerade/forward rules")?;
-        info!(mode = ?self.firewall.mode(), masq = self.flags.ip_masq, forward = self.flags.forward_rules, "packet-filter rules in place");
+        // Another writer (kube-proxy, a second flanneld for another network) may be changing
+        // the same tables: a failed attempt is retried, and if it keeps failing the resync
+        // loop goes on trying every period rather than taking the daemon down.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.firewall.ensure(&desired).await {
+                Ok(_) => {
+                    info!(mode = ?self.firewall.mode(), masq = self.flags.ip_masq, forward = self.flags.forward_rules, "packet-filter rules in place");
+                    break;
+                }
+                Err(e) if attempt < 5 => {
+                    warn!(error = %e, attempt, "installing packet-filter rules failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => {
+                    error!(error = %e, retry_every = ?self.flags.resync, "installing packet-filter rules failed; the resync keeps trying");
+                    break;
+                }
+            }
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(true);
         }

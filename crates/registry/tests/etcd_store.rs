@@ -904,10 +904,8 @@ fn watch_outage_is_logged_once_and_password_never() {
         .filter(|l| l.contains("WARN") && l.contains("etcd watch"))
         .count();
     assert_eq!(warnings, 1, "one warning per outage:\n{text}");
-    assert!(
-        text.contains("still failing"),
-        "later failures are logged at debug level:\n{text}"
-    );
+    // (How many reconnects fail during the outage depends on machine load; however many,
+    // only the first is a warning: the count above.)
     assert!(text.contains("resumed"), "{text}");
     assert!(
         !text.contains(PASSWORD),
