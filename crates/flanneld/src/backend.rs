@@ -1,17 +1,19 @@
 //! Backends: how packets reach other hosts. Each decides what this host advertises in its
-//! lease (`BackendType`, `BackendData`), the MTU pods get, and — through the planner — what the
-//! kernel should hold for a set of peers.
+//! lease (`BackendType`, `BackendData`, `BackendV6Data`, `PublicIPv6`), the MTU pods get, and —
+//! through the planner — what the kernel should hold for a set of peers, for IPv4 and, with
+//! `EnableIPv6`, IPv6.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use anyhow::{bail, Context, Result};
 use flannel_kernel::iface::ExternalInterface;
 use flannel_model::{Lease, NetworkConfig, RawJson, SubnetKey};
 use flannel_planner::diff::Scope;
 use flannel_planner::hostgw;
-use flannel_planner::state::{KernelState, MacAddr, Route};
-use flannel_planner::vxlan::{self, ExtIface, Skipped, VxlanLeaseData, VxlanOptions};
+use flannel_planner::state::{KernelState, Route};
+use flannel_planner::vxlan::{self, ExtIface, Skipped, VtepMacs, VxlanLeaseData, VxlanOptions};
+use ipnet::IpNet;
 
 /// Backend types Flannel knows that this build does not provide yet.
 const NOT_YET: &[&str] = &[
@@ -28,10 +30,11 @@ const NOT_YET: &[&str] = &[
 pub enum Backend {
     /// `alloc`: lease only, no data path.
     Alloc { mtu: u32 },
-    /// `vxlan`, current scheme: route + neighbour + FDB entry per peer.
+    /// `vxlan`, current scheme: route + neighbour + FDB entry per peer (and `flannel-v6.<VNI>`
+    /// with its own entries when IPv6 is enabled: `ext.addr_v6` is set).
     Vxlan {
         opts: VxlanOptions,
-        mac: MacAddr,
+        macs: VtepMacs,
         ext: ExtIface,
     },
     /// `host-gw`: one route per peer via its public IP.
@@ -42,6 +45,14 @@ impl Backend {
     /// Pick and configure the backend for the network config.
     pub fn new(network: &NetworkConfig, ext: &ExternalInterface) -> Result<Self> {
         let ext_facts = || -> Result<ExtIface> {
+            let addr_v6 =
+                if network.enable_ipv6 {
+                    Some(ext.iface_v6_addr.context(
+                        "IPv6 is enabled but the external interface has no IPv6 address",
+                    )?)
+                } else {
+                    None
+                };
             Ok(ExtIface {
                 name: ext.name.clone(),
                 index: ext.index,
@@ -49,6 +60,7 @@ impl Backend {
                 addr: ext
                     .iface_addr
                     .context("the external interface has no IPv4 address")?,
+                addr_v6,
             })
         };
         match network.backend_type() {
@@ -56,12 +68,18 @@ impl Backend {
             "vxlan" => {
                 let opts = VxlanOptions::from_backend(&network.backend.raw)?;
                 let facts = ext_facts()?;
-                // The public IP identifies this host in etcd; the MAC follows it.
+                // The public IP identifies this host in etcd; the MAC follows it (the IPv6
+                // device's MAC follows the public IPv6 address).
                 let public_ip = ext.ext_addr.unwrap_or(facts.addr);
-                let mac = vxlan::derive_vtep_mac(opts.vni, public_ip);
+                let macs = VtepMacs {
+                    v4: vxlan::derive_vtep_mac(opts.vni, public_ip),
+                    v6: facts
+                        .addr_v6
+                        .map(|a| vxlan::derive_vtep_mac(opts.vni, ext.ext_v6_addr.unwrap_or(a))),
+                };
                 Ok(Backend::Vxlan {
                     opts,
-                    mac,
+                    macs,
                     ext: facts,
                 })
             }
@@ -101,21 +119,47 @@ impl Backend {
     pub fn backend_data(&self) -> Option<RawJson> {
         match self {
             Backend::Alloc { .. } | Backend::HostGw { .. } => None,
-            Backend::Vxlan { opts, mac, .. } => Some(
+            Backend::Vxlan { opts, macs, .. } => Some(
                 VxlanLeaseData {
                     vni: opts.vni,
-                    vtep_mac: *mac,
+                    vtep_mac: macs.v4,
                 }
                 .to_raw(),
             ),
         }
     }
 
-    /// MTU for pods (`FLANNEL_MTU`).
+    /// `BackendV6Data` written in our lease: vxlan with IPv6, the IPv6 device's MAC.
+    pub fn backend_v6_data(&self) -> Option<RawJson> {
+        match self {
+            Backend::Vxlan { opts, macs, .. } => macs.v6.map(|mac| {
+                VxlanLeaseData {
+                    vni: opts.vni,
+                    vtep_mac: mac,
+                }
+                .to_raw()
+            }),
+            Backend::Alloc { .. } | Backend::HostGw { .. } => None,
+        }
+    }
+
+    /// `PublicIPv6` written in our lease: with IPv6 enabled, the advertised IPv6 address
+    /// (`--public-ipv6`, else the interface's); Flannel's alloc backend never writes one.
+    pub fn public_ipv6(&self, ext: &ExternalInterface) -> Option<Ipv6Addr> {
+        match self {
+            Backend::Vxlan { ext: facts, .. } | Backend::HostGw { ext: facts } => {
+                facts.addr_v6.map(|a| ext.ext_v6_addr.unwrap_or(a))
+            }
+            Backend::Alloc { .. } => None,
+        }
+    }
+
+    /// MTU for pods (`FLANNEL_MTU`). vxlan: the smaller of the two devices' MTUs when both
+    /// exist (Flannel subtracts 50 for both, see `VXLAN_OVERHEAD_V6`).
     pub fn mtu(&self) -> u32 {
         match self {
             Backend::Alloc { mtu } => *mtu,
-            Backend::Vxlan { opts, ext, .. } => opts.device_mtu(ext.mtu),
+            Backend::Vxlan { opts, ext, .. } => opts.pod_mtu(ext.mtu, ext.addr_v6.is_some()),
             Backend::HostGw { ext } => ext.mtu,
         }
     }
@@ -128,7 +172,13 @@ impl Backend {
     /// Devices flanneld owns wholly (every entry on them is ours).
     pub fn owned_devs(&self) -> Vec<String> {
         match self {
-            Backend::Vxlan { opts, .. } => vec![opts.device_name()],
+            Backend::Vxlan { opts, ext, .. } => {
+                let mut devs = vec![opts.device_name()];
+                if ext.addr_v6.is_some() {
+                    devs.push(opts.device_name_v6());
+                }
+                devs
+            }
             _ => Vec::new(),
         }
     }
@@ -146,22 +196,101 @@ impl Backend {
         &self,
         own: &SubnetKey,
         peers: impl IntoIterator<Item = &'a Lease>,
-        on_link: &dyn Fn(Ipv4Addr) -> bool,
+        on_link: &dyn Fn(IpAddr) -> bool,
     ) -> (KernelState, Vec<Skipped>) {
         match self {
             Backend::Alloc { .. } => (KernelState::default(), Vec::new()),
-            Backend::Vxlan { opts, mac, ext } => {
-                vxlan::desired_state(opts, ext, own, *mac, peers, on_link)
+            Backend::Vxlan { opts, macs, ext } => {
+                vxlan::desired_state(opts, ext, own, *macs, peers, on_link)
             }
             Backend::HostGw { ext } => hostgw::desired_state(ext, peers),
         }
     }
 
-    /// The ownership scope for diffs, given the routes our journal says we installed.
-    pub fn scope(&self, journal: &BTreeSet<Route>) -> Scope {
+    /// The ownership scope for diffs, given the routes our journal says we installed and the
+    /// blackhole routes we manage.
+    pub fn scope(&self, journal: &BTreeSet<Route>, blackholes: BTreeSet<IpNet>) -> Scope {
         Scope {
             owned_devs: self.owned_devs().into_iter().collect(),
             owned_routes: journal.clone(),
+            owned_blackholes: blackholes,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network(json: &str) -> NetworkConfig {
+        let mut n = NetworkConfig::parse(json).expect("config");
+        n.check().expect("valid config");
+        n
+    }
+
+    fn ext(v6: bool) -> ExternalInterface {
+        ExternalInterface {
+            index: 2,
+            name: "eth0".into(),
+            mtu: 1500,
+            iface_addr: Some("192.0.2.1".parse().expect("ip")),
+            iface_v6_addr: v6.then(|| "2001:db8:1::1".parse().expect("ip")),
+            ext_addr: Some("192.0.2.1".parse().expect("ip")),
+            ext_v6_addr: v6.then(|| "2001:db8:1::1".parse().expect("ip")),
+        }
+    }
+
+    const DUAL: &str = r#"{"Network":"198.18.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:f000::/48","IPv6SubnetLen":64,"Backend":{"Type":"vxlan"}}"#;
+
+    #[test]
+    fn dual_stack_vxlan_advertises_both_devices() {
+        let b = Backend::new(&network(DUAL), &ext(true)).expect("backend");
+        assert_eq!(b.owned_devs(), ["flannel.1", "flannel-v6.1"]);
+        assert_eq!(b.mtu(), 1430, "the IPv6 device's MTU is the smaller one");
+        let v4 = b.backend_data().expect("data");
+        let v6 = b.backend_v6_data().expect("v6 data");
+        let mac4 =
+            vxlan::derive_vtep_mac(1, "192.0.2.1".parse::<std::net::Ipv4Addr>().expect("ip"));
+        let mac6 = vxlan::derive_vtep_mac(1, "2001:db8:1::1".parse::<Ipv6Addr>().expect("ip"));
+        assert_eq!(v4.as_str(), format!(r#"{{"VNI":1,"VtepMAC":"{mac4}"}}"#));
+        assert_eq!(v6.as_str(), format!(r#"{{"VNI":1,"VtepMAC":"{mac6}"}}"#));
+        assert_eq!(
+            b.public_ipv6(&ext(true)),
+            Some("2001:db8:1::1".parse().expect("ip"))
+        );
+    }
+
+    #[test]
+    fn ipv4_only_networks_advertise_no_ipv6() {
+        let v4 = r#"{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}"#;
+        // Even when the interface has an IPv6 address (or --public-ipv6 was given).
+        let b = Backend::new(&network(v4), &ext(true)).expect("backend");
+        assert_eq!(b.owned_devs(), ["flannel.1"]);
+        assert_eq!(b.mtu(), 1450);
+        assert_eq!(b.backend_v6_data(), None);
+        assert_eq!(b.public_ipv6(&ext(true)), None);
+        let alloc = network(
+            r#"{"Network":"198.18.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:f000::/48","Backend":{"Type":"alloc"}}"#,
+        );
+        let b = Backend::new(&alloc, &ext(true)).expect("backend");
+        assert_eq!(
+            b.public_ipv6(&ext(true)),
+            None,
+            "Flannel's alloc writes only PublicIP"
+        );
+    }
+
+    #[test]
+    fn host_gw_dual_stack_and_missing_ipv6_address() {
+        let hostgw = DUAL.replace("vxlan", "host-gw");
+        let b = Backend::new(&network(&hostgw), &ext(true)).expect("backend");
+        assert_eq!(b.mtu(), 1500);
+        assert_eq!(b.backend_v6_data(), None);
+        assert!(b.public_ipv6(&ext(true)).is_some());
+        let err = Backend::new(&network(&hostgw), &ext(false)).expect_err("no v6 address");
+        assert_eq!(
+            err.to_string(),
+            "IPv6 is enabled but the external interface has no IPv6 address"
+        );
     }
 }

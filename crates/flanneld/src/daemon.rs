@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::backend::Backend;
-use crate::datapath::{Command, Datapath};
+use crate::datapath::{Command, Datapath, DatapathOptions};
 use crate::firewall::{networks_of_env, RuleFlags, Rules};
 use crate::health::Readiness;
 use crate::journal::RouteJournal;
@@ -35,6 +35,8 @@ pub struct DaemonConfig {
     pub ip_masq: bool,
     pub rules: RuleFlags,
     pub manager: ManagerConfig,
+    /// `--ip-blackhole-route` (checked every `rules.resync`, as Flannel does).
+    pub ip_blackhole_route: bool,
 }
 
 /// Run until `cancel` fires. Returns an error only for conditions a restart would not fix.
@@ -63,6 +65,9 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
 
     let backend = Backend::new(&network, &ext)?;
     let attrs = lease_attrs(&ext, &backend)?;
+    if let Some(v6) = attrs.public_ipv6 {
+        info!(public_ipv6 = %v6, iface_v6_addr = ?ext.iface_v6_addr, "IPv6 enabled");
+    }
     info!(
         backend = backend.name(),
         mtu = backend.mtu(),
@@ -89,9 +94,14 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
 
     // The device exists (and peers' entries are kept) before anything says we are ready.
     let mut datapath = None;
-    if backend.has_datapath() {
+    if backend.has_datapath() || cfg.ip_blackhole_route {
         let journal = RouteJournal::load(RouteJournal::path_for(&cfg.subnet_file));
-        let mut dp = Datapath::new(backend.clone(), lease.subnet, journal).await?;
+        let opts = DatapathOptions {
+            blackhole: cfg.ip_blackhole_route,
+            resync: cfg.rules.resync,
+            previous,
+        };
+        let mut dp = Datapath::new(backend.clone(), lease.subnet, journal, opts).await?;
         // A failed first pass is not fatal: the loop retries on every event and every 10 s.
         for attempt in 1..=5 {
             match dp.reconcile("start-up").await {
@@ -233,10 +243,10 @@ fn lease_attrs(ext: &ExternalInterface, backend: &Backend) -> Result<LeaseAttrs>
         .context("the external interface has no IPv4 address to advertise")?;
     Ok(LeaseAttrs {
         public_ip,
-        public_ipv6: ext.ext_v6_addr,
+        public_ipv6: backend.public_ipv6(ext),
         backend_type: backend.lease_type().to_owned(),
         backend_data: backend.backend_data(),
-        backend_v6_data: None,
+        backend_v6_data: backend.backend_v6_data(),
     })
 }
 

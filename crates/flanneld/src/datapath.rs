@@ -1,21 +1,31 @@
 //! Keeps the kernel matching the leases: observe → plan → diff → apply, on every peer change,
 //! on every kernel event that touches what we own (a deleted `flannel.1`, a removed route,
-//! neighbour or FDB entry), and every 10 s as a safety net.
+//! neighbour, FDB entry or blackhole route), and every 10 s as a safety net (every
+//! `--iptables-resync` seconds when that is shorter and `--ip-blackhole-route` is on, Flannel's
+//! period for the blackhole check).
 //!
-//! Until the first complete lease snapshot has arrived only the device and its address are
-//! ensured, so a restart never removes entries for peers that simply have not been read yet.
-//! On shutdown nothing is flushed: the kernel state stays, and traffic with it.
+//! With `--ip-blackhole-route` the desired state also holds a blackhole route per family of our
+//! subnet; the blackholes of subnets we held before (the previous `subnet.env`, or a lease
+//! re-acquired elsewhere while running) are ours to remove. This also runs for the `alloc`
+//! backend, which otherwise programs nothing.
+//!
+//! Until the first complete lease snapshot has arrived only the devices, their addresses and
+//! the blackhole routes are ensured, so a restart never removes entries for peers that simply
+//! have not been read yet. On shutdown nothing is flushed: the kernel state stays, and traffic
+//! with it.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use flannel_kernel::{Kernel, KernelEvent, KernelEvents, ObserveScope};
 use flannel_model::{Lease, SubnetKey};
+use flannel_planner::blackhole;
 use flannel_planner::diff::{diff, Op};
 use flannel_planner::state::Route;
 use futures_util::StreamExt;
+use ipnet::IpNet;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -38,11 +48,35 @@ pub enum Command {
     Own(SubnetKey),
 }
 
+/// How the reconciler runs besides the backend's own needs.
+#[derive(Debug, Clone)]
+pub struct DatapathOptions {
+    /// `--ip-blackhole-route`: keep a blackhole route for our subnet(s).
+    pub blackhole: bool,
+    /// Period of the full pass (at most [`RESYNC_PERIOD`]).
+    pub resync: Duration,
+    /// The subnet of the previous run (`subnet.env`), whose blackhole routes are ours too.
+    pub previous: Option<SubnetKey>,
+}
+
+impl Default for DatapathOptions {
+    fn default() -> Self {
+        DatapathOptions {
+            blackhole: false,
+            resync: RESYNC_PERIOD,
+            previous: None,
+        }
+    }
+}
+
 /// The reconciler.
 pub struct Datapath {
     kernel: Kernel,
     backend: Backend,
     own: SubnetKey,
+    opts: DatapathOptions,
+    /// Blackhole destinations of subnets we held before (ours to remove).
+    retired_blackholes: BTreeSet<IpNet>,
     peers: BTreeMap<SubnetKey, Lease>,
     synced: bool,
     journal: RouteJournal,
@@ -63,12 +97,23 @@ impl std::fmt::Debug for Datapath {
 
 impl Datapath {
     /// Connect to the kernel and load our route journal.
-    pub async fn new(backend: Backend, own: SubnetKey, journal: RouteJournal) -> Result<Self> {
+    pub async fn new(
+        backend: Backend,
+        own: SubnetKey,
+        journal: RouteJournal,
+        opts: DatapathOptions,
+    ) -> Result<Self> {
         let kernel = Kernel::connect().context("opening the rtnetlink connection")?;
+        let mut retired_blackholes = BTreeSet::new();
+        if let Some(previous) = opts.previous {
+            retire(&mut retired_blackholes, &previous, &own);
+        }
         Ok(Datapath {
             kernel,
             backend,
             own,
+            opts,
+            retired_blackholes,
             peers: BTreeMap::new(),
             synced: false,
             journal,
@@ -80,7 +125,27 @@ impl Datapath {
         ObserveScope {
             devs: self.backend.owned_devs(),
             route_devs: self.backend.route_devs(),
+            blackholes: self.opts.blackhole,
         }
+    }
+
+    /// The blackhole routes wanted now.
+    fn desired_blackholes(&self) -> BTreeSet<IpNet> {
+        if self.opts.blackhole {
+            blackhole::desired(&self.own)
+        } else {
+            BTreeSet::new()
+        }
+    }
+
+    /// The blackhole routes we may remove or must keep: ours now and before.
+    fn owned_blackholes(&self) -> BTreeSet<IpNet> {
+        if !self.opts.blackhole {
+            return BTreeSet::new();
+        }
+        let mut out = self.desired_blackholes();
+        out.extend(self.retired_blackholes.iter().copied());
+        out
     }
 
     /// One pass. Returns the number of operations applied.
@@ -92,18 +157,22 @@ impl Datapath {
             .await
             .context("reading the kernel state")?;
         let on_link = self.on_link_peers().await;
-        let (desired, skipped) = self
+        let (mut desired, skipped) = self
             .backend
             .desired(&self.own, self.peers.values(), &|ip| on_link.contains(&ip));
+        desired.blackholes = self.desired_blackholes();
         for s in skipped {
             if self.skipped_logged.insert(s.subnet) {
                 warn!(subnet = %s.subnet, reason = %s.reason, "ignoring a peer lease this backend cannot use");
             }
         }
-        let scope = self.backend.scope(self.journal.routes());
+        let scope = self
+            .backend
+            .scope(self.journal.routes(), self.owned_blackholes());
         let mut ops = diff(&desired, &observed, &scope);
         if !self.synced {
-            // Peers not read yet: only make sure the device and its address exist.
+            // Peers not read yet: only make sure the devices, their addresses and our
+            // blackhole routes are right.
             ops.retain(|op| {
                 matches!(
                     op,
@@ -112,6 +181,8 @@ impl Datapath {
                         | Op::UpdateLink(_)
                         | Op::AddAddr(_)
                         | Op::DelAddr(_)
+                        | Op::AddBlackhole(_)
+                        | Op::DelBlackhole(_)
                 )
             });
         }
@@ -159,9 +230,10 @@ impl Datapath {
         Ok(ops.len())
     }
 
-    /// Peers whose public IP is on our L2 segment (only needed for vxlan DirectRouting).
-    async fn on_link_peers(&self) -> HashSet<Ipv4Addr> {
-        let Backend::Vxlan { opts, .. } = &self.backend else {
+    /// Peers' public IPs (v4, and v6 with IPv6 on) that are on our L2 segment (only needed
+    /// for vxlan DirectRouting).
+    async fn on_link_peers(&self) -> HashSet<IpAddr> {
+        let Backend::Vxlan { opts, ext, .. } = &self.backend else {
             return HashSet::new();
         };
         if !opts.direct_routing {
@@ -169,13 +241,19 @@ impl Datapath {
         }
         let mut out = HashSet::new();
         for lease in self.peers.values() {
-            let ip = lease.attrs.public_ip;
-            match self.kernel.route_get(IpAddr::V4(ip)).await {
-                Ok(answer) if answer.gateway.is_none() => {
-                    out.insert(ip);
+            let v6 = lease
+                .attrs
+                .public_ipv6
+                .filter(|_| ext.addr_v6.is_some() && lease.subnet.ipv6.is_some())
+                .map(IpAddr::V6);
+            for ip in std::iter::once(IpAddr::V4(lease.attrs.public_ip)).chain(v6) {
+                match self.kernel.route_get(ip).await {
+                    Ok(answer) if answer.gateway.is_none() => {
+                        out.insert(ip);
+                    }
+                    Ok(_) => {}
+                    Err(e) => debug!(peer = %ip, error = %e, "route lookup failed; using vxlan"),
                 }
-                Ok(_) => {}
-                Err(e) => debug!(peer = %ip, error = %e, "route lookup failed; using vxlan"),
             }
         }
         out
@@ -207,7 +285,10 @@ impl Datapath {
                 }
             }
             Command::Synced => self.synced = true,
-            Command::Own(own) => self.own = own,
+            Command::Own(own) => {
+                retire(&mut self.retired_blackholes, &self.own, &own);
+                self.own = own;
+            }
         }
     }
 
@@ -220,7 +301,11 @@ impl Datapath {
             .chain(self.backend.route_devs())
             .collect();
         let mut events = self.subscribe().await;
-        let mut tick = tokio::time::interval(RESYNC_PERIOD);
+        let period = self
+            .opts
+            .resync
+            .clamp(Duration::from_secs(1), RESYNC_PERIOD);
+        let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let why = tokio::select! {
@@ -240,7 +325,7 @@ impl Datapath {
                         events = self.subscribe().await;
                         continue;
                     };
-                    if !concerns(&ev, &relevant) {
+                    if !concerns(&ev, &relevant, &self.owned_blackholes()) {
                         continue;
                     }
                     debug!(event = ?ev, "kernel changed under us");
@@ -256,15 +341,30 @@ impl Datapath {
             if let Err(e) = self.reconcile(why).await {
                 warn!(
                     error = format!("{e:#}"),
-                    "reconcile failed; retrying on the next event or in 10s"
+                    "reconcile failed; retrying on the next event or in {period:?}"
                 );
             }
         }
     }
 }
 
-fn concerns(ev: &KernelEvent, devs: &[String]) -> bool {
+/// Our subnet moved from `old` to `new`: the old subnet's blackhole routes become ours to
+/// remove, the new one's are wanted (no longer retired).
+fn retire(retired: &mut BTreeSet<IpNet>, old: &SubnetKey, new: &SubnetKey) {
+    if old == new {
+        return;
+    }
+    retired.extend(blackhole::desired(old));
+    for b in blackhole::desired(new) {
+        retired.remove(&b);
+    }
+}
+
+/// Whether a kernel event may have undone our work: it is about one of `devs`, about one of our
+/// `blackholes`, or events were lost.
+fn concerns(ev: &KernelEvent, devs: &[String], blackholes: &BTreeSet<IpNet>) -> bool {
     let dev = match ev {
+        KernelEvent::BlackholeRemoved { dst } => return blackholes.contains(dst),
         KernelEvent::LinkRemoved { name, .. } | KernelEvent::LinkChanged { name, .. } => {
             Some(name.as_str())
         }
@@ -306,6 +406,8 @@ fn log_ops(ops: &[Op], why: &str) {
             Op::ReplaceRoute(_) => *counts.entry("routes set").or_default() += 1,
             Op::ReplaceNeigh(_) => *counts.entry("neighbours set").or_default() += 1,
             Op::ReplaceFdb(_) => *counts.entry("fdb entries set").or_default() += 1,
+            Op::AddBlackhole(dst) => info!(why, dst = %dst, "adding blackhole route"),
+            Op::DelBlackhole(dst) => info!(why, dst = %dst, "removing blackhole route"),
         }
     }
     if !counts.is_empty() {
@@ -313,5 +415,58 @@ fn log_ops(ops: &[Op], why: &str) {
     }
     for op in ops {
         debug!(?op, "kernel op");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(v4: &str, v6: &str) -> SubnetKey {
+        SubnetKey {
+            ipv4: v4.parse().expect("net"),
+            ipv6: Some(v6.parse().expect("net")),
+        }
+    }
+
+    fn net(s: &str) -> IpNet {
+        s.parse().expect("net")
+    }
+
+    #[test]
+    fn a_moved_subnet_retires_its_blackholes() {
+        let a = key("198.18.1.0/24", "2001:db8:f000:1::/64");
+        let b = key("198.18.2.0/24", "2001:db8:f000:2::/64");
+        let mut retired = BTreeSet::new();
+        retire(&mut retired, &a, &a);
+        assert!(retired.is_empty());
+        retire(&mut retired, &a, &b);
+        assert_eq!(
+            retired,
+            BTreeSet::from([net("198.18.1.0/24"), net("2001:db8:f000:1::/64")])
+        );
+        // Moving back: a's blackholes are wanted again, b's retired.
+        retire(&mut retired, &b, &a);
+        assert_eq!(
+            retired,
+            BTreeSet::from([net("198.18.2.0/24"), net("2001:db8:f000:2::/64")])
+        );
+    }
+
+    #[test]
+    fn only_our_blackholes_and_devices_concern_us() {
+        let devs = vec!["flannel.1".to_string(), "flannel-v6.1".to_string()];
+        let ours = BTreeSet::from([net("198.18.1.0/24")]);
+        let removed = |dst: &str| KernelEvent::BlackholeRemoved { dst: net(dst) };
+        assert!(concerns(&removed("198.18.1.0/24"), &devs, &ours));
+        assert!(!concerns(&removed("203.0.113.0/24"), &devs, &ours));
+        let route = |dev: &str| KernelEvent::RouteRemoved {
+            dst: net("2001:db8:f000:2::/64"),
+            gateway: None,
+            dev: Some(dev.into()),
+        };
+        assert!(concerns(&route("flannel-v6.1"), &devs, &ours));
+        assert!(!concerns(&route("eth1"), &devs, &ours));
+        assert!(concerns(&KernelEvent::Overrun, &devs, &ours));
     }
 }

@@ -131,6 +131,7 @@ fn daemon_config(flags: &Flags) -> daemon::DaemonConfig {
             renew_margin: Duration::from_secs(u64::from(flags.subnet_lease_renew_margin) * 60),
             ..ManagerConfig::default()
         },
+        ip_blackhole_route: flags.ip_blackhole_route,
     }
 }
 

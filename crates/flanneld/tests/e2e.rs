@@ -1,12 +1,13 @@
 //! End-to-end tests of flanneld's data path: real flanneld processes in "host" network
-//! namespaces on a shared underlay (192.0.2.0/24), a real etcd in its own namespace, pods wired
-//! behind each host's `cni0` bridge (see `flannel_testkit::topology`), and pings between pods.
+//! namespaces on a shared underlay (192.0.2.0/24, plus 2001:db8:1::/64 for the dual-stack
+//! tests), a real etcd in its own namespace, pods wired behind each host's `cni0` bridge (see
+//! `flannel_testkit::topology`), and pings between pods.
 //!
 //! Each test builds its own lab (unique namespace names, its own etcd), so the tests run in
 //! parallel. Every wait is bounded; failures carry the tails of the flanneld logs. Needs root:
 //! each test calls `require_root` first (which fails under `CI=true` without root).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,9 @@ use flannel_testkit::topology::{wait_until, Etcd, Flanneld, Host, HostSubnet, La
 const BIN: &str = env!("CARGO_BIN_EXE_flanneld");
 const VXLAN: &str = r#"{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}"#;
 const HOST_GW: &str = r#"{"Network":"198.18.0.0/16","Backend":{"Type":"host-gw"}}"#;
+const VXLAN_DUAL: &str = r#"{"Network":"198.18.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:f000::/48","IPv6SubnetLen":64,"Backend":{"Type":"vxlan"}}"#;
+const HOST_GW_DUAL: &str = r#"{"Network":"198.18.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:f000::/48","IPv6SubnetLen":64,"Backend":{"Type":"host-gw"}}"#;
+const ALLOC_DUAL: &str = r#"{"Network":"198.18.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:f000::/48","IPv6SubnetLen":64,"Backend":{"Type":"alloc"}}"#;
 /// Start-up of a flanneld (tests run in parallel on a small machine: be generous).
 const READY: Duration = Duration::from_secs(30);
 /// First connectivity between pods after the hosts are ready (peers are learned by watch).
@@ -31,11 +35,24 @@ struct Cluster {
     hosts: Vec<Host>,
     etcd: Etcd,
     lab: Lab,
+    /// Hosts get an IPv6 underlay address too.
+    dual: bool,
+    /// Extra flanneld arguments for every host.
+    args: Vec<String>,
 }
 
 impl Cluster {
     /// Lab `name`, etcd with `config`, and `n` hosts each running a ready flanneld.
     fn new(name: &str, config: &str, n: u8) -> Cluster {
+        Cluster::build(name, config, n, false, &[])
+    }
+
+    /// [`Cluster::new`] with dual-stack hosts and `args` for every flanneld.
+    fn dual(name: &str, config: &str, n: u8, args: &[&str]) -> Cluster {
+        Cluster::build(name, config, n, true, args)
+    }
+
+    fn build(name: &str, config: &str, n: u8, dual: bool, args: &[&str]) -> Cluster {
         let lab = Lab::new(name).expect("creating the lab");
         let etcd = lab.start_etcd().expect("starting etcd");
         etcd.put_config(config).expect("writing the network config");
@@ -44,6 +61,8 @@ impl Cluster {
             hosts: Vec::new(),
             etcd,
             lab,
+            dual,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
         };
         for _ in 0..n {
             cluster.start_host();
@@ -58,8 +77,14 @@ impl Cluster {
     /// Add the next host and start flanneld on it (does not wait for it).
     fn start_host(&mut self) -> usize {
         let n = u8::try_from(self.hosts.len() + 1).expect("few hosts");
-        let host = self.lab.add_host(n).expect("adding a host");
-        let f = host.start_flanneld(BIN, &[]).expect("starting flanneld");
+        let host = if self.dual {
+            self.lab.add_host_dual(n)
+        } else {
+            self.lab.add_host(n)
+        }
+        .expect("adding a host");
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let f = host.start_flanneld(BIN, &args).expect("starting flanneld");
         self.hosts.push(host);
         self.flanneld.push(f);
         usize::from(n)
@@ -122,21 +147,24 @@ impl Cluster {
     }
 
     /// Wait (bounded) until `from` gets an answer from `to`.
-    fn wait_ping(&self, from: &Pod, to: Ipv4Addr, timeout: Duration) {
+    fn wait_ping(&self, from: &Pod, to: impl Into<IpAddr>, timeout: Duration) {
+        let to = to.into();
         let ok = wait_until(timeout, Duration::from_millis(100), || {
             Ok(from.ping(to, 1, Duration::from_millis(200))?.all_received())
         });
         self.check(ok, || {
             format!(
-                "{} could not reach {to} within {timeout:?}; routes on its host:\n{}",
+                "{} could not reach {to} within {timeout:?}; routes on its host:\n{}{}",
                 from.ns(),
-                route_table(from.host_ns())
+                route_table(from.host_ns()),
+                route_table6(from.host_ns())
             )
         });
     }
 
     /// `count` pings at 10/s with no loss.
-    fn ping_no_loss(&self, from: &Pod, to: Ipv4Addr, count: u32) {
+    fn ping_no_loss(&self, from: &Pod, to: impl Into<IpAddr>, count: u32) {
+        let to = to.into();
         let r = from.ping(to, count, Duration::from_millis(100));
         let r = self.ok(r, &format!("ping {to} from {}", from.ns()));
         self.check(r.sent == count && r.received == count, || {
@@ -158,13 +186,28 @@ impl Cluster {
     }
 }
 
+/// The etcd key of a host's lease: `<v4>-<len>` or, dual-stack, `<v4>-<len>&<v6>-<len>`.
 fn lease_key(s: &HostSubnet) -> String {
-    format!("{LEASES}{}-{}", s.subnet, s.prefix_len)
+    match &s.ipv6 {
+        None => format!("{LEASES}{}-{}", s.subnet, s.prefix_len),
+        Some(v6) => format!(
+            "{LEASES}{}-{}&{}-{}",
+            s.subnet, s.prefix_len, v6.subnet, v6.prefix_len
+        ),
+    }
 }
 
 fn route_table(ns: &str) -> String {
     std::process::Command::new("ip")
         .args(["netns", "exec", ns, "ip", "route"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+fn route_table6(ns: &str) -> String {
+    std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "ip", "-6", "route"])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default()
@@ -768,4 +811,256 @@ fn vxlan_survives_an_etcd_outage() {
         )
     });
     c.ping_no_loss(&p2, p1.addr(), 3);
+}
+
+/// IPv6 part of a host's subnet.env (panics with logs when absent).
+fn v6_of(c: &Cluster, s: &HostSubnet) -> flannel_testkit::topology::HostSubnet6 {
+    match s.ipv6 {
+        Some(v6) => v6,
+        None => panic!("no FLANNEL_IPV6_SUBNET in {s:?}{}", c.logs()),
+    }
+}
+
+/// The `blackhole …` lines of both families on host n.
+fn blackholes(c: &Cluster, n: usize) -> Vec<String> {
+    let mut out: Vec<String> = c
+        .sh(n, &["ip", "route", "show", "type", "blackhole"])
+        .lines()
+        .map(|l| l.trim().to_owned())
+        .collect();
+    out.extend(
+        c.sh(n, &["ip", "-6", "route", "show", "type", "blackhole"])
+            .lines()
+            .map(|l| l.trim().to_owned()),
+    );
+    out.retain(|l| !l.is_empty());
+    out
+}
+
+/// The blackhole lines flanneld keeps for subnet.env `s`.
+fn expected_blackholes(c: &Cluster, s: &HostSubnet) -> Vec<String> {
+    vec![
+        format!("blackhole {} metric 1024", s.cidr()),
+        format!(
+            "blackhole {} dev lo metric 1024 pref medium",
+            v6_of(c, s).cidr()
+        ),
+    ]
+}
+
+/// 11. Dual-stack vxlan (with `--ip-blackhole-route`, next to the pods' bridge): both
+///     devices with Flannel's attributes, both address families in the lease and in
+///     subnet.env, Flannel's IPv6 entries, and pod-to-pod ping and ping6 both ways.
+#[test]
+fn vxlan_dual_stack_two_hosts() {
+    if !require_root("e2e::vxlan_dual_stack_two_hosts") {
+        return;
+    }
+    let c = Cluster::dual("vxlandual", VXLAN_DUAL, 2, &["--ip-blackhole-route"]);
+    let (s1, s2) = (c.subnet(1), c.subnet(2));
+    let (v6_1, v6_2) = (v6_of(&c, &s1), v6_of(&c, &s2));
+    c.check(v6_1.subnet != v6_2.subnet && v6_1.prefix_len == 64, || {
+        format!("IPv6 subnets: {v6_1:?} {v6_2:?}")
+    });
+    let expected = format!(
+        "FLANNEL_NETWORK=198.18.0.0/16\nFLANNEL_SUBNET={}/24\nFLANNEL_IPV6_NETWORK=2001:db8:f000::/48\n\
+         FLANNEL_IPV6_SUBNET={}/64\nFLANNEL_MTU=1430\nFLANNEL_IPMASQ=false\n",
+        s1.gateway(),
+        v6_1.gateway()
+    );
+    c.check(s1.raw == expected, || {
+        format!("subnet.env:\n{}\nwanted:\n{expected}", s1.raw)
+    });
+
+    let p1 = c.pod(1, 1);
+    let p2 = c.pod(2, 1);
+    let (a1, a2) = (p1.addr6().expect("v6 pod"), p2.addr6().expect("v6 pod"));
+    c.wait_ping(&p1, a2, CONNECT);
+    c.ping_no_loss(&p1, a2, 5);
+    c.ping_no_loss(&p2, a1, 5);
+    c.wait_ping(&p1, p2.addr(), CONNECT);
+    c.ping_no_loss(&p2, p1.addr(), 5);
+
+    let link = c.sh(1, &["ip", "-d", "link", "show", "flannel-v6.1"]);
+    for want in [
+        "mtu 1430",
+        "vxlan id 1 ",
+        "local 2001:db8:1::1 ",
+        "dev eth0 ",
+        "dstport 8472 ",
+        "nolearning",
+    ] {
+        c.check(link.contains(want), || {
+            format!("flannel-v6.1 on h1 lacks {want:?}:\n{link}")
+        });
+    }
+    let ra = c.sh(
+        1,
+        &["cat", "/proc/sys/net/ipv6/conf/flannel-v6.1/accept_ra"],
+    );
+    c.check(ra.trim() == "0", || {
+        format!("accept_ra of flannel-v6.1: {ra}")
+    });
+    let addrs = c.sh(
+        1,
+        &["ip", "-6", "-o", "addr", "show", "dev", "flannel-v6.1"],
+    );
+    c.check(
+        addrs.contains(&format!("inet6 {}/128 scope global", v6_1.subnet)),
+        || format!("flannel-v6.1 addresses: {addrs}"),
+    );
+
+    let mac2 = c.ok(mac_of(c.h(2), "flannel.1"), "h2's vtep MAC");
+    let mac2v6 = c.ok(mac_of(c.h(2), "flannel-v6.1"), "h2's v6 vtep MAC");
+    c.check(mac2 != mac2v6, || {
+        format!("same MAC on both devices: {mac2}")
+    });
+    let lease2 = c.lease_of(2).unwrap_or_default();
+    let want = format!(
+        r#"{{"PublicIP":"192.0.2.2","PublicIPv6":"2001:db8:1::2","BackendType":"vxlan","BackendData":{{"VNI":1,"VtepMAC":"{mac2}"}},"BackendV6Data":{{"VNI":1,"VtepMAC":"{mac2v6}"}}}}"#
+    );
+    c.check(lease2 == want, || {
+        format!("h2's lease:\n{lease2}\nwanted:\n{want}")
+    });
+
+    let route = format!(
+        "{} via {} dev flannel-v6.1 metric 1024 onlink pref medium",
+        v6_2.cidr(),
+        v6_2.subnet
+    );
+    let routes = c.sh(1, &["ip", "-6", "route", "show", "dev", "flannel-v6.1"]);
+    let route_dev = route.replace(" dev flannel-v6.1", "");
+    c.check(routes.lines().any(|l| l.trim() == route_dev), || {
+        format!("h1 lacks {route:?}:\n{routes}")
+    });
+    let neigh = c.sh(1, &["ip", "-6", "neigh", "show", "dev", "flannel-v6.1"]);
+    let want_neigh = format!("{} lladdr {mac2v6} PERMANENT", v6_2.subnet);
+    c.check(neigh.lines().any(|l| l.trim() == want_neigh), || {
+        format!("h1 lacks neighbour {want_neigh:?}:\n{neigh}")
+    });
+    let fdb = c.sh(1, &["bridge", "fdb", "show", "dev", "flannel-v6.1"]);
+    let want_fdb = format!("{mac2v6} dst 2001:db8:1::2 self permanent");
+    c.check(fdb.lines().any(|l| l.trim() == want_fdb), || {
+        format!("h1 lacks fdb entry {want_fdb:?}:\n{fdb}")
+    });
+    // The IPv4 side is unchanged by IPv6.
+    let entries = c.ok(
+        VxlanPeerEntries::read(c.h(1), &s2, c.h(2).addr()),
+        "reading h1's entries",
+    );
+    c.check(entries.complete(&s2, c.h(2).addr(), &mac2), || {
+        format!("h1's IPv4 entries for h2: {entries:#?}")
+    });
+    // Blackholes for both subnets, and the bridge's routes still win (pods answered above).
+    for n in [1, 2] {
+        let want = expected_blackholes(&c, &c.subnet(n));
+        let have = blackholes(&c, n);
+        c.check(have == want, || {
+            format!("h{n} blackholes: {have:#?}, wanted {want:#?}")
+        });
+    }
+}
+
+/// 12. Dual-stack host-gw: pod-to-pod ping6 and the IPv6 route via the peer's IPv6 underlay
+///     address.
+#[test]
+fn host_gw_dual_stack_two_hosts() {
+    if !require_root("e2e::host_gw_dual_stack_two_hosts") {
+        return;
+    }
+    let c = Cluster::dual("hostgwdual", HOST_GW_DUAL, 2, &[]);
+    let (s1, s2) = (c.subnet(1), c.subnet(2));
+    c.check(s1.mtu == 1500, || {
+        format!("host-gw MTU is the iface's: {s1:?}")
+    });
+    let v6_2 = v6_of(&c, &s2);
+    let p1 = c.pod(1, 1);
+    let p2 = c.pod(2, 1);
+    let (a1, a2) = (p1.addr6().expect("v6 pod"), p2.addr6().expect("v6 pod"));
+    c.wait_ping(&p1, a2, CONNECT);
+    c.ping_no_loss(&p1, a2, 5);
+    c.ping_no_loss(&p2, a1, 5);
+    c.ping_no_loss(&p1, p2.addr(), 3);
+    let want = format!(
+        "{} via 2001:db8:1::2 dev eth0 metric 1024 pref medium",
+        v6_2.cidr()
+    );
+    let routes = c.sh(1, &["ip", "-6", "route", "show"]);
+    c.check(routes.lines().any(|l| l.trim() == want), || {
+        format!("h1 lacks {want:?}:\n{routes}")
+    });
+    let lease2 = c.lease_of(2).unwrap_or_default();
+    let want = r#"{"PublicIP":"192.0.2.2","PublicIPv6":"2001:db8:1::2","BackendType":"host-gw"}"#;
+    c.check(lease2 == want, || format!("h2's lease: {lease2}"));
+    c.check(blackholes(&c, 1).is_empty(), || {
+        "blackhole routes without --ip-blackhole-route".to_owned()
+    });
+}
+
+/// 13. `--ip-blackhole-route` with the alloc backend (no other data path): blackhole routes
+///     for both subnets, put back within 2 s when deleted by hand, and moved when the lease is
+///     taken over and flanneld re-acquires another subnet.
+#[test]
+fn alloc_blackhole_routes_follow_our_subnet() {
+    if !require_root("e2e::alloc_blackhole_routes_follow_our_subnet") {
+        return;
+    }
+    let c = Cluster::dual(
+        "blackhole",
+        ALLOC_DUAL,
+        1,
+        &["--ip-blackhole-route", "--iptables-resync=1"],
+    );
+    let s1 = c.subnet(1);
+    let want = expected_blackholes(&c, &s1);
+    let present = wait_until(Duration::from_secs(5), POLL, || {
+        Ok(blackholes(&c, 1) == want)
+    });
+    c.check(present, || {
+        format!("h1 blackholes: {:#?}, wanted {want:#?}", blackholes(&c, 1))
+    });
+    let lease = c.lease_of(1).unwrap_or_default();
+    c.check(
+        lease == r#"{"PublicIP":"192.0.2.1","PublicIPv6":null}"#,
+        || format!("alloc lease: {lease}"),
+    );
+
+    for dst in [s1.cidr(), v6_of(&c, &s1).cidr()] {
+        c.sh(1, &["ip", "route", "del", "blackhole", &dst]);
+        let t0 = Instant::now();
+        let back = wait_until(REPAIR, POLL, || Ok(blackholes(&c, 1) == want));
+        c.check(back, || {
+            format!(
+                "blackhole {dst} not back {:?} after deletion: {:#?}",
+                t0.elapsed(),
+                blackholes(&c, 1)
+            )
+        });
+    }
+
+    // Another host takes our subnet over: flanneld acquires a new one and moves the blackholes.
+    let key = lease_key(&s1);
+    let r = c.etcd.etcdctl(&[
+        "put",
+        &key,
+        r#"{"PublicIP":"192.0.2.201","PublicIPv6":null}"#,
+    ]);
+    c.ok(r, "taking h1's lease over");
+    let moved = wait_until(Duration::from_secs(10), POLL, || {
+        Ok(c.h(1).subnet()?.subnet != s1.subnet)
+    });
+    c.check(moved, || "h1 did not move to another subnet".to_owned());
+    let s1b = c.subnet(1);
+    let want_b = expected_blackholes(&c, &s1b);
+    let followed = wait_until(Duration::from_secs(5), POLL, || {
+        Ok(blackholes(&c, 1) == want_b)
+    });
+    c.check(followed, || {
+        format!(
+            "after moving from {} to {}: blackholes {:#?}, wanted {want_b:#?}",
+            s1.cidr(),
+            s1b.cidr(),
+            blackholes(&c, 1)
+        )
+    });
 }

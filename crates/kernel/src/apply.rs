@@ -13,19 +13,27 @@
 //! does not stop the others: every failure is returned with its op in [`ApplyReport`].
 //!
 //! What each op sends (the `ip` / `bridge` equivalent is [`command`]):
-//! - `CreateLink`: `RTM_NEWLINK` vxlan with id, `dev`, `local`, `dstport` (when not 0),
-//!   `[no]learning`, `gbp`, `l2miss`/`l3miss` (when set), address, MTU and up. If a device of
-//!   that name exists (a non-vxlan device, or a race), it is deleted and created again.
+//! - `CreateLink`: `RTM_NEWLINK` vxlan with id, `dev`, `local` (`local6` for an IPv6 underlay),
+//!   `dstport` (when not 0), `[no]learning`, `gbp`, `l2miss`/`l3miss` (when set), address, MTU
+//!   and up. If a device of that name exists (a non-vxlan device, or a race), it is deleted and
+//!   created again. Then `net/ipv6/conf/<dev>/accept_ra` is set to 0, as Flannel does (a
+//!   failure there is only logged).
 //! - `RecreateLink`: delete, then create as above. `UpdateLink`: MTU, address and up/down.
 //! - Routes: main table, `proto boot` (as Go's netlink library), scope universe (link when
 //!   there is no gateway), `onlink` when asked; `NLM_F_CREATE | NLM_F_REPLACE`. Deletion
 //!   matches destination, gateway and device, any protocol and scope.
 //! - Neighbours: `NUD_PERMANENT`, `NLM_F_CREATE | NLM_F_REPLACE`.
 //! - FDB: `AF_BRIDGE`, `NTF_SELF`, `NUD_PERMANENT`, with the destination (`NDA_DST`).
+//! - Blackholes: `RTN_BLACKHOLE` in the main table, `proto boot`, metric
+//!   [`BLACKHOLE_METRIC`], `NLM_F_CREATE | NLM_F_EXCL` (another route to the same destination
+//!   and metric is never replaced: the add fails instead). Deletion matches type blackhole
+//!   (IPv6: on `lo`, where the kernel puts IPv6 blackholes), so it never removes another route
+//!   to the same destination.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use flannel_planner::blackhole::BLACKHOLE_METRIC;
 use flannel_planner::diff::Op;
 use flannel_planner::state::{Addr, Fdb, MacAddr, Neigh, Route, VxlanLink};
 use futures_util::future::join_all;
@@ -37,7 +45,9 @@ use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::neighbour::{
     NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
-use netlink_packet_route::route::{RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType};
+use netlink_packet_route::route::{
+    RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{AddressMessageBuilder, LinkUnspec, LinkVxlan, RouteMessageBuilder};
 
@@ -96,12 +106,12 @@ fn phase(op: &Op) -> Phase {
         Op::CreateLink(_) | Op::RecreateLink(_) | Op::UpdateLink(_) => Phase::Link,
         Op::DelAddr(_) => Phase::DelAddr,
         Op::AddAddr(_) => Phase::AddAddr,
-        Op::DelRoute(_) => Phase::DelRoute,
+        Op::DelRoute(_) | Op::DelBlackhole(_) => Phase::DelRoute,
         Op::DelNeigh(_) => Phase::DelNeigh,
         Op::DelFdb(_) => Phase::DelFdb,
         Op::ReplaceNeigh(_) => Phase::Neigh,
         Op::ReplaceFdb(_) => Phase::Fdb,
-        Op::ReplaceRoute(_) => Phase::Route,
+        Op::ReplaceRoute(_) | Op::AddBlackhole(_) => Phase::Route,
     }
 }
 
@@ -121,26 +131,28 @@ fn key(op: &Op) -> Key<'_> {
         Op::CreateLink(l) | Op::RecreateLink(l) | Op::UpdateLink(l) => Key::Link(&l.name),
         Op::AddAddr(a) | Op::DelAddr(a) => Key::Addr(&a.dev, a.net),
         Op::DelRoute(r) | Op::ReplaceRoute(r) => Key::Route(r.dst),
+        Op::AddBlackhole(dst) | Op::DelBlackhole(dst) => Key::Route(*dst),
         Op::DelNeigh(n) | Op::ReplaceNeigh(n) => Key::Neigh(&n.dev, n.ip),
         Op::DelFdb(f) | Op::ReplaceFdb(f) => Key::Fdb(&f.dev, f.mac),
     }
 }
 
-/// The device an op is about.
-fn dev(op: &Op) -> &str {
+/// The device an op is about (`None`: blackhole routes have none).
+fn dev(op: &Op) -> Option<&str> {
     match op {
-        Op::CreateLink(l) | Op::RecreateLink(l) | Op::UpdateLink(l) => &l.name,
-        Op::AddAddr(a) | Op::DelAddr(a) => &a.dev,
-        Op::DelRoute(r) | Op::ReplaceRoute(r) => &r.dev,
-        Op::DelNeigh(n) | Op::ReplaceNeigh(n) => &n.dev,
-        Op::DelFdb(f) | Op::ReplaceFdb(f) => &f.dev,
+        Op::CreateLink(l) | Op::RecreateLink(l) | Op::UpdateLink(l) => Some(&l.name),
+        Op::AddAddr(a) | Op::DelAddr(a) => Some(&a.dev),
+        Op::DelRoute(r) | Op::ReplaceRoute(r) => Some(&r.dev),
+        Op::DelNeigh(n) | Op::ReplaceNeigh(n) => Some(&n.dev),
+        Op::DelFdb(f) | Op::ReplaceFdb(f) => Some(&f.dev),
+        Op::AddBlackhole(_) | Op::DelBlackhole(_) => None,
     }
 }
 
 fn is_delete(op: &Op) -> bool {
     matches!(
         op,
-        Op::DelAddr(_) | Op::DelRoute(_) | Op::DelNeigh(_) | Op::DelFdb(_)
+        Op::DelAddr(_) | Op::DelRoute(_) | Op::DelNeigh(_) | Op::DelFdb(_) | Op::DelBlackhole(_)
     )
 }
 
@@ -195,6 +207,10 @@ pub fn command(op: &Op) -> String {
             f.mac, f.dev, f.dst
         ),
         Op::DelFdb(f) => format!("bridge fdb del {} dev {} dst {} self", f.mac, f.dev, f.dst),
+        Op::AddBlackhole(dst) => {
+            format!("ip route add blackhole {dst} metric {BLACKHOLE_METRIC} proto boot")
+        }
+        Op::DelBlackhole(dst) => format!("ip route del blackhole {dst}"),
     }
 }
 
@@ -344,6 +360,39 @@ pub(crate) fn route_msg(index: u32, r: &Route, delete: bool) -> Result<RouteMess
     Ok(msg)
 }
 
+/// The ifindex of `lo` in every network namespace (the kernel's `LOOPBACK_IFINDEX`), where
+/// IPv6 blackhole routes live.
+const LOOPBACK_IFINDEX: u32 = 1;
+
+/// A main-table blackhole route to `dst`, for adding (`delete == false`) or deleting.
+pub(crate) fn blackhole_msg(dst: IpNet, delete: bool) -> RouteMessage {
+    let mut msg = match dst {
+        IpNet::V4(d) => RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(d.addr(), d.prefix_len())
+            .build(),
+        IpNet::V6(d) => {
+            let b =
+                RouteMessageBuilder::<Ipv6Addr>::new().destination_prefix(d.addr(), d.prefix_len());
+            if delete {
+                b.output_interface(LOOPBACK_IFINDEX).build()
+            } else {
+                b.build()
+            }
+        }
+    };
+    msg.header.kind = RouteType::BlackHole;
+    if delete {
+        msg.header.protocol = RouteProtocol::Unspec;
+        msg.header.scope = RouteScope::NoWhere;
+    } else {
+        msg.header.protocol = RouteProtocol::Boot;
+        msg.header.scope = RouteScope::Universe;
+        msg.attributes
+            .push(RouteAttribute::Priority(BLACKHOLE_METRIC));
+    }
+    msg
+}
+
 /// An ARP/NDP message: with a MAC for a permanent replace, without for a delete.
 pub(crate) fn neigh_msg(index: u32, n: &Neigh, replace: bool) -> NeighbourMessage {
     let mut msg = NeighbourMessage::default();
@@ -379,7 +428,8 @@ pub(crate) fn fdb_msg(index: u32, f: &Fdb, replace: bool) -> NeighbourMessage {
     msg
 }
 
-/// The message and extra `NLM_F_*` flags for a per-entry op on device `index`.
+/// The message and extra `NLM_F_*` flags for a per-entry op on device `index` (ignored for
+/// blackhole routes, which have no device).
 pub(crate) fn entry_request(op: &Op, index: u32) -> Result<(RouteNetlinkMessage, u16), String> {
     let replace = NLM_F_CREATE | NLM_F_REPLACE;
     Ok(match op {
@@ -409,6 +459,11 @@ pub(crate) fn entry_request(op: &Op, index: u32) -> Result<(RouteNetlinkMessage,
             RouteNetlinkMessage::NewNeighbour(fdb_msg(index, f, true)),
             replace,
         ),
+        Op::AddBlackhole(dst) => (
+            RouteNetlinkMessage::NewRoute(blackhole_msg(*dst, false)),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ),
+        Op::DelBlackhole(dst) => (RouteNetlinkMessage::DelRoute(blackhole_msg(*dst, true)), 0),
         Op::CreateLink(_) | Op::RecreateLink(_) | Op::UpdateLink(_) => {
             return Err("a link op is not a per-entry op".into())
         }
@@ -432,7 +487,7 @@ impl Kernel {
             // Device names → ifindex, once (after the links were created).
             let names: Vec<&str> = entries
                 .iter()
-                .map(|o| dev(o))
+                .filter_map(|o| dev(o))
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect();
@@ -471,7 +526,22 @@ impl Kernel {
         let mut sent: Vec<&Op> = Vec::with_capacity(wave.len());
         let mut msgs: Vec<(RouteNetlinkMessage, u16)> = Vec::with_capacity(wave.len());
         for &op in wave {
-            let name = dev(op);
+            let Some(name) = dev(op) else {
+                match entry_request(op, 0) {
+                    Ok(m) => {
+                        sent.push(op);
+                        msgs.push(m);
+                    }
+                    Err(reason) => report.errors.push((
+                        op.clone(),
+                        KernelError::Invalid {
+                            cmd: command(op),
+                            reason,
+                        },
+                    )),
+                }
+                continue;
+            };
             match index.get(name) {
                 Some(Ok(Some(i))) => match entry_request(op, *i) {
                     Ok(m) => {
@@ -540,20 +610,26 @@ impl Kernel {
             source,
         };
         match op {
-            Op::CreateLink(l) => match self.create_vxlan(l).await {
-                Err(e) if source_errno(&e) == Some(libc::EEXIST) => {
-                    tracing::warn!(
-                        dev = %l.name,
-                        "a device of this name already exists; deleting and creating it again"
-                    );
-                    self.delete_link(&l.name).await?;
-                    self.create_vxlan(l).await.map_err(fail)
+            Op::CreateLink(l) => {
+                match self.create_vxlan(l).await {
+                    Err(e) if source_errno(&e) == Some(libc::EEXIST) => {
+                        tracing::warn!(
+                            dev = %l.name,
+                            "a device of this name already exists; deleting and creating it again"
+                        );
+                        self.delete_link(&l.name).await?;
+                        self.create_vxlan(l).await.map_err(fail)?;
+                    }
+                    r => r.map_err(fail)?,
                 }
-                r => r.map_err(fail),
-            },
+                refuse_router_advertisements(l);
+                Ok(())
+            }
             Op::RecreateLink(l) => {
                 self.delete_link(&l.name).await?;
-                self.create_vxlan(l).await.map_err(fail)
+                self.create_vxlan(l).await.map_err(fail)?;
+                refuse_router_advertisements(l);
+                Ok(())
             }
             Op::UpdateLink(l) => {
                 let index =
@@ -593,6 +669,19 @@ impl Kernel {
             }),
             _ => Ok(()),
         }
+    }
+}
+
+/// `net/ipv6/conf/<dev>/accept_ra = 0` on a device just created (Flannel does it for every
+/// vxlan device). Best effort: without IPv6 in the kernel there is nothing to refuse.
+fn refuse_router_advertisements(l: &VxlanLink) {
+    let key = crate::sysctl::accept_ra_key(&l.name);
+    match crate::sysctl::write(&key, "0") {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && l.local.is_ipv4() => {
+            tracing::debug!(dev = %l.name, "no IPv6 sysctls for the device; accept_ra left alone")
+        }
+        Err(e) => tracing::warn!(dev = %l.name, error = %e, "cannot set accept_ra=0"),
     }
 }
 
@@ -754,6 +843,54 @@ mod tests {
             ops,
             [Op::UpdateLink(_), Op::DelRoute(_), Op::ReplaceRoute(_)]
         ));
+    }
+
+    #[test]
+    fn blackholes_are_exclusive_adds_and_typed_deletes() {
+        let v4: IpNet = "198.18.1.0/24".parse().expect("net");
+        let add = blackhole_msg(v4, false);
+        assert_eq!(add.header.kind, RouteType::BlackHole);
+        assert_eq!(add.header.protocol, RouteProtocol::Boot);
+        assert_eq!(add.header.scope, RouteScope::Universe);
+        assert_eq!(add.header.table, RouteHeader::RT_TABLE_MAIN);
+        assert!(add.attributes.contains(&RouteAttribute::Priority(1024)));
+        assert!(!add
+            .attributes
+            .iter()
+            .any(|a| matches!(a, RouteAttribute::Oif(_))));
+        let (_, flags) = entry_request(&Op::AddBlackhole(v4), 0).expect("req");
+        assert_eq!(flags, NLM_F_CREATE | NLM_F_EXCL);
+        let del = blackhole_msg(v4, true);
+        assert_eq!(del.header.kind, RouteType::BlackHole);
+        assert_eq!(del.header.protocol, RouteProtocol::Unspec);
+        let v6: IpNet = "2001:db8:f000:1::/64".parse().expect("net");
+        let del6 = blackhole_msg(v6, true);
+        assert_eq!(del6.header.address_family, AddressFamily::Inet6);
+        assert!(del6.attributes.contains(&RouteAttribute::Oif(1)), "on lo");
+        assert_eq!(
+            command(&Op::AddBlackhole(v6)),
+            "ip route add blackhole 2001:db8:f000:1::/64 metric 1024 proto boot"
+        );
+        assert_eq!(
+            command(&Op::DelBlackhole(v4)),
+            "ip route del blackhole 198.18.1.0/24"
+        );
+    }
+
+    #[test]
+    fn ipv6_underlay_device_uses_local6() {
+        let mut l = link();
+        l.name = "flannel-v6.1".into();
+        l.local = "2001:db8:1::1".parse().expect("ip");
+        l.mtu = 1430;
+        let text = format!("{:?}", vxlan_create_msg(&l));
+        assert!(text.contains("Local6(2001:db8:1::1)"), "{text}");
+        assert!(!text.contains("Local("), "{text}");
+        assert_eq!(
+            command(&Op::CreateLink(l)),
+            "ip link add flannel-v6.1 address 0e:00:00:00:00:01 mtu 1430 type vxlan id 1 dev #2 \
+             local 2001:db8:1::1 nolearning && ip link set flannel-v6.1 up"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`observe`]: reading the managed kernel state into a planner `KernelState`.
 //! - [`apply`]: carrying out the planner's ops, batched, in dependency order.
 //! - [`monitor`]: link/address/route/neighbour notifications that call for a reconcile.
+//! - [`sysctl`]: per-device sysctls through `/proc/sys` (`accept_ra` of the vxlan devices).
 //! - [`error`]: [`KernelError`], with errno classification.
 
 pub mod apply;
@@ -15,6 +16,7 @@ pub mod iface;
 pub mod monitor;
 pub mod netlink;
 pub mod observe;
+pub mod sysctl;
 
 pub use apply::ApplyReport;
 pub use error::KernelError;

@@ -1,5 +1,6 @@
 //! Kernel change notifications that should trigger a reconcile: a multicast rtnetlink socket
-//! on the link, IPv4 address, IPv4 route and neighbour groups, turned into [`KernelEvent`]s.
+//! on the link, IPv4/IPv6 address, IPv4/IPv6 route and neighbour groups, turned into
+//! [`KernelEvent`]s.
 //!
 //! Events are not filtered: the caller decides which devices matter (names are resolved
 //! through a cache of ifindex → name kept from a link dump and later link messages, so an
@@ -46,6 +47,8 @@ pub enum KernelEvent {
         gateway: Option<IpAddr>,
         dev: Option<String>,
     },
+    /// A main-table blackhole route was removed (`RTM_DELROUTE`, `RTN_BLACKHOLE`).
+    BlackholeRemoved { dst: IpNet },
     /// An ARP/NDP entry was removed (`RTM_DELNEIGH`).
     NeighRemoved { dev: Option<String>, ip: IpAddr },
     /// A bridge/vxlan FDB entry was removed (`RTM_DELNEIGH`, `AF_BRIDGE`).
@@ -97,7 +100,9 @@ pub async fn subscribe() -> Result<KernelEvents, KernelError> {
     let (mut conn, handle, messages) = rtnetlink::new_multicast_connection(&[
         MulticastGroup::Link,
         MulticastGroup::Ipv4Ifaddr,
+        MulticastGroup::Ipv6Ifaddr,
         MulticastGroup::Ipv4Route,
+        MulticastGroup::Ipv6Route,
         MulticastGroup::Neigh,
     ])
     .map_err(KernelError::Connect)?;
@@ -188,7 +193,7 @@ fn addr_removed(names: &HashMap<u32, String>, a: &AddressMessage) -> Option<Kern
 }
 
 fn route_removed(names: &HashMap<u32, String>, r: &RouteMessage) -> Option<KernelEvent> {
-    if r.header.kind != RouteType::Unicast {
+    if !matches!(r.header.kind, RouteType::Unicast | RouteType::BlackHole) {
         return None;
     }
     let mut table = u32::from(r.header.table);
@@ -210,8 +215,12 @@ fn route_removed(names: &HashMap<u32, String>, r: &RouteMessage) -> Option<Kerne
         (None, AddressFamily::Inet6) => IpAddr::from([0u16; 8]),
         (None, _) => IpAddr::from([0u8; 4]),
     };
+    let dst = IpNet::new(dst, r.header.destination_prefix_length).ok()?;
+    if r.header.kind == RouteType::BlackHole {
+        return Some(KernelEvent::BlackholeRemoved { dst });
+    }
     Some(KernelEvent::RouteRemoved {
-        dst: IpNet::new(dst, r.header.destination_prefix_length).ok()?,
+        dst,
         gateway,
         dev: oif.and_then(|i| names.get(&i).cloned()),
     })
@@ -302,5 +311,29 @@ mod tests {
                 dst: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2))),
             })
         );
+    }
+
+    #[test]
+    fn blackhole_delroute_is_a_blackhole_event() {
+        use netlink_packet_route::route::RouteAddress;
+        let names: HashMap<u32, String> = [(1, "lo".to_string())].into();
+        let mut r = RouteMessage::default();
+        r.header.address_family = AddressFamily::Inet6;
+        r.header.kind = RouteType::BlackHole;
+        r.header.table = RouteHeader::RT_TABLE_MAIN;
+        r.header.destination_prefix_length = 64;
+        r.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet6(
+                "2001:db8:f000:1::".parse().expect("ip"),
+            )));
+        r.attributes.push(RouteAttribute::Oif(1));
+        assert_eq!(
+            route_removed(&names, &r),
+            Some(KernelEvent::BlackholeRemoved {
+                dst: "2001:db8:f000:1::/64".parse().expect("net")
+            })
+        );
+        r.header.kind = RouteType::Unreachable;
+        assert_eq!(route_removed(&names, &r), None);
     }
 }

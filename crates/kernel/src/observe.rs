@@ -1,10 +1,12 @@
 //! Reading the kernel state flanneld manages into a [`KernelState`]: the vxlan devices it
-//! names, their addresses, permanent neighbours and FDB entries, and the IPv4 main-table
-//! routes on those devices and on the other devices the caller names.
+//! names, their addresses, permanent neighbours and FDB entries, the IPv4 and IPv6 main-table
+//! routes on those devices and on the other devices the caller names, and (when asked) the
+//! main-table blackhole routes.
 //!
 //! What is left out, so that the diff never touches it:
-//! - routes the kernel made itself (`proto kernel`: connected routes of addresses), routes of
-//!   other tables, non-unicast and cached routes, multipath routes (no single device);
+//! - routes the kernel made itself (`proto kernel`: connected routes of addresses, IPv6
+//!   link-local prefixes), routes of other tables, non-unicast routes other than blackholes,
+//!   cached routes, multipath routes (no single device);
 //! - addresses that are not of global scope (the IPv6 link-local address every device gets);
 //! - neighbours and FDB entries without `NUD_PERMANENT` (learned or resolved by the kernel).
 //!
@@ -44,9 +46,11 @@ pub struct ObserveScope {
     /// vxlan devices flanneld manages (e.g. `flannel.1`): the link itself, its addresses,
     /// routes, permanent neighbours and FDB entries.
     pub devs: Vec<String>,
-    /// Other devices whose IPv4 main-table routes matter (e.g. the external interface, for
-    /// host-gw and DirectRouting routes).
+    /// Other devices whose main-table routes (IPv4 and IPv6) matter (e.g. the external
+    /// interface, for host-gw and DirectRouting routes).
     pub route_devs: Vec<String>,
+    /// Report the main-table blackhole routes (both families) in `KernelState::blackholes`.
+    pub blackholes: bool,
 }
 
 impl Kernel {
@@ -86,7 +90,7 @@ impl Kernel {
         }
 
         let want_entries = !vxlan_devs.is_empty();
-        let want_routes = !route_devs.is_empty();
+        let want_routes = !route_devs.is_empty() || scope.blackholes;
         // One dump at a time: the kernel allows a single dump in progress per netlink socket
         // and answers a concurrent one with EBUSY.
         let addrs = if want_entries {
@@ -98,14 +102,17 @@ impl Kernel {
         } else {
             Vec::new()
         };
-        let routes = if want_routes {
-            let mut msg = RouteMessage::default();
-            msg.header.address_family = AddressFamily::Inet;
-            self.dump("IPv4 routes", RouteNetlinkMessage::GetRoute(msg))
-                .await?
-        } else {
-            Vec::new()
-        };
+        let mut routes = Vec::new();
+        if want_routes {
+            for (what, family) in [
+                ("IPv4 routes", AddressFamily::Inet),
+                ("IPv6 routes", AddressFamily::Inet6),
+            ] {
+                let mut msg = RouteMessage::default();
+                msg.header.address_family = family;
+                routes.extend(self.dump(what, RouteNetlinkMessage::GetRoute(msg)).await?);
+            }
+        }
         let (neighs, fdb) = if want_entries {
             // AF_UNSPEC: the ARP and NDP tables.
             let neighs = self
@@ -132,6 +139,9 @@ impl Kernel {
         for m in &routes {
             if let RouteNetlinkMessage::NewRoute(r) = m {
                 state.routes.extend(route_from_msg(r, &route_devs));
+                if scope.blackholes {
+                    state.blackholes.extend(blackhole_from_msg(r));
+                }
             }
         }
         for m in &neighs {
@@ -243,6 +253,41 @@ pub(crate) fn addr_from_msg(a: &AddressMessage, devs: &HashMap<u32, String>) -> 
     })
 }
 
+/// The table a route is in (`RTA_TABLE` when present: ids above 255 only travel there).
+fn route_table(r: &RouteMessage) -> u32 {
+    r.attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(r.header.table))
+}
+
+/// The destination of a route message (the default route has no `RTA_DST`).
+fn route_dst(r: &RouteMessage) -> Option<IpNet> {
+    let dst = r.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Destination(a) => route_ip(a),
+        _ => None,
+    });
+    let dst = match (dst, r.header.address_family) {
+        (Some(ip), _) => ip,
+        (None, AddressFamily::Inet6) => IpAddr::from([0u16; 8]),
+        (None, _) => IpAddr::from([0u8; 4]),
+    };
+    IpNet::new(dst, r.header.destination_prefix_length).ok()
+}
+
+/// A main-table blackhole route's destination (any protocol and metric).
+pub(crate) fn blackhole_from_msg(r: &RouteMessage) -> Option<IpNet> {
+    if r.header.kind != RouteType::BlackHole
+        || route_table(r) != u32::from(RouteHeader::RT_TABLE_MAIN)
+    {
+        return None;
+    }
+    route_dst(r)
+}
+
 fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
     match a {
         RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
@@ -260,32 +305,23 @@ pub(crate) fn route_from_msg(r: &RouteMessage, devs: &HashMap<u32, String>) -> O
     {
         return None;
     }
-    let mut table = u32::from(h.table);
     let mut oif = None;
-    let mut dst = None;
     let mut gateway = None;
     for attr in &r.attributes {
         match attr {
-            RouteAttribute::Table(t) => table = *t,
             RouteAttribute::Oif(i) => oif = Some(*i),
-            RouteAttribute::Destination(a) => dst = route_ip(a),
             RouteAttribute::Gateway(a) => gateway = route_ip(a),
             RouteAttribute::Via(RouteVia::Inet(a)) => gateway = Some(IpAddr::V4(*a)),
             RouteAttribute::Via(RouteVia::Inet6(a)) => gateway = Some(IpAddr::V6(*a)),
             _ => {}
         }
     }
-    if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
+    if route_table(r) != u32::from(RouteHeader::RT_TABLE_MAIN) {
         return None;
     }
     let dev = devs.get(&oif?)?;
-    let dst = match (dst, h.address_family) {
-        (Some(ip), _) => ip,
-        (None, AddressFamily::Inet6) => IpAddr::from([0u16; 8]),
-        (None, _) => IpAddr::from([0u8; 4]),
-    };
     Some(Route {
-        dst: IpNet::new(dst, h.destination_prefix_length).ok()?,
+        dst: route_dst(r)?,
         gateway,
         dev: dev.clone(),
         onlink: h.flags.contains(RouteFlags::Onlink),
@@ -465,6 +501,55 @@ mod tests {
         f.header.state = NeighbourState::Permanent;
         f.header.flags = NeighbourFlags::empty();
         assert_eq!(fdb_from_msg(&f, &devs()), None, "not NTF_SELF");
+    }
+
+    #[test]
+    fn ipv6_routes_and_blackholes_are_read() {
+        let mut r = RouteMessage::default();
+        r.header.address_family = AddressFamily::Inet6;
+        r.header.destination_prefix_length = 64;
+        r.header.table = RouteHeader::RT_TABLE_MAIN;
+        r.header.protocol = RouteProtocol::Boot;
+        r.header.kind = RouteType::Unicast;
+        r.header.flags = RouteFlags::Onlink;
+        let net: std::net::Ipv6Addr = "2001:db8:f000:2::".parse().expect("ip");
+        r.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet6(net)));
+        r.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet6(net)));
+        r.attributes.push(RouteAttribute::Oif(4));
+        assert_eq!(
+            route_from_msg(&r, &devs()),
+            Some(Route {
+                dst: "2001:db8:f000:2::/64".parse().expect("net"),
+                gateway: Some(IpAddr::V6(net)),
+                dev: "flannel.1".into(),
+                onlink: true,
+            })
+        );
+        assert_eq!(blackhole_from_msg(&r), None, "not a blackhole");
+
+        // `ip -6 route add blackhole …` (the kernel puts it on lo) and `ip route add blackhole …`.
+        r.header.kind = RouteType::BlackHole;
+        r.attributes = vec![
+            RouteAttribute::Destination(RouteAddress::Inet6(net)),
+            RouteAttribute::Oif(1),
+        ];
+        assert_eq!(route_from_msg(&r, &devs()), None);
+        assert_eq!(
+            blackhole_from_msg(&r),
+            Some("2001:db8:f000:2::/64".parse().expect("net"))
+        );
+        let mut b = route(RouteProtocol::Static, RouteHeader::RT_TABLE_MAIN, 4);
+        b.header.kind = RouteType::BlackHole;
+        b.attributes
+            .retain(|a| matches!(a, RouteAttribute::Destination(_)));
+        assert_eq!(
+            blackhole_from_msg(&b),
+            Some("198.18.2.0/24".parse().expect("net"))
+        );
+        b.attributes.push(RouteAttribute::Table(1000));
+        assert_eq!(blackhole_from_msg(&b), None, "other table");
     }
 
     #[test]

@@ -191,6 +191,7 @@ fn stale_peer_is_removed_and_foreign_routes_survive() -> Result<()> {
         let oscope = ObserveScope {
             devs: vec![DEV.into()],
             route_devs: vec!["eth0".into(), "eth1".into()],
+            blackholes: false,
         };
         let k = Kernel::connect()?;
         reconcile(&k, &vxlan_desired(&[2, 3, 4])?, &oscope, &vxlan_scope()).await?;
@@ -335,6 +336,7 @@ fn host_gw_routes_via_peer_public_ips() -> Result<()> {
         let oscope = ObserveScope {
             devs: vec![],
             route_devs: vec!["eth0".into()],
+            blackholes: false,
         };
         let k = Kernel::connect()?;
         ip("route add 198.18.200.0/24 via 192.0.2.200 dev eth0")?;
@@ -344,6 +346,7 @@ fn host_gw_routes_via_peer_public_ips() -> Result<()> {
         let scope = Scope {
             owned_devs: BTreeSet::new(),
             owned_routes: desired.routes.clone(),
+            owned_blackholes: BTreeSet::new(),
         };
         let ops = reconcile(&k, &desired, &oscope, &scope).await?;
         assert_eq!(ops.len(), 3);
@@ -454,6 +457,7 @@ fn observe_without_devices_is_empty() -> Result<()> {
             .observe(&ObserveScope {
                 devs: vec![DEV.into()],
                 route_devs: vec!["nosuch0".into()],
+                blackholes: true,
             })
             .await?;
         assert_eq!(state, KernelState::default());

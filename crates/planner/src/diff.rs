@@ -1,15 +1,20 @@
 //! From desired and observed kernel state to the ordered list of operations that makes the
 //! kernel match — touching only what flanneld owns.
 //!
-//! Ownership ([`Scope`]): every entry on a device flanneld created (`flannel.<VNI>`) is ours;
-//! on other devices (the external interface, for host-gw and DirectRouting routes) only the
-//! routes flanneld recorded installing are ours. Anything else is never deleted, so a route an
-//! operator added inside or outside the pod network survives.
+//! Ownership ([`Scope`]): every entry on a device flanneld created (`flannel.<VNI>`,
+//! `flannel-v6.<VNI>`) is ours; on other devices (the external interface, for host-gw and
+//! DirectRouting routes) only the routes flanneld recorded installing are ours; of the
+//! blackhole routes only those for our own subnet(s) — current and previous — are ours.
+//! Anything else is never deleted, so a route an operator added inside or outside the pod
+//! network survives.
 //!
 //! Order follows Flannel's vxlan code: links and addresses first; removals route → neighbour →
 //! FDB; additions neighbour → FDB → route (a route never points at a missing neighbour).
+//! Blackhole removals come with the route removals, blackhole additions after the routes.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use ipnet::IpNet;
 
 use crate::state::{Addr, Fdb, KernelState, Neigh, Route, VxlanLink};
 
@@ -20,6 +25,9 @@ pub struct Scope {
     pub owned_devs: BTreeSet<String>,
     /// Routes on other devices that flanneld installed before (from its journal).
     pub owned_routes: BTreeSet<Route>,
+    /// Destinations whose blackhole route flanneld manages (`--ip-blackhole-route`: our
+    /// subnets, and the ones we held before). Empty: blackhole routes are never touched.
+    pub owned_blackholes: BTreeSet<IpNet>,
 }
 
 impl Scope {
@@ -45,6 +53,10 @@ pub enum Op {
     ReplaceNeigh(Neigh),
     ReplaceFdb(Fdb),
     ReplaceRoute(Route),
+    /// `ip route add blackhole <dst>` (never replaces another route to `dst`).
+    AddBlackhole(IpNet),
+    /// `ip route del blackhole <dst>`.
+    DelBlackhole(IpNet),
 }
 
 /// Operations that turn `observed` into `desired` within `scope`. Empty when they match.
@@ -130,6 +142,11 @@ pub fn diff(desired: &KernelState, observed: &KernelState, scope: &Scope) -> Vec
             ops.push(Op::DelFdb((*f).clone()));
         }
     }
+    for dst in &observed.blackholes {
+        if !desired.blackholes.contains(dst) && scope.owned_blackholes.contains(dst) {
+            ops.push(Op::DelBlackhole(*dst));
+        }
+    }
 
     // Additions and corrections: neighbour, then FDB, then route.
     for (key, n) in &want_neighs {
@@ -145,6 +162,11 @@ pub fn diff(desired: &KernelState, observed: &KernelState, scope: &Scope) -> Vec
     for (dst, r) in &want_routes {
         if have_routes.get(dst) != Some(r) {
             ops.push(Op::ReplaceRoute((*r).clone()));
+        }
+    }
+    for dst in &desired.blackholes {
+        if !observed.blackholes.contains(dst) {
+            ops.push(Op::AddBlackhole(*dst));
         }
     }
     ops
@@ -192,6 +214,12 @@ pub fn simulate(state: &mut KernelState, ops: &[Op]) {
             Op::ReplaceRoute(r) => {
                 state.routes.retain(|o| o.dst != r.dst);
                 state.routes.insert(r.clone());
+            }
+            Op::AddBlackhole(dst) => {
+                state.blackholes.insert(*dst);
+            }
+            Op::DelBlackhole(dst) => {
+                state.blackholes.remove(dst);
             }
         }
     }
@@ -262,6 +290,7 @@ mod tests {
         Scope {
             owned_devs: [DEV.to_string()].into(),
             owned_routes: BTreeSet::new(),
+            owned_blackholes: BTreeSet::new(),
         }
     }
 
@@ -348,14 +377,62 @@ mod tests {
         );
     }
 
+    fn net(s: &str) -> IpNet {
+        s.parse().expect("net")
+    }
+
+    #[test]
+    fn only_owned_blackholes_are_removed_and_desired_ones_added() {
+        let mut desired = state(&[2]);
+        desired.blackholes = [net("198.18.1.0/24"), net("2001:db8:f000:1::/64")].into();
+        let mut observed = state(&[2]);
+        // Ours from before the subnet moved, and an operator's.
+        observed.blackholes = [net("198.18.9.0/24"), net("203.0.113.0/24")].into();
+        let mut s = scope();
+        s.owned_blackholes = [
+            net("198.18.1.0/24"),
+            net("2001:db8:f000:1::/64"),
+            net("198.18.9.0/24"),
+        ]
+        .into();
+        let ops = diff(&desired, &observed, &s);
+        assert_eq!(
+            ops,
+            vec![
+                Op::DelBlackhole(net("198.18.9.0/24")),
+                Op::AddBlackhole(net("198.18.1.0/24")),
+                Op::AddBlackhole(net("2001:db8:f000:1::/64")),
+            ]
+        );
+        let mut kernel = observed.clone();
+        simulate(&mut kernel, &ops);
+        assert_eq!(
+            kernel.blackholes,
+            [
+                net("198.18.1.0/24"),
+                net("2001:db8:f000:1::/64"),
+                net("203.0.113.0/24")
+            ]
+            .into()
+        );
+        assert!(diff(&desired, &kernel, &s).is_empty());
+        // Without ownership nothing is removed.
+        assert_eq!(
+            diff(&desired, &observed, &scope()),
+            ops[1..].to_vec(),
+            "an unowned blackhole is left alone"
+        );
+    }
+
     fn arb_state() -> impl Strategy<Value = KernelState> {
         (
             proptest::collection::btree_set(1u8..20, 0..8),
             1300u32..1500,
             any::<bool>(),
             proptest::collection::btree_set(100u8..110, 0..3),
+            proptest::collection::btree_set(1u8..5, 0..3),
         )
-            .prop_map(|(peers, mtu, vni7, foreign)| {
+            .prop_map(|(peers, mtu, vni7, foreign, blackholes)| {
                 let mut s = state(&peers.into_iter().collect::<Vec<_>>());
                 let l = s.links.get_mut(DEV).expect("link");
                 l.mtu = mtu;
@@ -365,6 +442,10 @@ mod tests {
                 for i in foreign {
                     s.routes.insert(peer(i, "eth0").0);
                 }
+                s.blackholes = blackholes
+                    .into_iter()
+                    .map(|i| net(&format!("198.18.{i}.0/24")))
+                    .collect();
                 s
             })
     }
@@ -376,9 +457,20 @@ mod tests {
             // Desired never contains foreign routes.
             let mut desired = desired;
             desired.routes.retain(|r| r.dev == DEV);
+            // Blackholes 198.18.{1,2}.0/24 are ours (current and previous subnet); 3 and 4 not.
+            let mut scope = scope();
+            scope.owned_blackholes = [net("198.18.1.0/24"), net("198.18.2.0/24")].into();
+            desired.blackholes.retain(|b| scope.owned_blackholes.contains(b));
             let mut kernel = observed.clone();
-            simulate(&mut kernel, &diff(&desired, &observed, &scope()));
-            prop_assert_eq!(diff(&desired, &kernel, &scope()), vec![]);
+            simulate(&mut kernel, &diff(&desired, &observed, &scope));
+            prop_assert_eq!(diff(&desired, &kernel, &scope), vec![]);
+            prop_assert!(desired.blackholes.is_subset(&kernel.blackholes));
+            for b in &kernel.blackholes {
+                prop_assert!(desired.blackholes.contains(b) || !scope.owned_blackholes.contains(b));
+            }
+            for b in observed.blackholes.iter().filter(|b| !scope.owned_blackholes.contains(b)) {
+                prop_assert!(kernel.blackholes.contains(b));
+            }
             // Everything desired is there; foreign routes survived.
             prop_assert!(desired.routes.is_subset(&kernel.routes));
             prop_assert!(desired.neighs.is_subset(&kernel.neighs));

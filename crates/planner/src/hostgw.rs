@@ -1,5 +1,6 @@
 //! The host-gw backend's decisions: no encapsulation, one route per peer via its public IP on
-//! the external interface (hosts must share an L2 segment).
+//! the external interface (hosts must share an L2 segment). With IPv6 enabled, a peer's IPv6
+//! subnet gets its own route via the peer's `PublicIPv6`.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -21,7 +22,9 @@ pub fn check_not_nat(public_ip: Ipv4Addr, iface_addr: Ipv4Addr) -> Result<(), &'
     }
 }
 
-/// Desired routes: `<peer subnet> via <peer PublicIP> dev <ext>` for every host-gw peer.
+/// Desired routes: `<peer subnet> via <peer PublicIP> dev <ext>` for every host-gw peer, and,
+/// when IPv6 is on (`ext.addr_v6` is set), `<peer IPv6 subnet> via <peer PublicIPv6> dev <ext>`
+/// for peers that have both.
 pub fn desired_state<'a>(
     ext: &ExtIface,
     peers: impl IntoIterator<Item = &'a Lease>,
@@ -42,6 +45,24 @@ pub fn desired_state<'a>(
             dev: ext.name.clone(),
             onlink: false,
         });
+        if ext.addr_v6.is_none() {
+            continue;
+        }
+        match (lease.subnet.ipv6, lease.attrs.public_ipv6) {
+            (Some(subnet6), Some(gw6)) => {
+                state.routes.insert(Route {
+                    dst: IpNet::V6(subnet6),
+                    gateway: Some(IpAddr::V6(gw6)),
+                    dev: ext.name.clone(),
+                    onlink: false,
+                });
+            }
+            (Some(_), None) => skipped.push(Skipped {
+                subnet: lease.subnet,
+                reason: "IPv6 part: no PublicIPv6".into(),
+            }),
+            (None, _) => {}
+        }
     }
     (state, skipped)
 }
@@ -75,6 +96,7 @@ mod tests {
             index: 2,
             mtu: 1500,
             addr: Ipv4Addr::new(192, 0, 2, 1),
+            addr_v6: None,
         };
         let peers = [
             peer("198.18.2.0/24", 2, "host-gw"),
@@ -99,5 +121,48 @@ mod tests {
             check_not_nat(Ipv4Addr::new(203, 0, 113, 9), a),
             Err(NAT_ERROR)
         );
+    }
+
+    #[test]
+    fn dual_stack_peers_get_a_v6_route_via_their_public_ipv6() {
+        let ext = ExtIface {
+            name: "eth0".into(),
+            index: 2,
+            mtu: 1500,
+            addr: Ipv4Addr::new(192, 0, 2, 1),
+            addr_v6: Some("2001:db8:1::1".parse().expect("ip")),
+        };
+        let mut dual = peer("198.18.2.0/24", 2, "host-gw");
+        dual.subnet.ipv6 = Some("2001:db8:f000:2::/64".parse().expect("cidr"));
+        dual.attrs.public_ipv6 = Some("2001:db8:1::2".parse().expect("ip"));
+        let v4_only = peer("198.18.3.0/24", 3, "host-gw");
+        let mut no_public_v6 = peer("198.18.4.0/24", 4, "host-gw");
+        no_public_v6.subnet.ipv6 = Some("2001:db8:f000:4::/64".parse().expect("cidr"));
+        let peers = [dual.clone(), v4_only, no_public_v6];
+        let (s, skipped) = desired_state(&ext, &peers);
+        let routes: Vec<String> = s
+            .routes
+            .iter()
+            .map(|r| format!("{} via {:?} dev {}", r.dst, r.gateway, r.dev))
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                "198.18.2.0/24 via Some(192.0.2.2) dev eth0",
+                "198.18.3.0/24 via Some(192.0.2.3) dev eth0",
+                "198.18.4.0/24 via Some(192.0.2.4) dev eth0",
+                "2001:db8:f000:2::/64 via Some(2001:db8:1::2) dev eth0",
+            ]
+        );
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(skipped[0].reason, "IPv6 part: no PublicIPv6");
+        // An IPv4-only host ignores the IPv6 parts.
+        let v4_ext = ExtIface {
+            addr_v6: None,
+            ..ext
+        };
+        let (s, skipped) = desired_state(&v4_ext, &[dual]);
+        assert_eq!(s.routes.len(), 1);
+        assert!(skipped.is_empty());
     }
 }

@@ -3,11 +3,15 @@
 //! results.
 //!
 //! - [`allocator`]: Flannel's subnet acquisition algorithm.
-//! - [`state`]: kernel objects flanneld manages (vxlan link, addresses, routes, neighbours, FDB).
+//! - [`state`]: kernel objects flanneld manages (vxlan links, addresses, routes, neighbours, FDB,
+//!   blackhole routes).
 //! - [`diff`]: desired vs observed state → ordered operations, within what flanneld owns.
-//! - [`vxlan`], [`hostgw`]: what each backend wants in the kernel for a set of peers.
+//! - [`vxlan`], [`hostgw`]: what each backend wants in the kernel for a set of peers (IPv4
+//!   and, with `EnableIPv6`, IPv6).
+//! - [`blackhole`]: the blackhole routes for our own subnet (`--ip-blackhole-route`).
 
 pub mod allocator;
+pub mod blackhole;
 pub mod diff;
 pub mod hostgw;
 pub mod state;

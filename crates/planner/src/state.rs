@@ -1,6 +1,9 @@
 //! The kernel state flanneld manages, as plain data. Desired and observed state share these
 //! types, so a diff is a comparison of two values.
 //!
+//! Both address families live in the same sets: an IPv6 route, neighbour or FDB entry (on
+//! `flannel-v6.<VNI>` or the external interface) is keyed exactly like an IPv4 one.
+//!
 //! Devices are named, not numbered: a re-created `flannel.1` gets a new ifindex, and the
 //! applier resolves names when it talks netlink.
 
@@ -143,6 +146,10 @@ pub struct KernelState {
     pub routes: BTreeSet<Route>,
     pub neighs: BTreeSet<Neigh>,
     pub fdb: BTreeSet<Fdb>,
+    /// Main-table blackhole routes, by destination (`ip route add blackhole <dst>`,
+    /// `--ip-blackhole-route`). They have no device; any blackhole route for a destination
+    /// counts, whatever its metric or protocol.
+    pub blackholes: BTreeSet<IpNet>,
 }
 
 impl KernelState {

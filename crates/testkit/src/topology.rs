@@ -12,8 +12,13 @@
 //!   <prefix>-sw    bridge `br0`; ports `h<n>` (peer: eth0 of host n) and `etcd`
 //!   <prefix>-etcd  eth0 192.0.2.254/24, etcd client URL http://192.0.2.254:2379
 //!   <prefix>-h<n>  eth0 192.0.2.<n>/24, ip_forward=1, rp_filter=0; later cni0 + veth<k>
+//!                  dual-stack hosts (`add_host_dual`): also 2001:db8:1::<n>/64, IPv6 forwarding
 //!   <prefix>-h<n>p<k>  eth0 <subnet>.<k+1>/<len>, default route via <subnet>.1
+//!                  with FLANNEL_IPV6_SUBNET: also <v6 subnet>::<k+1>/<len>, default via ::1
 //! ```
+//!
+//! IPv6 addresses are added with `nodad` (duplicate address detection would keep them tentative
+//! for a second or more).
 //!
 //! Interfaces are created directly inside lab namespaces (`ip -n <ns> link add … peer … netns
 //! …`), so the namespace the tests run in is never touched, and their names need no lab prefix.
@@ -29,7 +34,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,6 +48,13 @@ use nix::unistd::Pid;
 
 /// The lab's underlay network (the hosts' `eth0`).
 pub const UNDERLAY_PREFIX_LEN: u8 = 24;
+/// Prefix length of the IPv6 underlay `2001:db8:1::/64` of dual-stack hosts.
+pub const UNDERLAY_V6_PREFIX_LEN: u8 = 64;
+
+/// The IPv6 underlay address of dual-stack host `n`: `2001:db8:1::<n>`.
+pub fn underlay_v6(n: u8) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, u16::from(n))
+}
 /// The address etcd listens on (in its own namespace).
 pub const ETCD_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 254);
 /// The etcd client URL every flanneld of the lab is given.
@@ -214,12 +226,43 @@ impl Lab {
             n,
             ns,
             addr,
+            addr6: None,
             dir,
         };
         host.sysctl("net.ipv4.ip_forward", "1")?;
         for scope in ["all", "default", "eth0"] {
             host.sysctl(&format!("net.ipv4.conf.{scope}.rp_filter"), "0")?;
         }
+        Ok(host)
+    }
+
+    /// [`Lab::add_host`], dual-stack: `eth0` also gets `2001:db8:1::<n>/64` ([`underlay_v6`],
+    /// no DAD) and IPv6 forwarding is on. The switch stops snooping multicast (neighbour
+    /// discovery must reach every port whatever the MLD state).
+    pub fn add_host_dual(&self, n: u8) -> Result<Host> {
+        let mut host = self.add_host(n)?;
+        self.ip(
+            &self.switch,
+            &[
+                "link",
+                "set",
+                "br0",
+                "type",
+                "bridge",
+                "mcast_snooping",
+                "0",
+            ],
+        )?;
+        for scope in ["all", "default"] {
+            host.sysctl(&format!("net.ipv6.conf.{scope}.forwarding"), "1")?;
+        }
+        let addr6 = underlay_v6(n);
+        let cidr = format!("{addr6}/{UNDERLAY_V6_PREFIX_LEN}");
+        self.ip(
+            &host.ns,
+            &["-6", "addr", "add", &cidr, "dev", "eth0", "nodad"],
+        )?;
+        host.addr6 = Some(addr6);
         Ok(host)
     }
 
@@ -344,6 +387,7 @@ pub struct Host {
     n: u8,
     ns: String,
     addr: Ipv4Addr,
+    addr6: Option<Ipv6Addr>,
     dir: PathBuf,
 }
 
@@ -370,6 +414,11 @@ impl Host {
     /// The underlay address of `eth0`.
     pub fn addr(&self) -> Ipv4Addr {
         self.addr
+    }
+
+    /// The IPv6 underlay address of `eth0` (dual-stack hosts only).
+    pub fn addr6(&self) -> Option<Ipv6Addr> {
+        self.addr6
     }
 
     /// The host's directory in the lab (subnet file, flanneld log).
@@ -458,6 +507,8 @@ impl Host {
     /// host's `subnet.env` (flanneld must have written it): namespace `<prefix>-h<n>p<k>`, veth
     /// `veth<k>` in the host (on `cni0`) and `eth0` in the pod with `<subnet>.<k+1>/<len>`,
     /// default route via `<subnet>.1`. `cni0` is created with `<subnet>.1/<len>` on first use.
+    /// With `FLANNEL_IPV6_SUBNET` in `subnet.env` the same for IPv6: `cni0` gets
+    /// `<v6 subnet>::1/<len>`, the pod `<v6 subnet>::<k+1>/<len>` and an IPv6 default route.
     pub fn add_pod(&self, k: u8) -> Result<Pod> {
         ensure!((1..=250).contains(&k), "pod number {k} is not in 1..=250");
         let subnet = self.subnet()?;
@@ -468,6 +519,10 @@ impl Host {
         if !has_bridge {
             self.exec(&["ip", "link", "add", "cni0", "type", "bridge"])?;
             self.exec(&["ip", "addr", "add", &bridge_cidr, "dev", "cni0"])?;
+            if let Some(v6) = &subnet.ipv6 {
+                let cidr6 = format!("{}/{}", v6.gateway(), v6.prefix_len);
+                self.exec(&["ip", "-6", "addr", "add", &cidr6, "dev", "cni0", "nodad"])?;
+            }
             self.exec(&["ip", "link", "set", "cni0", "mtu", &mtu, "up"])?;
         }
         let pod_ns = self.lab.ns_name(&format!("h{}p{k}", self.n));
@@ -482,11 +537,31 @@ impl Host {
         let cidr = format!("{addr}/{}", subnet.prefix_len);
         let gw = gateway.to_string();
         netns_exec_ok(&pod_ns, &["ip", "addr", "add", &cidr, "dev", "eth0"])?;
+        let addr6 = match &subnet.ipv6 {
+            Some(v6) => {
+                let a = v6.host_addr(u128::from(k) + 1);
+                let cidr6 = format!("{a}/{}", v6.prefix_len);
+                netns_exec_ok(
+                    &pod_ns,
+                    &["ip", "-6", "addr", "add", &cidr6, "dev", "eth0", "nodad"],
+                )?;
+                Some(a)
+            }
+            None => None,
+        };
         netns_exec_ok(&pod_ns, &["ip", "link", "set", "eth0", "up"])?;
         netns_exec_ok(&pod_ns, &["ip", "route", "add", "default", "via", &gw])?;
+        if let Some(v6) = &subnet.ipv6 {
+            let gw6 = v6.gateway().to_string();
+            netns_exec_ok(
+                &pod_ns,
+                &["ip", "-6", "route", "add", "default", "via", &gw6],
+            )?;
+        }
         Ok(Pod {
             ns: pod_ns,
             addr,
+            addr6,
             host_ns: self.ns.clone(),
         })
     }
@@ -505,8 +580,36 @@ pub struct HostSubnet {
     pub mtu: u32,
     /// `FLANNEL_IPMASQ`, if present.
     pub ipmasq: Option<bool>,
+    /// `FLANNEL_IPV6_SUBNET`, if present.
+    pub ipv6: Option<HostSubnet6>,
     /// The file's text, byte for byte.
     pub raw: String,
+}
+
+/// The IPv6 subnet of a `subnet.env` (`FLANNEL_IPV6_SUBNET`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostSubnet6 {
+    /// Network address (e.g. `2001:db8:f000:7::`).
+    pub subnet: Ipv6Addr,
+    /// Prefix length.
+    pub prefix_len: u8,
+}
+
+impl HostSubnet6 {
+    /// The subnet as `addr/len` (network address).
+    pub fn cidr(&self) -> String {
+        format!("{}/{}", self.subnet, self.prefix_len)
+    }
+
+    /// The `i`-th address of the subnet (0 = the network address).
+    pub fn host_addr(&self, i: u128) -> Ipv6Addr {
+        Ipv6Addr::from(u128::from(self.subnet).wrapping_add(i))
+    }
+
+    /// `<subnet>::1`, the bridge address.
+    pub fn gateway(&self) -> Ipv6Addr {
+        self.host_addr(1)
+    }
 }
 
 impl HostSubnet {
@@ -516,6 +619,7 @@ impl HostSubnet {
         let mut subnet = None;
         let mut mtu = None;
         let mut ipmasq = None;
+        let mut ipv6 = None;
         for line in text.lines() {
             let Some((key, value)) = line.split_once('=') else {
                 continue;
@@ -532,6 +636,20 @@ impl HostSubnet {
                     ensure!(len <= 32, "FLANNEL_SUBNET prefix length {len} > 32");
                     subnet = Some((ip, len));
                 }
+                "FLANNEL_IPV6_SUBNET" => {
+                    let (ip, len) = value
+                        .trim()
+                        .split_once('/')
+                        .with_context(|| format!("FLANNEL_IPV6_SUBNET {value:?} is not a CIDR"))?;
+                    let ip: Ipv6Addr = ip.parse().context("FLANNEL_IPV6_SUBNET address")?;
+                    let len: u8 = len.parse().context("FLANNEL_IPV6_SUBNET prefix length")?;
+                    ensure!(len <= 128, "FLANNEL_IPV6_SUBNET prefix length {len} > 128");
+                    let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                    ipv6 = Some(HostSubnet6 {
+                        subnet: Ipv6Addr::from(u128::from(ip) & mask),
+                        prefix_len: len,
+                    });
+                }
                 "FLANNEL_MTU" => mtu = Some(value.trim().parse().context("FLANNEL_MTU")?),
                 "FLANNEL_IPMASQ" => ipmasq = Some(value.trim() == "true"),
                 _ => {}
@@ -547,6 +665,7 @@ impl HostSubnet {
             prefix_len,
             mtu: mtu.context("no FLANNEL_MTU")?,
             ipmasq,
+            ipv6,
             raw: text.to_owned(),
         })
     }
@@ -572,6 +691,7 @@ impl HostSubnet {
 pub struct Pod {
     ns: String,
     addr: Ipv4Addr,
+    addr6: Option<Ipv6Addr>,
     host_ns: String,
 }
 
@@ -602,6 +722,11 @@ impl Pod {
         self.addr
     }
 
+    /// The pod's IPv6 address (when its host's `subnet.env` has an IPv6 subnet).
+    pub fn addr6(&self) -> Option<Ipv6Addr> {
+        self.addr6
+    }
+
     /// The namespace of the host it lives on.
     pub fn host_ns(&self) -> &str {
         &self.host_ns
@@ -612,12 +737,17 @@ impl Pod {
         netns_exec_ok(&self.ns, args)
     }
 
-    /// `ping -c count -i interval -W 1 -q dst` from the pod; counts from the summary line.
-    /// Loss is not an error; a ping that prints no summary is.
-    pub fn ping(&self, dst: Ipv4Addr, count: u32, interval: Duration) -> Result<PingResult> {
+    /// `ping -c count -i interval -W 1 -q dst` from the pod (IPv4 or IPv6, after `dst`);
+    /// counts from the summary line. Loss is not an error; a ping that prints no summary is.
+    pub fn ping(
+        &self,
+        dst: impl Into<IpAddr>,
+        count: u32,
+        interval: Duration,
+    ) -> Result<PingResult> {
         let count = count.to_string();
         let interval = format!("{:.3}", interval.as_secs_f64());
-        let dst = dst.to_string();
+        let dst = dst.into().to_string();
         let out = netns_exec(
             &self.ns,
             &["ping", "-c", &count, "-i", &interval, "-W", "1", "-q", &dst],
@@ -1163,6 +1293,23 @@ mod tests {
         assert_eq!(s.host_addr(3), Ipv4Addr::new(198, 18, 42, 3));
         assert_eq!(s.mtu, 1450);
         assert_eq!(s.ipmasq, Some(false));
+        assert_eq!(s.ipv6, None);
+        let dual = HostSubnet::parse(
+            "FLANNEL_NETWORK=198.18.0.0/16\nFLANNEL_SUBNET=198.18.42.1/24\n\
+             FLANNEL_IPV6_NETWORK=2001:db8:f000::/48\nFLANNEL_IPV6_SUBNET=2001:db8:f000:2a::1/64\n\
+             FLANNEL_MTU=1430\nFLANNEL_IPMASQ=false\n",
+        )
+        .unwrap();
+        let v6 = dual.ipv6.unwrap();
+        assert_eq!(v6.cidr(), "2001:db8:f000:2a::/64");
+        assert_eq!(
+            v6.gateway(),
+            "2001:db8:f000:2a::1".parse::<Ipv6Addr>().unwrap()
+        );
+        assert_eq!(
+            v6.host_addr(3),
+            "2001:db8:f000:2a::3".parse::<Ipv6Addr>().unwrap()
+        );
         assert!(HostSubnet::parse("FLANNEL_MTU=1450\n").is_err());
         assert!(HostSubnet::parse("FLANNEL_SUBNET=198.18.42.1/24\n").is_err());
     }
@@ -1296,6 +1443,47 @@ mod tests {
         assert!(f.log().contains("start #2"));
         f.kill();
         assert!(!f.is_running());
+    }
+
+    /// Dual-stack hosts reach each other over IPv6 at once (no DAD), and pods get IPv6
+    /// addresses and a default route from `FLANNEL_IPV6_SUBNET`.
+    #[test]
+    fn dual_stack_hosts_and_pods() {
+        if !crate::privileged::require_root("testkit::topology::dual_stack_hosts_and_pods") {
+            return;
+        }
+        let lab = Lab::new("dualself").unwrap();
+        let h1 = lab.add_host_dual(1).unwrap();
+        let h2 = lab.add_host_dual(2).unwrap();
+        assert_eq!(h2.addr6(), Some("2001:db8:1::2".parse().unwrap()));
+        let out = h1
+            .exec(&["ping", "-c", "1", "-W", "2", "2001:db8:1::2"])
+            .unwrap();
+        assert!(out.contains("1 received"), "{out}");
+        assert_eq!(
+            h1.exec(&["sysctl", "-n", "net.ipv6.conf.eth0.forwarding"])
+                .unwrap()
+                .trim(),
+            "1"
+        );
+        std::fs::write(
+            h1.subnet_file(),
+            "FLANNEL_SUBNET=198.18.7.1/24\nFLANNEL_IPV6_SUBNET=2001:db8:f000:7::1/64\n\
+             FLANNEL_MTU=1400\n",
+        )
+        .unwrap();
+        let pod = h1.add_pod(1).unwrap();
+        let pod2 = h1.add_pod(2).unwrap();
+        assert_eq!(pod.addr6(), Some("2001:db8:f000:7::2".parse().unwrap()));
+        let r = pod
+            .ping(pod2.addr6().unwrap(), 2, Duration::from_millis(200))
+            .unwrap();
+        assert!(r.all_received(), "{r:?}");
+        let routes = pod.exec(&["ip", "-6", "route", "show", "default"]).unwrap();
+        assert!(
+            routes.starts_with("default via 2001:db8:f000:7::1 dev eth0"),
+            "{routes}"
+        );
     }
 
     #[test]

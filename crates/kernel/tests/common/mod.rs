@@ -4,22 +4,28 @@
 //!
 //! Peer `i` (2..): subnet `198.18.i.0/24`, public IP `192.0.2.i`, VTEP MAC `0e:00:00:00:00:i`.
 //! This host: `eth0` 192.0.2.1/24 (peer end `eth0p`), subnet `198.18.1.0/24`.
+//!
+//! Dual-stack (`setup_dual`, `dual_lease`, `dual_desired`): `eth0` also has `2001:db8:1::1/64`;
+//! peer `i` also has `2001:db8:f000:i::/64`, public IPv6 `2001:db8:1::i` and v6 VTEP MAC
+//! `0e:00:00:00:06:i`; this host's IPv6 subnet is `2001:db8:f000:1::/64`.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::{ensure, Context, Result};
 use flannel_kernel::{Kernel, ObserveScope};
 use flannel_model::{Lease, LeaseAttrs, RawJson, SubnetKey};
 use flannel_planner::diff::{diff, Op, Scope};
 use flannel_planner::state::{KernelState, MacAddr, DEFAULT_VXLAN_PORT};
-use flannel_planner::vxlan::{desired_state, ExtIface, VxlanOptions};
+use flannel_planner::vxlan::{desired_state, ExtIface, VtepMacs, VxlanOptions};
 use flannel_testkit::netns::{enter_private_netns, sh};
 
 pub const DEV: &str = "flannel.1";
+pub const DEV6: &str = "flannel-v6.1";
 pub const OWN_MAC: &str = "0e:00:00:00:00:01";
+pub const OWN_MAC6: &str = "0e:00:00:00:06:01";
 
 /// Run `ip`/`bridge` with whitespace-separated `args`, returning stdout.
 pub fn run(cmd: &str, args: &str) -> Result<String> {
@@ -61,6 +67,13 @@ pub fn setup() -> Result<tokio::runtime::Runtime> {
         .context("building tokio runtime")
 }
 
+/// [`setup`], plus `2001:db8:1::1/64` (no DAD) on `eth0`.
+pub fn setup_dual() -> Result<tokio::runtime::Runtime> {
+    let rt = setup()?;
+    ip("-6 addr add 2001:db8:1::1/64 dev eth0 nodad")?;
+    Ok(rt)
+}
+
 pub fn ifindex(name: &str) -> Result<u32> {
     let out = ip(&format!("-o link show dev {name}"))?;
     out.split(':')
@@ -99,13 +112,66 @@ pub fn lease(i: u8, backend: &str) -> Lease {
     }
 }
 
+/// Peer `i`'s dual-stack lease for `backend` (see the module docs).
+pub fn dual_lease(i: u8, backend: &str) -> Lease {
+    let mut l = lease(i, backend);
+    l.subnet.ipv6 = Some(
+        format!("2001:db8:f000:{i:x}::/64")
+            .parse()
+            .expect("test subnet"),
+    );
+    l.attrs.public_ipv6 = Some(format!("2001:db8:1::{i:x}").parse().expect("test address"));
+    if backend == "vxlan" {
+        l.attrs.backend_v6_data =
+            Some(RawJson::new(&format!(r#"{{"VNI":1,"VtepMAC":"{}"}}"#, mac6(i))).expect("json"));
+    }
+    l
+}
+
+pub fn mac6(i: u8) -> String {
+    format!("0e:00:00:00:06:{i:02x}")
+}
+
 pub fn ext() -> Result<ExtIface> {
     Ok(ExtIface {
         name: "eth0".into(),
         index: ifindex("eth0")?,
         mtu: 1500,
         addr: Ipv4Addr::new(192, 0, 2, 1),
+        addr_v6: None,
     })
+}
+
+pub fn ext_dual() -> Result<ExtIface> {
+    Ok(ExtIface {
+        addr_v6: Some(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1)),
+        ..ext()?
+    })
+}
+
+pub fn own_dual() -> SubnetKey {
+    SubnetKey {
+        ipv4: "198.18.1.0/24".parse().expect("test subnet"),
+        ipv6: Some("2001:db8:f000:1::/64".parse().expect("test subnet")),
+    }
+}
+
+/// The dual-stack vxlan desired state (default options) for `peers`.
+pub fn dual_desired(peers: &[u8]) -> Result<KernelState> {
+    let leases: Vec<Lease> = peers.iter().map(|&i| dual_lease(i, "vxlan")).collect();
+    let (state, skipped) = desired_state(
+        &VxlanOptions::default(),
+        &ext_dual()?,
+        &own_dual(),
+        VtepMacs {
+            v4: OWN_MAC.parse().expect("mac"),
+            v6: Some(OWN_MAC6.parse().expect("mac")),
+        },
+        &leases,
+        &|_| false,
+    );
+    ensure!(skipped.is_empty(), "skipped peers: {skipped:?}");
+    Ok(state)
 }
 
 /// The vxlan backend's desired state (default options) for `peers`.
@@ -115,7 +181,10 @@ pub fn vxlan_desired(peers: &[u8]) -> Result<KernelState> {
         &VxlanOptions::default(),
         &ext()?,
         &key("198.18.1.0/24"),
-        OWN_MAC.parse().expect("mac"),
+        VtepMacs {
+            v4: OWN_MAC.parse().expect("mac"),
+            v6: None,
+        },
         &leases,
         &|_| false,
     );
@@ -127,6 +196,7 @@ pub fn observe_scope() -> ObserveScope {
     ObserveScope {
         devs: vec![DEV.into()],
         route_devs: vec!["eth0".into()],
+        blackholes: false,
     }
 }
 
@@ -134,6 +204,21 @@ pub fn vxlan_scope() -> Scope {
     Scope {
         owned_devs: BTreeSet::from([DEV.to_string()]),
         owned_routes: BTreeSet::new(),
+        owned_blackholes: BTreeSet::new(),
+    }
+}
+
+pub fn dual_observe_scope() -> ObserveScope {
+    ObserveScope {
+        devs: vec![DEV.into(), DEV6.into()],
+        ..observe_scope()
+    }
+}
+
+pub fn dual_scope() -> Scope {
+    Scope {
+        owned_devs: BTreeSet::from([DEV.to_string(), DEV6.to_string()]),
+        ..vxlan_scope()
     }
 }
 
@@ -192,6 +277,7 @@ pub async fn assert_converged(
     missing_extra("routes", &observed.routes, &want.routes);
     missing_extra("neighbours", &observed.neighs, &want.neighs);
     missing_extra("FDB", &observed.fdb, &want.fdb);
+    assert_eq!(observed.blackholes, want.blackholes, "blackholes");
     assert_eq!(diff(desired, &observed, scope), Vec::<Op>::new());
     Ok(())
 }
