@@ -59,7 +59,7 @@ impl RouteJournal {
         if routes == self.routes {
             return Ok(());
         }
-        let text: String = routes.iter().map(|r| format!("{}\n", render(r))).collect();
+        let text: String = routes.iter().map(|r| format!("{r}\n")).collect();
         let dir = self
             .path
             .parent()
@@ -75,18 +75,6 @@ impl RouteJournal {
         self.routes = routes;
         Ok(())
     }
-}
-
-fn render(r: &Route) -> String {
-    let mut s = r.dst.to_string();
-    if let Some(gw) = r.gateway {
-        s.push_str(&format!(" via {gw}"));
-    }
-    s.push_str(&format!(" dev {}", r.dev));
-    if r.onlink {
-        s.push_str(" onlink");
-    }
-    s
 }
 
 fn parse(line: &str) -> Option<Route> {

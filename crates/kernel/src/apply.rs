@@ -195,8 +195,8 @@ pub fn command(op: &Op) -> String {
         ),
         Op::AddAddr(a) => format!("ip addr add {} dev {}", a.net, a.dev),
         Op::DelAddr(a) => format!("ip addr del {} dev {}", a.net, a.dev),
-        Op::ReplaceRoute(r) => format!("ip route replace {} proto boot", route_spec(r)),
-        Op::DelRoute(r) => format!("ip route del {}", route_spec(r)),
+        Op::ReplaceRoute(r) => format!("ip route replace {r} proto boot"),
+        Op::DelRoute(r) => format!("ip route del {r}"),
         Op::ReplaceNeigh(n) => format!(
             "ip neigh replace {} lladdr {} dev {} nud permanent",
             n.ip, n.mac, n.dev
@@ -246,18 +246,6 @@ fn link_add_command(l: &VxlanLink) -> String {
         s.push_str(" && ip link set ");
         s.push_str(&l.name);
         s.push_str(" up");
-    }
-    s
-}
-
-fn route_spec(r: &Route) -> String {
-    let mut s = r.dst.to_string();
-    if let Some(gw) = r.gateway {
-        s.push_str(&format!(" via {gw}"));
-    }
-    s.push_str(&format!(" dev {}", r.dev));
-    if r.onlink {
-        s.push_str(" onlink");
     }
     s
 }

@@ -122,6 +122,21 @@ pub struct Route {
     pub onlink: bool,
 }
 
+impl fmt::Display for Route {
+    /// In `ip route` syntax: `198.18.2.0/24 via 198.18.2.0 dev flannel.1 onlink`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.dst)?;
+        if let Some(gw) = self.gateway {
+            write!(f, " via {gw}")?;
+        }
+        write!(f, " dev {}", self.dev)?;
+        if self.onlink {
+            write!(f, " onlink")?;
+        }
+        Ok(())
+    }
+}
+
 /// A permanent neighbour (ARP/NDP) entry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Neigh {
