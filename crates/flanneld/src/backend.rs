@@ -11,9 +11,12 @@ use flannel_kernel::iface::ExternalInterface;
 use flannel_model::{Lease, NetworkConfig, RawJson, SubnetKey};
 use flannel_planner::diff::Scope;
 use flannel_planner::hostgw;
+use flannel_planner::ondemand;
 use flannel_planner::state::{KernelState, Route};
-use flannel_planner::vxlan::{self, ExtIface, Skipped, VtepMacs, VxlanLeaseData, VxlanOptions};
-use ipnet::IpNet;
+use flannel_planner::vxlan::{
+    self, ExtIface, Skipped, VtepMacs, VxlanLeaseData, VxlanMode, VxlanOptions,
+};
+use ipnet::{IpNet, Ipv4Net};
 
 /// Backend types Flannel knows that this build does not provide yet.
 const NOT_YET: &[&str] = &[
@@ -36,6 +39,8 @@ pub enum Backend {
         opts: VxlanOptions,
         macs: VtepMacs,
         ext: ExtIface,
+        /// `Network` (the on-demand mode routes all of it to the device).
+        network: Option<Ipv4Net>,
     },
     /// `host-gw`: one route per peer via its public IP.
     HostGw { ext: ExtIface },
@@ -68,6 +73,23 @@ impl Backend {
             "vxlan" => {
                 let opts = VxlanOptions::from_backend(&network.backend.raw)?;
                 let facts = ext_facts()?;
+                if opts.mode == VxlanMode::OnDemand {
+                    // Device, route and L3 answers work; L2 misses are not answered yet, so
+                    // pods on other hosts stay unreachable. Refuse rather than start broken.
+                    if std::env::var("FLANNELRS_UNFINISHED_ON_DEMAND").as_deref() != Ok("1") {
+                        bail!(
+                            "the vxlan \"on-demand\" mode is not finished in this build: pods on \
+                             other hosts are not reachable yet (see docs/vxlan-modes.md); use the \
+                             default mode"
+                        );
+                    }
+                    if facts.addr_v6.is_some() {
+                        bail!("the vxlan on-demand mode is IPv4-only; disable EnableIPv6 or use the default mode");
+                    }
+                    if network.network.is_none() {
+                        bail!("the vxlan on-demand mode needs an IPv4 Network");
+                    }
+                }
                 // The public IP identifies this host in etcd; the MAC follows it (the IPv6
                 // device's MAC follows the public IPv6 address).
                 let public_ip = ext.ext_addr.unwrap_or(facts.addr);
@@ -81,6 +103,7 @@ impl Backend {
                     opts,
                     macs,
                     ext: facts,
+                    network: network.network,
                 })
             }
             "host-gw" => {
@@ -200,10 +223,29 @@ impl Backend {
     ) -> (KernelState, Vec<Skipped>) {
         match self {
             Backend::Alloc { .. } => (KernelState::default(), Vec::new()),
-            Backend::Vxlan { opts, macs, ext } => {
-                vxlan::desired_state(opts, ext, own, *macs, peers, on_link)
-            }
+            Backend::Vxlan {
+                opts,
+                macs,
+                ext,
+                network,
+            } => match (opts.mode, network) {
+                (VxlanMode::OnDemand, Some(net)) => (
+                    ondemand::desired_state(opts, ext, own, macs.v4, *net),
+                    Vec::new(),
+                ),
+                _ => vxlan::desired_state(opts, ext, own, *macs, peers, on_link),
+            },
             Backend::HostGw { ext } => hostgw::desired_state(ext, peers),
+        }
+    }
+
+    /// The device whose misses flanneld answers (vxlan on-demand mode only).
+    pub fn on_demand_dev(&self) -> Option<String> {
+        match self {
+            Backend::Vxlan { opts, .. } if opts.mode == VxlanMode::OnDemand => {
+                Some(opts.device_name())
+            }
+            _ => None,
         }
     }
 

@@ -19,10 +19,12 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use flannel_kernel::miss::{MissEvent, MissEvents};
 use flannel_kernel::{Kernel, KernelEvent, KernelEvents, ObserveScope};
 use flannel_model::{Lease, SubnetKey};
 use flannel_planner::blackhole;
 use flannel_planner::diff::{diff, Op};
+use flannel_planner::ondemand;
 use flannel_planner::state::Route;
 use futures_util::StreamExt;
 use ipnet::IpNet;
@@ -82,6 +84,23 @@ pub struct Datapath {
     journal: RouteJournal,
     /// Peers already reported as unusable (logged once each).
     skipped_logged: HashSet<SubnetKey>,
+    /// Miss counters of the vxlan on-demand mode.
+    misses: MissCounters,
+}
+
+/// What the on-demand responder did since start (logged with every reconcile).
+#[derive(Debug, Clone, Copy, Default)]
+struct MissCounters {
+    /// Neighbour entries installed (L3 misses answered).
+    l3: u64,
+    /// FDB entries installed (L2 misses answered).
+    l2: u64,
+    /// Misses no lease covers (ignored).
+    unknown: u64,
+    /// Answers the kernel refused.
+    failed: u64,
+    /// Learned entries removed because their peer left or changed.
+    forgotten: u64,
 }
 
 impl std::fmt::Debug for Datapath {
@@ -118,6 +137,7 @@ impl Datapath {
             synced: false,
             journal,
             skipped_logged: HashSet::new(),
+            misses: MissCounters::default(),
         })
     }
 
@@ -186,6 +206,9 @@ impl Datapath {
                 )
             });
         }
+        if self.synced {
+            self.forget_stale_learned().await;
+        }
         if ops.is_empty() {
             debug!(why, "kernel state already matches");
             return Ok(0);
@@ -219,15 +242,88 @@ impl Datapath {
             journal.extend(self.journal.routes().iter().cloned());
         }
         self.journal.store(journal)?;
+        let m = self.misses;
         info!(
             why,
             ops = ops.len(),
             failed = report.errors.len(),
             peers = self.peers.len(),
+            miss_l3 = m.l3,
+            miss_l2 = m.l2,
+            miss_unknown = m.unknown,
+            miss_failed = m.failed,
+            forgotten = m.forgotten,
             took_ms = started.elapsed().as_millis() as u64,
             "kernel state reconciled"
         );
         Ok(ops.len())
+    }
+
+    /// On-demand mode: keep `app_solicit` set and remove learned entries whose peer left or
+    /// changed (the static diff never sees learned entries).
+    async fn forget_stale_learned(&mut self) {
+        let Some(dev) = self.backend.on_demand_dev() else {
+            return;
+        };
+        match flannel_kernel::miss::ensure_app_solicit(&dev) {
+            Ok(true) => info!(dev = %dev, "set app_solicit=3"),
+            Ok(false) => {}
+            Err(e) => debug!(dev = %dev, error = %e, "cannot set app_solicit (device missing?)"),
+        }
+        let (table, _) = ondemand::PeerTable::from_leases(self.peers.values());
+        let (neighs, fdb) = match self.kernel.learned(&dev).await {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "cannot list learned entries");
+                return;
+            }
+        };
+        let (stale_n, stale_f) = ondemand::stale_learned(&neighs, &fdb, &table);
+        if stale_n.is_empty() && stale_f.is_empty() {
+            return;
+        }
+        let errors = self.kernel.forget(&stale_n, &stale_f).await;
+        for e in &errors {
+            warn!(error = %e, "cannot remove a stale learned entry");
+        }
+        self.misses.forgotten += (stale_n.len() + stale_f.len()) as u64;
+        info!(
+            neighbours = stale_n.len(),
+            fdb = stale_f.len(),
+            "removed entries learned from departed peers"
+        );
+    }
+
+    /// Answer one kernel miss on the on-demand device (`index` is its cached ifindex).
+    async fn answer_miss(&mut self, dev: &str, index: &mut Option<u32>, ev: MissEvent) {
+        if *index != Some(ev.index) {
+            *index = self.kernel.device_index(dev).await.ok().flatten();
+            if *index != Some(ev.index) {
+                return;
+            }
+        }
+        let (table, _) = ondemand::PeerTable::from_leases(self.peers.values());
+        let result = match ondemand::decide(ev.miss, &table, dev) {
+            ondemand::Answer::Neigh(n) => {
+                self.misses.l3 += 1;
+                debug!(ip = %n.ip, mac = %n.mac, "L3 miss answered");
+                self.kernel.answer_neigh(ev.index, &n).await
+            }
+            ondemand::Answer::Fdb(f) => {
+                self.misses.l2 += 1;
+                debug!(mac = %f.mac, dst = %f.dst, "L2 miss answered");
+                self.kernel.answer_fdb(ev.index, &f).await
+            }
+            ondemand::Answer::Unknown => {
+                self.misses.unknown += 1;
+                debug!(miss = ?ev.miss, "miss for an address no lease covers; ignored");
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            self.misses.failed += 1;
+            warn!(error = %e, "cannot install the answer to a miss");
+        }
     }
 
     /// Peers' public IPs (v4, and v6 with IPv6 on) that are on our L2 segment (only needed
@@ -301,6 +397,21 @@ impl Datapath {
             .chain(self.backend.route_devs())
             .collect();
         let mut events = self.subscribe().await;
+        let on_demand = self.backend.on_demand_dev();
+        let mut misses = match &on_demand {
+            Some(dev) => match flannel_kernel::miss::subscribe_misses() {
+                Ok(m) => {
+                    info!(dev = %dev, "vxlan on-demand mode: watching for L2/L3 misses");
+                    Some(m)
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot watch for misses; remote pods are unreachable");
+                    None
+                }
+            },
+            None => None,
+        };
+        let mut dev_index = None;
         let period = self
             .opts
             .resync
@@ -335,6 +446,16 @@ impl Datapath {
                         while futures_util::FutureExt::now_or_never(ev.next()).flatten().is_some() {}
                     }
                     "kernel change"
+                }
+                miss = next_miss(&mut misses) => {
+                    match (miss, &on_demand) {
+                        (Some(ev), Some(dev)) => self.answer_miss(dev, &mut dev_index, ev).await,
+                        _ => {
+                            warn!("miss stream ended; re-subscribing");
+                            misses = flannel_kernel::miss::subscribe_misses().ok();
+                        }
+                    }
+                    continue;
                 }
                 _ = tick.tick() => "periodic check",
             };
@@ -375,6 +496,13 @@ fn concerns(ev: &KernelEvent, devs: &[String], blackholes: &BTreeSet<IpNet>) -> 
         KernelEvent::Overrun => None,
     };
     dev.is_none_or(|d| devs.iter().any(|x| x == d))
+}
+
+async fn next_miss(misses: &mut Option<MissEvents>) -> Option<MissEvent> {
+    match misses {
+        Some(m) => m.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn next_event(events: &mut Option<KernelEvents>) -> Option<KernelEvent> {

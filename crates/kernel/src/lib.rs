@@ -7,12 +7,14 @@
 //! - [`observe`]: reading the managed kernel state into a planner `KernelState`.
 //! - [`apply`]: carrying out the planner's ops, batched, in dependency order.
 //! - [`monitor`]: link/address/route/neighbour notifications that call for a reconcile.
+//! - [`miss`]: the vxlan on-demand mode's miss listener, answers and learned-entry cleanup.
 //! - [`sysctl`]: per-device sysctls through `/proc/sys` (`accept_ra` of the vxlan devices).
 //! - [`error`]: [`KernelError`], with errno classification.
 
 pub mod apply;
 pub mod error;
 pub mod iface;
+pub mod miss;
 pub mod monitor;
 pub mod netlink;
 pub mod observe;

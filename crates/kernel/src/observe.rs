@@ -328,7 +328,7 @@ pub(crate) fn route_from_msg(r: &RouteMessage, devs: &HashMap<u32, String>) -> O
     })
 }
 
-fn lladdr(attrs: &[NeighbourAttribute]) -> Option<MacAddr> {
+pub(crate) fn lladdr(attrs: &[NeighbourAttribute]) -> Option<MacAddr> {
     attrs.iter().find_map(|a| match a {
         NeighbourAttribute::LinkLayerAddress(b) => {
             <[u8; 6]>::try_from(b.as_slice()).ok().map(MacAddr)
@@ -337,7 +337,7 @@ fn lladdr(attrs: &[NeighbourAttribute]) -> Option<MacAddr> {
     })
 }
 
-fn neigh_dst(attrs: &[NeighbourAttribute]) -> Option<IpAddr> {
+pub(crate) fn neigh_dst(attrs: &[NeighbourAttribute]) -> Option<IpAddr> {
     attrs.iter().find_map(|a| match a {
         NeighbourAttribute::Destination(d) => match d {
             NeighbourAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
@@ -355,7 +355,7 @@ fn neigh_dst(attrs: &[NeighbourAttribute]) -> Option<IpAddr> {
 }
 
 /// `NUD_PERMANENT` is set (`bridge fdb … permanent` also sets `NUD_NOARP`).
-fn is_permanent(state: NeighbourState) -> bool {
+pub(crate) fn is_permanent(state: NeighbourState) -> bool {
     u16::from(state) & u16::from(NeighbourState::Permanent) != 0
 }
 

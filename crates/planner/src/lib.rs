@@ -8,11 +8,14 @@
 //! - [`diff`]: desired vs observed state → ordered operations, within what flanneld owns.
 //! - [`vxlan`], [`hostgw`]: what each backend wants in the kernel for a set of peers (IPv4
 //!   and, with `EnableIPv6`, IPv6).
+//! - [`ondemand`]: the vxlan on-demand mode (Flannel's first design): its kernel state and
+//!   the answers to the kernel's L2/L3 misses.
 //! - [`blackhole`]: the blackhole routes for our own subnet (`--ip-blackhole-route`).
 
 pub mod allocator;
 pub mod blackhole;
 pub mod diff;
 pub mod hostgw;
+pub mod ondemand;
 pub mod state;
 pub mod vxlan;

@@ -41,6 +41,21 @@ pub struct VxlanOptions {
     pub direct_routing: bool,
     /// `MTU`: desired MTU of outgoing packets (default: the external interface's).
     pub mtu: Option<u32>,
+    /// `Mode`: how peers are programmed (default: pre-programmed per peer).
+    pub mode: VxlanMode,
+}
+
+/// How the vxlan backend programs peers (`Backend.Mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum VxlanMode {
+    /// Flannel's current scheme: a route, a permanent neighbour and a permanent FDB entry per
+    /// remote host (`"Mode": "default"` or no `Mode`).
+    #[default]
+    Preprogrammed,
+    /// Flannel's first design (`"Mode": "on-demand"`): `l2miss`/`l3miss` on the device, one
+    /// route for the whole network, and entries learned from the kernel's misses (see
+    /// [`crate::ondemand`]).
+    OnDemand,
 }
 
 impl Default for VxlanOptions {
@@ -52,6 +67,7 @@ impl Default for VxlanOptions {
             learning: false,
             direct_routing: false,
             mtu: None,
+            mode: VxlanMode::Preprogrammed,
         }
     }
 }
@@ -101,6 +117,28 @@ impl VxlanOptions {
         o.gbp = boolean("GBP")?.unwrap_or(false);
         o.learning = boolean("Learning")?.unwrap_or(false);
         o.direct_routing = boolean("DirectRouting")?.unwrap_or(false);
+        o.mode = match gojson::get(obj, "Mode") {
+            None | Some(Value::Null) => VxlanMode::Preprogrammed,
+            Some(Value::String(m)) => match m.to_ascii_lowercase().as_str() {
+                "" | "default" => VxlanMode::Preprogrammed,
+                "on-demand" => VxlanMode::OnDemand,
+                _ => {
+                    return Err(VxlanConfigError(format!(
+                        "Mode: unknown vxlan mode {m:?} (expected \"default\" or \"on-demand\")"
+                    )))
+                }
+            },
+            Some(other) => {
+                return Err(VxlanConfigError(format!(
+                    "Mode: expected a string, got {other}"
+                )))
+            }
+        };
+        if o.mode == VxlanMode::OnDemand && o.direct_routing {
+            return Err(VxlanConfigError(
+                "Mode \"on-demand\" cannot be combined with DirectRouting".into(),
+            ));
+        }
         Ok(o)
     }
 
@@ -342,7 +380,7 @@ pub fn desired_state<'a>(
     (state, skipped)
 }
 
-fn link(
+pub(crate) fn link(
     opts: &VxlanOptions,
     ext: &ExtIface,
     name: &str,
@@ -487,6 +525,21 @@ mod tests {
         assert_eq!(o.device_mtu(1500), 8950);
         assert_eq!(o.device_name_v6(), "flannel-v6.42");
         assert_eq!(o.device_mtu_v6(1500), 8930);
+        assert_eq!(o.mode, VxlanMode::Preprogrammed);
+        let o =
+            VxlanOptions::from_backend(&json!({"Type": "vxlan", "mode": "On-Demand"})).expect("ok");
+        assert_eq!(o.mode, VxlanMode::OnDemand);
+        let o = VxlanOptions::from_backend(&json!({"Mode": "default"})).expect("ok");
+        assert_eq!(o.mode, VxlanMode::Preprogrammed);
+        let err = VxlanOptions::from_backend(&json!({"Mode": "lazy"})).expect_err("bad");
+        assert_eq!(
+            err.to_string(),
+            "error decoding VXLAN backend config: Mode: unknown vxlan mode \"lazy\" \
+             (expected \"default\" or \"on-demand\")"
+        );
+        let err = VxlanOptions::from_backend(&json!({"Mode": "on-demand", "DirectRouting": true}))
+            .expect_err("bad");
+        assert!(err.to_string().contains("DirectRouting"), "{err}");
         let err = VxlanOptions::from_backend(&json!({"VNI": "one"})).expect_err("bad");
         assert_eq!(
             err.to_string(),
