@@ -10,9 +10,12 @@ deps:
 build: deps
 	$(CARGO) build --release --bins
 
-# A multi-host flannel-rs cluster on this machine (network namespaces, real etcd).
+# A whole flannel-rs cluster on this machine (network namespaces, real etcd, the flannel CNI
+# plugin): 3 hosts with vxlan, then with host-gw, each with its all-pairs pod ping matrix, torn
+# down after; fails if any pair is unreachable. See docs/lab.md (`flannelctl lab`).
 demo: build
-	./scripts/demo.sh
+	./target/release/flannelctl lab demo \
+		--flanneld ./target/release/flanneld --cni-plugin ./target/release/flannel
 
 lint: deps
 	$(CARGO) fmt --all -- --check

@@ -1,0 +1,671 @@
+//! `flannelctl`: operator tool for flannel-rs. Today it has one command group, `lab`: a whole
+//! flannel-rs cluster on this machine in network namespaces (see docs/lab.md).
+//!
+//! This file owns the command line (clap), the terminal output (progress line, tables,
+//! `--json`), signal handling (Ctrl-C during `up` tears down what was built) and `exec`.
+//! Everything else is in the `flannel-lab` library.
+
+mod progress;
+
+use std::io::IsTerminal;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use flannel_lab::check::CheckReport;
+use flannel_lab::inspect::{render_list, render_status};
+use flannel_lab::render::matrix;
+use flannel_lab::{sys, Backend, Lab, LabError, LabName, LabSpec, UpOptions};
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+use progress::TermProgress;
+
+/// `print!` without the panic on a closed stdout.
+macro_rules! out {
+    ($($arg:tt)*) => { emit(&format!($($arg)*)) };
+}
+
+/// `println!` without the panic on a closed stdout.
+macro_rules! outln {
+    () => { emit("\n") };
+    ($($arg:tt)*) => { emit(&format!("{}\n", format!($($arg)*))) };
+}
+
+/// flannel-rs operator tool.
+#[derive(Debug, Parser)]
+#[command(name = "flannelctl", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(Debug, Subcommand)]
+enum Top {
+    /// A whole flannel-rs cluster on this machine, in network namespaces (needs root).
+    #[command(subcommand)]
+    Lab(LabCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum LabCommand {
+    /// Build a lab and leave it running: etcd, one flanneld per host, pods via the flannel
+    /// CNI plugin; then check all-pairs pod connectivity.
+    Up(UpArgs),
+    /// Show a lab: hosts, pods, leases, backend.
+    Status(NameJson),
+    /// Ping every ordered pair of pods; exit 1 if any pair fails.
+    Check(NameJson),
+    /// Run a command in a host (h1), a pod (h1-p2), etcd or sw; a shell without a command.
+    Exec(ExecArgs),
+    /// Stop and remove a lab (also its leftovers after a crash).
+    Down(DownArgs),
+    /// List the labs on this machine.
+    List(JsonOnly),
+    /// up vxlan, check, down; up host-gw, check, down (what `make demo` runs). An earlier lab
+    /// of the demo's name is removed first.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct NameArg {
+    /// The lab's name (a-z, 0-9, _).
+    #[arg(long, env = "FLANNELCTL_LAB", default_value = "default")]
+    name: String,
+}
+
+#[derive(Debug, Args)]
+struct JsonOnly {
+    /// Print one JSON document instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct NameJson {
+    #[command(flatten)]
+    name: NameArg,
+    #[command(flatten)]
+    json: JsonOnly,
+}
+
+#[derive(Debug, Args)]
+struct Binaries {
+    /// flanneld binary [default: next to flannelctl, else in PATH].
+    #[arg(long, value_name = "PATH")]
+    flanneld: Option<PathBuf>,
+    /// The flannel CNI plugin [default: `flannel` next to flannelctl, else /opt/cni/bin/flannel].
+    #[arg(long, value_name = "PATH")]
+    cni_plugin: Option<PathBuf>,
+    /// Directory with the bridge and host-local CNI plugins.
+    #[arg(long, value_name = "DIR", default_value = flannel_lab::spec::DEFAULT_CNI_BIN_DIR)]
+    cni_bin_dir: PathBuf,
+    /// Extra argument for every flanneld (repeatable), e.g. `--flanneld-arg=-v=2`.
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    flanneld_arg: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct Shape {
+    /// Number of hosts.
+    #[arg(long, default_value_t = 3)]
+    hosts: u8,
+    /// Pods per host.
+    #[arg(long, default_value_t = 2)]
+    pods: u8,
+    /// The pod network.
+    #[arg(long, default_value = "198.18.0.0/16")]
+    network: Ipv4Net,
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    #[command(flatten)]
+    name: NameArg,
+    #[command(flatten)]
+    shape: Shape,
+    /// flanneld's backend: vxlan, host-gw or alloc.
+    #[arg(long, default_value = "vxlan", value_parser = parse_backend)]
+    backend: Backend,
+    #[command(flatten)]
+    binaries: Binaries,
+    /// Do not run the connectivity check after building.
+    #[arg(long)]
+    no_check: bool,
+    /// When a step fails, leave what was built for debugging (`down` removes it).
+    #[arg(long)]
+    keep_on_failure: bool,
+    #[command(flatten)]
+    json: JsonOnly,
+}
+
+#[derive(Debug, Args)]
+struct ExecArgs {
+    #[command(flatten)]
+    name: NameArg,
+    /// h<n>, h<n>-p<k>, etcd or sw.
+    target: String,
+    /// The command (after `--`); default: $SHELL.
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct DownArgs {
+    #[command(flatten)]
+    name: NameArg,
+    /// Every lab on this machine (with state or leftovers only).
+    #[arg(long, conflicts_with = "name")]
+    all: bool,
+    #[command(flatten)]
+    json: JsonOnly,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// The lab's name while the demo runs.
+    #[arg(long, default_value = "demo")]
+    name: String,
+    #[command(flatten)]
+    shape: Shape,
+    /// Backends to show, in order.
+    #[arg(long, value_delimiter = ',', default_value = "vxlan,host-gw", value_parser = parse_backend)]
+    backends: Vec<Backend>,
+    #[command(flatten)]
+    binaries: Binaries,
+}
+
+fn parse_backend(s: &str) -> Result<Backend, String> {
+    s.parse().map_err(|e: LabError| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Top::Lab(command) = cli.command;
+    match run(command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("flannelctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: LabCommand) -> Result<ExitCode> {
+    let lab = Lab::default();
+    match command {
+        LabCommand::Up(a) => {
+            watch_signals()?;
+            up(&lab, a)
+        }
+        LabCommand::Status(a) => status(&lab, &a),
+        LabCommand::Check(a) => {
+            watch_signals()?;
+            check(&lab, &a)
+        }
+        LabCommand::Exec(a) => exec(&lab, a),
+        LabCommand::Down(a) => {
+            watch_signals()?;
+            down(&lab, &a)
+        }
+        LabCommand::List(a) => list(&lab, &a),
+        LabCommand::Demo(a) => {
+            watch_signals()?;
+            demo(&lab, a)
+        }
+    }
+}
+
+fn name_of(arg: &NameArg) -> Result<LabName> {
+    Ok(LabName::new(&arg.name)?)
+}
+
+fn need_root() -> Result<()> {
+    if !sys::is_root() {
+        bail!("the lab lives in network namespaces: run flannelctl as root");
+    }
+    Ok(())
+}
+
+/// SIGINT, SIGTERM and SIGHUP stop the lab's waits (what was built is torn down); a second
+/// one exits at once (`flannelctl lab down` removes what is left).
+fn watch_signals() -> Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(s);
+    }
+    set.thread_block().context("blocking signals")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            while let Ok(sig) = set.wait() {
+                seen += 1;
+                if seen > 1 {
+                    eprintln!("\nflannelctl: {sig} again: exiting; `flannelctl lab down` removes what is left");
+                    std::process::exit(130);
+                }
+                eprintln!("\nflannelctl: {sig}: stopping (again to quit at once)");
+                sys::interrupt();
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(())
+}
+
+/// `name` next to the running flannelctl, if there.
+fn sibling(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let p = exe.parent()?.join(name);
+    p.is_file().then_some(p)
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::fs::canonicalize(p).with_context(|| format!("{} does not exist", p.display()))
+}
+
+fn resolve_binaries(b: &Binaries) -> Result<(PathBuf, PathBuf)> {
+    let flanneld = match &b.flanneld {
+        Some(p) => absolute(p)?,
+        None => sibling("flanneld")
+            .or_else(|| flannel_lab::build::which("flanneld"))
+            .ok_or_else(|| {
+                anyhow!("cannot find flanneld: pass --flanneld PATH (or `cargo build --release --bins`)")
+            })?,
+    };
+    let plugin = match &b.cni_plugin {
+        Some(p) => absolute(p)?,
+        None => sibling("flannel")
+            .or_else(|| {
+                let p = PathBuf::from("/opt/cni/bin/flannel");
+                p.is_file().then_some(p)
+            })
+            .ok_or_else(|| {
+                anyhow!("cannot find the flannel CNI plugin: pass --cni-plugin PATH (or `cargo build --release --bins`)")
+            })?,
+    };
+    Ok((flanneld, plugin))
+}
+
+fn make_spec(
+    name: LabName,
+    shape: &Shape,
+    backend: Backend,
+    binaries: &Binaries,
+) -> Result<LabSpec> {
+    let (flanneld, plugin) = resolve_binaries(binaries)?;
+    let mut spec = LabSpec::new(name, flanneld, plugin);
+    spec.hosts = shape.hosts;
+    spec.pods = shape.pods;
+    spec.network = shape.network;
+    spec.backend = backend;
+    spec.cni_bin_dir = binaries.cni_bin_dir.clone();
+    spec.flanneld_args = binaries.flanneld_arg.clone();
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// What `up --json` prints.
+#[derive(Serialize)]
+struct UpJson {
+    status: flannel_lab::LabStatus,
+    check: Option<CheckReport>,
+}
+
+fn up(lab: &Lab, a: UpArgs) -> Result<ExitCode> {
+    need_root()?;
+    let name = name_of(&a.name)?;
+    let spec = make_spec(name.clone(), &a.shape, a.backend, &a.binaries)?;
+    let json = a.json.json;
+    let mut progress = TermProgress::new(json);
+    let started = Instant::now();
+    let built = lab.up(
+        spec,
+        UpOptions {
+            keep_on_failure: a.keep_on_failure,
+        },
+        &mut progress,
+    );
+    progress.clear();
+    built?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let status = lab.status(&name)?;
+    let report = if a.no_check {
+        None
+    } else {
+        let r = lab.check(&name, &mut progress);
+        progress.clear();
+        Some(r?)
+    };
+    let ok = report.as_ref().is_none_or(|r| r.ok);
+    if json {
+        print_json(&UpJson {
+            status,
+            check: report,
+        })?;
+    } else {
+        outln!("lab {name} is up ({elapsed:.1} s)\n");
+        out!("{}", render_status(&status));
+        if let Some(r) = &report {
+            out!("\n{}", render_check(r));
+        }
+        outln!(
+            "\nnext: flannelctl lab exec --name {name} h1-p1 -- ip addr   |   \
+             flannelctl lab status --name {name}   |   flannelctl lab down --name {name}"
+        );
+        if !ok {
+            outln!("some pairs FAILED; the lab is left running for debugging (see docs/lab.md)");
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn render_check(r: &CheckReport) -> String {
+    let mut out = format!(
+        "connectivity: ping from each pod (rows) to each pod (columns), backend {}\n",
+        r.backend
+    );
+    out.push_str(&matrix(&r.matrix));
+    if !r.unattached.is_empty() {
+        out.push_str(&format!(
+            "  pods without an address (not checked): {}\n",
+            r.unattached.join(", ")
+        ));
+    }
+    out
+}
+
+fn print_json<T: Serialize>(value: &T) -> Result<()> {
+    outln!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Writes to stdout, ignoring errors: a closed pipe (`| head`) must not stop a teardown.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(text.as_bytes()).and_then(|()| o.flush());
+}
+
+fn status(lab: &Lab, a: &NameJson) -> Result<ExitCode> {
+    need_root()?;
+    let s = lab.status(&name_of(&a.name)?)?;
+    if a.json.json {
+        print_json(&s)?;
+    } else {
+        out!("{}", render_status(&s));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(lab: &Lab, a: &NameJson) -> Result<ExitCode> {
+    need_root()?;
+    let name = name_of(&a.name)?;
+    let mut progress = TermProgress::new(a.json.json);
+    let r = lab.check(&name, &mut progress);
+    progress.clear();
+    let r = r?;
+    if a.json.json {
+        print_json(&r)?;
+    } else {
+        out!("{}", render_check(&r));
+    }
+    Ok(if r.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn exec(lab: &Lab, a: ExecArgs) -> Result<ExitCode> {
+    need_root()?;
+    let ns = lab.namespace_of(&name_of(&a.name)?, &a.target)?;
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &ns]);
+    if a.command.is_empty() {
+        cmd.arg(std::env::var_os("SHELL").unwrap_or_else(|| "/bin/sh".into()));
+    } else {
+        cmd.args(&a.command);
+    }
+    // Only returns on failure; otherwise the command's exit status is flannelctl's.
+    let e = cmd.exec();
+    Err(anyhow!("running ip netns exec {ns}: {e}"))
+}
+
+fn down(lab: &Lab, a: &DownArgs) -> Result<ExitCode> {
+    need_root()?;
+    let reports = if a.all {
+        lab.down_all()?
+    } else {
+        vec![lab.down(&name_of(&a.name)?)?]
+    };
+    if a.json.json {
+        print_json(&reports)?;
+    } else if reports.is_empty() {
+        outln!("no labs");
+    } else {
+        for r in &reports {
+            outln!("{}", describe_down(r));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe_down(r: &flannel_lab::DownReport) -> String {
+    if !r.found {
+        return format!("lab {}: nothing to remove", r.name);
+    }
+    let mut line = format!(
+        "lab {}: released {}, stopped {}, removed {}{}",
+        r.name,
+        plural(r.pods_released, "pod"),
+        plural(r.processes_stopped, "process"),
+        plural(r.namespaces_removed.len(), "namespace"),
+        if r.had_state {
+            ""
+        } else {
+            " (it had no state)"
+        }
+    );
+    for w in &r.warnings {
+        line.push_str(&format!("\n  warning: {w}"));
+    }
+    line
+}
+
+/// `1 pod`, `2 pods`, `3 processes`.
+fn plural(n: usize, noun: &str) -> String {
+    match (n, noun.ends_with('s')) {
+        (1, _) => format!("1 {noun}"),
+        (_, true) => format!("{n} {noun}es"),
+        (_, false) => format!("{n} {noun}s"),
+    }
+}
+
+fn list(lab: &Lab, a: &JsonOnly) -> Result<ExitCode> {
+    let labs = lab.list()?;
+    if a.json {
+        print_json(&labs)?;
+    } else {
+        out!("{}", render_list(&labs));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn demo(lab: &Lab, a: DemoArgs) -> Result<ExitCode> {
+    need_root()?;
+    let name = LabName::new(&a.name)?;
+    // The demo owns its lab name: an earlier demo that was killed is removed first.
+    let earlier = lab.down(&name)?;
+    if earlier.found {
+        outln!("{} (left by an earlier demo)", describe_down(&earlier));
+    }
+    let mut all_ok = true;
+    for (i, backend) in a.backends.iter().enumerate() {
+        if sys::interrupted() {
+            break;
+        }
+        let spec = make_spec(name.clone(), &a.shape, *backend, &a.binaries)?;
+        heading(&format!(
+            "{}/{}: backend {backend}: {} hosts, {} pods each",
+            i + 1,
+            a.backends.len(),
+            spec.hosts,
+            spec.pods
+        ));
+        let mut progress = TermProgress::new(false);
+        let started = Instant::now();
+        let built = lab.up(spec, UpOptions::default(), &mut progress);
+        progress.clear();
+        if let Err(e) = built {
+            outln!("FAILED to build the lab: {e}");
+            all_ok = false;
+            continue;
+        }
+        outln!("built in {:.1} s\n", started.elapsed().as_secs_f64());
+        match lab.status(&name) {
+            Ok(s) => out!("{}", render_status(&s)),
+            Err(e) => outln!("status: {e}"),
+        }
+        let checked = lab.check(&name, &mut progress);
+        progress.clear();
+        match checked {
+            Ok(r) => {
+                out!("\n{}", render_check(&r));
+                all_ok &= r.ok;
+            }
+            Err(e) => {
+                outln!("\ncheck FAILED: {e}");
+                all_ok = false;
+            }
+        }
+        let r = lab.down(&name)?;
+        outln!("\n{}", describe_down(&r));
+    }
+    if sys::interrupted() {
+        outln!("\ndemo interrupted");
+        return Ok(ExitCode::from(130));
+    }
+    if all_ok {
+        outln!("\ndemo OK: every pod reached every other pod with each backend");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        outln!("\ndemo FAILED (see above)");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn heading(text: &str) {
+    if std::io::stdout().is_terminal() {
+        outln!("\n\x1b[1m== {text}\x1b[0m\n");
+    } else {
+        outln!("\n== {text}\n");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> LabCommand {
+        let Top::Lab(c) = Cli::try_parse_from(args).unwrap().command;
+        c
+    }
+
+    #[test]
+    fn exec_takes_a_target_and_a_command() {
+        let LabCommand::Exec(a) = parse(&[
+            "flannelctl",
+            "lab",
+            "exec",
+            "--name",
+            "x",
+            "h1-p2",
+            "--",
+            "ip",
+            "-br",
+            "addr",
+        ]) else {
+            panic!("not exec");
+        };
+        assert_eq!(a.name.name, "x");
+        assert_eq!(a.target, "h1-p2");
+        assert_eq!(a.command, vec!["ip", "-br", "addr"]);
+    }
+
+    #[test]
+    fn up_defaults_and_options() {
+        let LabCommand::Up(a) = parse(&["flannelctl", "lab", "up"]) else {
+            panic!("not up");
+        };
+        assert_eq!(
+            (a.shape.hosts, a.shape.pods, a.backend),
+            (3, 2, Backend::Vxlan)
+        );
+        assert_eq!(a.shape.network.to_string(), "198.18.0.0/16");
+        assert_eq!(a.binaries.cni_bin_dir, PathBuf::from("/usr/lib/cni"));
+        let LabCommand::Up(a) = parse(&[
+            "flannelctl",
+            "lab",
+            "up",
+            "--backend",
+            "host-gw",
+            "--flanneld-arg=-v=2",
+            "--flanneld-arg",
+            "--iptables-resync=1",
+        ]) else {
+            panic!("not up");
+        };
+        assert_eq!(a.backend, Backend::HostGw);
+        assert_eq!(a.binaries.flanneld_arg, vec!["-v=2", "--iptables-resync=1"]);
+        assert!(Cli::try_parse_from(["flannelctl", "lab", "up", "--backend", "udp"]).is_err());
+        let LabCommand::Demo(d) = parse(&["flannelctl", "lab", "demo"]) else {
+            panic!("not demo");
+        };
+        assert_eq!(d.backends, vec![Backend::Vxlan, Backend::HostGw]);
+        assert!(
+            Cli::try_parse_from(["flannelctl", "lab", "down", "--all", "--name", "x"]).is_err()
+        );
+    }
+
+    #[test]
+    fn down_reports_read_well() {
+        let mut r = flannel_lab::DownReport {
+            name: "demo".into(),
+            ..Default::default()
+        };
+        assert_eq!(describe_down(&r), "lab demo: nothing to remove");
+        r.found = true;
+        r.pods_released = 1;
+        r.had_state = true;
+        r.namespaces_removed = vec!["a".into()];
+        assert_eq!(
+            describe_down(&r),
+            "lab demo: released 1 pod, stopped 0 processes, removed 1 namespace"
+        );
+        r.had_state = false;
+        r.pods_released = 6;
+        r.processes_stopped = 4;
+        r.namespaces_removed = vec!["a".into(), "b".into()];
+        r.warnings = vec!["x".into()];
+        assert_eq!(
+            describe_down(&r),
+            "lab demo: released 6 pods, stopped 4 processes, removed 2 namespaces (it had no state)\n  warning: x"
+        );
+    }
+}

@@ -1,0 +1,290 @@
+//! The built `flannelctl lab` end to end (root): a 2-host vxlan lab with one pod per host is
+//! built, checked, inspected, entered and removed; and a lab whose processes were killed and
+//! whose state file was deleted (a crash) is still removed completely by `down`.
+//!
+//! flanneld and the flannel CNI plugin are the debug binaries next to `flannelctl` in the
+//! target directory (the workspace's `cargo test` builds every binary first).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use flannel_testkit::privileged::require_root;
+use serde_json::Value;
+
+const CTL: &str = env!("CARGO_BIN_EXE_flannelctl");
+
+/// flanneld and the `flannel` plugin from the same target directory as flannelctl.
+fn binaries(test: &str) -> Option<(PathBuf, PathBuf)> {
+    let dir = Path::new(CTL).parent().expect("target dir");
+    let flanneld = dir.join("flanneld");
+    let plugin = dir.join("flannel");
+    if flanneld.is_file() && plugin.is_file() {
+        return Some((flanneld, plugin));
+    }
+    let msg = format!(
+        "{test}: {} and {} must be built first (`cargo build --bins`; the workspace `cargo test` does it)",
+        flanneld.display(),
+        plugin.display()
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg}");
+    }
+    eprintln!("skipping {msg}");
+    None
+}
+
+fn ctl(args: &[&str]) -> Output {
+    Command::new(CTL)
+        .args(args)
+        .env_remove("FLANNELCTL_LAB")
+        .output()
+        .expect("running flannelctl")
+}
+
+fn ok(out: Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what}: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn json(out: Output, what: &str) -> Value {
+    let text = ok(out, what);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {text}"))
+}
+
+/// A lab name unique to this test process.
+fn unique(tag: &str) -> String {
+    format!("it{tag}{}", std::process::id())
+}
+
+fn namespaces_of(name: &str) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    let prefix = format!("frslab-{name}-");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|ns| ns.starts_with(&prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Removes the lab whatever happens to the test.
+struct Guard(String);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = ctl(&["lab", "down", "--name", &self.0]);
+    }
+}
+
+fn up(name: &str, bins: &(PathBuf, PathBuf), extra: &[&str]) -> Output {
+    let (flanneld, plugin) = bins;
+    let mut args = vec![
+        "lab",
+        "up",
+        "--name",
+        name,
+        "--flanneld",
+        flanneld.to_str().expect("utf-8 path"),
+        "--cni-plugin",
+        plugin.to_str().expect("utf-8 path"),
+        "--no-check",
+    ];
+    args.extend_from_slice(extra);
+    ctl(&args)
+}
+
+#[test]
+fn lab_up_check_status_exec_down() {
+    if !require_root("flannelctl::lab_up_check_status_exec_down") {
+        return;
+    }
+    let Some(bins) = binaries("lab_up_check_status_exec_down") else {
+        return;
+    };
+    let name = unique("a");
+    let _guard = Guard(name.clone());
+    let built = up(
+        &name,
+        &bins,
+        &["--hosts", "2", "--pods", "1", "--backend", "vxlan"],
+    );
+    let text = ok(built, "lab up");
+    assert!(text.contains(&format!("lab {name} is up")), "{text}");
+
+    let check = json(
+        ctl(&["lab", "check", "--name", &name, "--json"]),
+        "lab check",
+    );
+    assert_eq!(check["ok"], true, "{check:#}");
+    assert_eq!(check["backend"], "vxlan");
+    assert_eq!(check["counts"]["ok"], 2, "{check:#}");
+    let pairs = check["pairs"].as_array().expect("pairs");
+    assert_eq!(pairs.len(), 2);
+    for p in pairs {
+        assert_eq!(p["status"], "ok", "{p}");
+        assert!(p["rtt_ms"].as_f64().is_some_and(|r| r > 0.0), "{p}");
+    }
+
+    let status = json(
+        ctl(&["lab", "status", "--name", &name, "--json"]),
+        "lab status",
+    );
+    assert_eq!(status["health"], "running", "{status:#}");
+    let hosts = status["hosts"].as_array().expect("hosts");
+    assert_eq!(hosts.len(), 2);
+    let subnets: Vec<&str> = hosts
+        .iter()
+        .map(|h| h["subnet"].as_str().expect("subnet"))
+        .collect();
+    assert_ne!(subnets[0], subnets[1]);
+    assert!(
+        subnets.iter().all(|s| s.starts_with("198.18.")),
+        "{subnets:?}"
+    );
+    assert_eq!(hosts[0]["public_ip"], "192.0.2.1");
+    assert_eq!(hosts[0]["flanneld"]["running"], true);
+    let leases = status["leases"].as_array().expect("leases");
+    assert_eq!(leases.len(), 2, "{status:#}");
+    assert!(leases.iter().all(|l| l["backend_type"] == "vxlan"));
+    let pods = status["pods"].as_array().expect("pods");
+    assert_eq!(pods.len(), 2);
+    assert_eq!(pods[0]["name"], "h1-p1");
+
+    let link = ok(
+        ctl(&[
+            "lab",
+            "exec",
+            "--name",
+            &name,
+            "h1",
+            "--",
+            "ip",
+            "-d",
+            "link",
+            "show",
+            "flannel.1",
+        ]),
+        "exec h1",
+    );
+    assert!(
+        link.contains("flannel.1:") && link.contains("vxlan id 1"),
+        "{link}"
+    );
+    let routes = ok(
+        ctl(&["lab", "exec", "--name", &name, "h1-p1", "--", "ip", "route"]),
+        "exec h1-p1",
+    );
+    assert!(routes.contains("default via"), "{routes}");
+    // The command's exit status is passed through.
+    let failed = ctl(&[
+        "lab", "exec", "--name", &name, "h2", "--", "sh", "-c", "exit 7",
+    ]);
+    assert_eq!(failed.status.code(), Some(7));
+    // A second lab of the same name is refused while this one runs.
+    let again = up(&name, &bins, &["--hosts", "1", "--pods", "0"]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("is running"),
+        "{again:?}"
+    );
+
+    let down = ok(ctl(&["lab", "down", "--name", &name]), "lab down");
+    assert!(
+        down.contains("released 2 pods, stopped 3 processes, removed 6 namespaces"),
+        "{down}"
+    );
+    assert_eq!(namespaces_of(&name), Vec::<String>::new());
+    assert!(!Path::new("/run/flannel-rs/lab").join(&name).exists());
+    let again = ok(ctl(&["lab", "down", "--name", &name]), "second down");
+    assert!(again.contains("nothing to remove"), "{again}");
+}
+
+#[test]
+fn down_removes_the_leftovers_of_a_crash() {
+    if !require_root("flannelctl::down_removes_the_leftovers_of_a_crash") {
+        return;
+    }
+    let Some(bins) = binaries("down_removes_the_leftovers_of_a_crash") else {
+        return;
+    };
+    let name = unique("b");
+    let _guard = Guard(name.clone());
+    ok(
+        up(
+            &name,
+            &bins,
+            &["--hosts", "2", "--pods", "1", "--backend", "host-gw"],
+        ),
+        "lab up",
+    );
+    let state_file = Path::new("/run/flannel-rs/lab")
+        .join(&name)
+        .join("state.json");
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_file).expect("state.json"))
+            .expect("state JSON");
+    let mut pids: Vec<i32> = state["hosts"]
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .map(|h| h["flanneld"]["pid"].as_i64().expect("pid") as i32)
+        .collect();
+    pids.push(state["etcd"]["process"]["pid"].as_i64().expect("pid") as i32);
+    assert_eq!(pids.len(), 3);
+
+    // The crash: every process killed, the state file gone.
+    for pid in &pids {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill");
+    }
+    std::fs::remove_file(&state_file).expect("removing state.json");
+    let gone = |pid: &i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains(") Z "))
+            .unwrap_or(true)
+    };
+    for _ in 0..100 {
+        if pids.iter().all(gone) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(namespaces_of(&name).len(), 6);
+
+    let list = json(ctl(&["lab", "list", "--json"]), "lab list");
+    let entry = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|l| l["name"] == name.as_str())
+        .cloned()
+        .expect("the crashed lab is listed");
+    assert!(
+        entry["health"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("leftovers")),
+        "{entry}"
+    );
+
+    let down = ok(ctl(&["lab", "down", "--name", &name]), "lab down");
+    assert!(
+        down.contains("removed 6 namespaces (it had no state)"),
+        "{down}"
+    );
+    assert_eq!(namespaces_of(&name), Vec::<String>::new());
+    assert!(!Path::new("/run/flannel-rs/lab").join(&name).exists());
+    assert!(!Path::new("/var/tmp/flannel-rs-lab").join(&name).exists());
+}

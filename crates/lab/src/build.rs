@@ -1,0 +1,597 @@
+//! `up`: building a lab step by step, recording each step in the state file, and tearing down
+//! what was built when a step fails.
+//!
+//! Steps (each one progress line): the switch; each host; etcd (until `/health` answers); the
+//! network config; each host's flanneld (until `/readyz` answers and `subnet.env` is written);
+//! the routes between hosts (until every host has a route to every other host's subnet; not
+//! for `alloc`); each pod (namespace + CNI ADD).
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use flannel_model::subnet_env::SubnetEnv;
+use ipnet::Ipv4Net;
+
+use crate::cni;
+use crate::error::{LabError, Result};
+use crate::lab::{lab_namespaces, lock, Lab, Progress};
+use crate::naming::{host_name, pod_name, Role};
+use crate::spec::{self, LabSpec, ETCD_CLIENT_PORT, ETCD_IP, HEALTHZ_PORT, UNDERLAY_PREFIX_LEN};
+use crate::state::{EtcdState, HostState, LabPaths, LabState, Phase, PodState, STATE_VERSION};
+use crate::sys::{self, CMD_TIMEOUT};
+use crate::teardown::teardown;
+
+/// How long etcd may take to answer `/health`.
+const ETCD_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long one flanneld may take to become ready.
+const FLANNELD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the hosts may take to learn each other's subnets.
+const ROUTES_TIMEOUT: Duration = Duration::from_secs(20);
+/// How many log lines a failed step shows.
+const LOG_TAIL_LINES: usize = 15;
+
+/// Options of `up` that are not part of the lab itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpOptions {
+    /// Leave what was built in place when a step fails (for debugging; `down` removes it).
+    pub keep_on_failure: bool,
+}
+
+/// Programs the lab runs, looked up in `PATH`.
+const TOOLS: [(&str, &str); 6] = [
+    ("ip", "iproute2"),
+    ("etcd", "etcd-server"),
+    ("etcdctl", "etcd-client"),
+    ("ping", "iputils-ping"),
+    ("setsid", "util-linux"),
+    ("sysctl", "procps"),
+];
+
+/// `program` in `PATH`, if there.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Checks everything `up` needs before anything is built.
+pub fn preflight(spec: &LabSpec) -> Result<()> {
+    if !sys::is_root() {
+        return Err(LabError::Invalid(
+            "the lab creates network namespaces: run flannelctl as root".into(),
+        ));
+    }
+    for (program, package) in TOOLS {
+        if which(program).is_none() {
+            return Err(LabError::Invalid(format!(
+                "{program} is not in PATH (Debian package {package}; scripts/install-deps.sh installs it)"
+            )));
+        }
+    }
+    let files = [
+        (spec.flanneld.clone(), "flanneld (--flanneld)"),
+        (
+            spec.cni_plugin.clone(),
+            "the flannel CNI plugin (--cni-plugin)",
+        ),
+        (
+            spec.cni_bin_dir.join("bridge"),
+            "the bridge CNI plugin (containernetworking-plugins)",
+        ),
+        (
+            spec.cni_bin_dir.join("host-local"),
+            "the host-local CNI plugin (containernetworking-plugins)",
+        ),
+    ];
+    for (path, what) in files {
+        if !path.is_absolute() || !is_executable(&path) {
+            return Err(LabError::Invalid(format!(
+                "{what}: {} is not an executable file given by an absolute path",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Lab {
+    /// Builds the lab described by `spec` and leaves it running. A lab of the same name that
+    /// is running is an error; one whose processes all died (or whose state is gone) is
+    /// removed first. On failure everything built is torn down (unless
+    /// [`UpOptions::keep_on_failure`]) and the error names the step, with the relevant log's
+    /// tail.
+    pub fn up(
+        &self,
+        spec: LabSpec,
+        options: UpOptions,
+        progress: &mut dyn Progress,
+    ) -> Result<LabState> {
+        spec.validate()?;
+        preflight(&spec)?;
+        let paths = self.paths();
+        let name = spec.name.clone();
+        let lock = lock(paths, &name)?;
+        self.clear_leftovers(&name, progress)?;
+
+        let dir = paths.dir(&name);
+        let etcd_data = paths.etcd_data(&name);
+        for d in [&dir, &etcd_data] {
+            std::fs::create_dir_all(d)
+                .map_err(|e| LabError::io(format!("creating {}", d.display()), e))?;
+        }
+        let created = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let state = LabState {
+            version: STATE_VERSION,
+            phase: Phase::Building,
+            builder_pid: std::process::id(),
+            created,
+            dir: dir.clone(),
+            etcd_data_dir: etcd_data,
+            switch_ns: name.ns(Role::Switch),
+            etcd: EtcdState {
+                ns: name.ns(Role::Etcd),
+                ip: ETCD_IP,
+                endpoint: spec::ETCD_ENDPOINT.to_owned(),
+                log: dir.join("etcd.log"),
+                process: None,
+            },
+            hosts: Vec::new(),
+            pods: Vec::new(),
+            namespaces: Vec::new(),
+            spec,
+        };
+        state.save(paths)?;
+        let mut builder = Builder {
+            paths,
+            state,
+            progress,
+            index: 0,
+            total: 0,
+        };
+        match builder.build() {
+            Ok(()) => {
+                builder.state.phase = Phase::Up;
+                builder.state.save(paths)?;
+                Ok(builder.state)
+            }
+            Err(e) => {
+                if !options.keep_on_failure {
+                    builder.progress.note("tearing down what was built");
+                    let report = teardown(paths, &name, Some(&builder.state));
+                    for w in &report.warnings {
+                        builder.progress.note(&format!("warning: {w}"));
+                    }
+                    lock.remove();
+                } else {
+                    builder.progress.note(&format!(
+                        "keeping the partial lab for debugging: `flannelctl lab down --name {name}` removes it"
+                    ));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Refuses a running lab of this name; removes a dead one.
+    fn clear_leftovers(
+        &self,
+        name: &crate::naming::LabName,
+        progress: &mut dyn Progress,
+    ) -> Result<()> {
+        let paths = self.paths();
+        // We hold the lab's lock, so no other flannelctl is building it: a state still in
+        // `Building` was left by a builder that died.
+        let state = LabState::load(paths, name).ok().flatten();
+        if let Some(s) = &state {
+            let running = s.phase == Phase::Up
+                && (s.etcd.process.as_ref().is_some_and(sys::is_alive)
+                    || s.hosts
+                        .iter()
+                        .flat_map(|h| h.flanneld.as_ref())
+                        .any(sys::is_alive));
+            if running {
+                return Err(LabError::Exists {
+                    name: name.to_string(),
+                    detail: "is running".into(),
+                });
+            }
+        }
+        let namespaces = lab_namespaces(name)?;
+        if state.is_some() || !namespaces.is_empty() || paths.dir(name).exists() {
+            progress.note(&format!("removing the leftovers of an earlier lab {name}"));
+            let report = teardown(paths, name, state.as_ref());
+            if let Some(w) = report.warnings.first() {
+                return Err(LabError::unexpected(
+                    format!("removing the leftovers of lab {name}"),
+                    w.clone(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Builder<'a> {
+    paths: &'a LabPaths,
+    state: LabState,
+    progress: &'a mut dyn Progress,
+    index: usize,
+    total: usize,
+}
+
+impl Builder<'_> {
+    fn build(&mut self) -> Result<()> {
+        let spec = self.state.spec.clone();
+        let hosts = usize::from(spec.hosts);
+        let pods = usize::from(spec.pods);
+        let routes = usize::from(spec.backend.connects_hosts() && spec.hosts > 1);
+        self.total = 1 + hosts + 1 + 1 + hosts + routes + hosts * pods;
+
+        cni::make_bin_dir(&self.state.dir, &spec.cni_plugin, &spec.cni_bin_dir)?;
+        self.step("creating the switch".into(), None, |b| b.make_switch())?;
+        for n in 1..=spec.hosts {
+            self.step(format!("creating host {}", host_name(n)), None, |b| {
+                b.make_host(n)
+            })?;
+        }
+        let etcd_log = self.state.etcd.log.clone();
+        self.step("starting etcd".into(), Some(etcd_log.clone()), |b| {
+            b.start_etcd()
+        })?;
+        self.step("writing the network config".into(), Some(etcd_log), |b| {
+            b.write_config()
+        })?;
+        for n in 1..=spec.hosts {
+            let log = self.host(n)?.log.clone();
+            self.step(
+                format!("starting flanneld on {}", host_name(n)),
+                Some(log),
+                |b| b.start_flanneld(n),
+            )?;
+        }
+        if routes == 1 {
+            self.step("waiting for routes between the hosts".into(), None, |b| {
+                b.wait_routes()
+            })?;
+        }
+        for n in 1..=spec.hosts {
+            for k in 1..=spec.pods {
+                let log = self.host(n)?.cni_log.clone();
+                self.step(
+                    format!("attaching pod {}", pod_name(n, k)),
+                    Some(log),
+                    |b| b.add_pod(n, k),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one step: shows it, runs it, records the state. A failure becomes
+    /// [`LabError::Step`] with the tail of `log`.
+    fn step(
+        &mut self,
+        what: String,
+        log: Option<PathBuf>,
+        f: impl FnOnce(&mut Self) -> Result<()>,
+    ) -> Result<()> {
+        self.index += 1;
+        self.progress.step(self.index, self.total, &what);
+        let result = sys::check_interrupt()
+            .and_then(|()| f(self))
+            .and_then(|()| self.state.save(self.paths));
+        result.map_err(|e| LabError::Step {
+            step: what,
+            source: Box::new(e),
+            log: log.map(|p| {
+                let tail = sys::tail_file(&p, LOG_TAIL_LINES);
+                (p, tail)
+            }),
+        })
+    }
+
+    fn host(&self, n: u8) -> Result<&HostState> {
+        self.state
+            .host(n)
+            .ok_or_else(|| LabError::unexpected("the lab state", format!("no host {n}")))
+    }
+
+    /// Creates namespace `ns` (recorded first, so teardown finds it whatever happens).
+    fn add_ns(&mut self, ns: &str) -> Result<()> {
+        self.state.namespaces.push(ns.to_owned());
+        self.state.save(self.paths)?;
+        sys::netns_add(ns)
+    }
+
+    fn make_switch(&mut self) -> Result<()> {
+        let sw = self.state.switch_ns.clone();
+        self.add_ns(&sw)?;
+        sys::ip_in(&sw, &["link", "add", "br0", "type", "bridge"])?;
+        sys::ip_in(&sw, &["link", "set", "br0", "up"])?;
+        Ok(())
+    }
+
+    /// Joins `ns` to the switch: veth `port` on `br0`, its peer `eth0` in `ns` with `addr`.
+    /// Both ends are created inside lab namespaces; nothing appears in flannelctl's own.
+    fn plug(&self, ns: &str, port: &str, addr: Ipv4Addr) -> Result<()> {
+        let sw = &self.state.switch_ns;
+        sys::ip_in(
+            sw,
+            &[
+                "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
+            ],
+        )?;
+        sys::ip_in(sw, &["link", "set", port, "master", "br0", "up"])?;
+        let cidr = format!("{addr}/{UNDERLAY_PREFIX_LEN}");
+        sys::ip_in(ns, &["addr", "add", &cidr, "dev", "eth0"])?;
+        sys::ip_in(ns, &["link", "set", "eth0", "up"])?;
+        Ok(())
+    }
+
+    fn make_host(&mut self, n: u8) -> Result<()> {
+        let name = self.state.spec.name.clone();
+        let ns = name.ns(Role::Host(n));
+        self.add_ns(&ns)?;
+        // Before eth0 exists, so it inherits rp_filter=0 from `default`.
+        sys::exec_in(
+            &ns,
+            &[
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+                "net.ipv4.conf.all.rp_filter=0",
+                "net.ipv4.conf.default.rp_filter=0",
+            ],
+        )?;
+        let ip = spec::host_ip(n);
+        self.plug(&ns, &host_name(n), ip)?;
+        let dir = self.state.dir.join(host_name(n));
+        let cni_dir = dir.join("cni");
+        std::fs::create_dir_all(&cni_dir)
+            .map_err(|e| LabError::io(format!("creating {}", cni_dir.display()), e))?;
+        let subnet_file = dir.join("subnet.env");
+        let cni_conf = dir.join("cni.conf");
+        let conf = spec::cni_conf(
+            &subnet_file,
+            &cni_dir.join("flannel"),
+            &cni_dir.join("ipam"),
+        );
+        std::fs::write(&cni_conf, conf + "\n")
+            .map_err(|e| LabError::io(format!("writing {}", cni_conf.display()), e))?;
+        self.state.hosts.push(HostState {
+            name: host_name(n),
+            n,
+            ns,
+            ip,
+            log: dir.join("flanneld.log"),
+            cni_log: dir.join("cni.log"),
+            subnet_file,
+            cni_conf,
+            dir,
+            flanneld: None,
+        });
+        Ok(())
+    }
+
+    fn start_etcd(&mut self) -> Result<()> {
+        let ns = self.state.etcd.ns.clone();
+        self.add_ns(&ns)?;
+        self.plug(&ns, "etcd", ETCD_IP)?;
+        let etcd = which("etcd").ok_or_else(|| LabError::Invalid("etcd is not in PATH".into()))?;
+        let data = self.state.etcd_data_dir.join("data");
+        let proc = sys::spawn_detached(
+            &ns,
+            &etcd,
+            &spec::etcd_args(&data),
+            &self.state.etcd.log,
+            &["ETCD_", "ETCDCTL_"],
+        )?;
+        self.state.etcd.process = Some(proc);
+        self.state.save(self.paths)?;
+        sys::wait_for(
+            &format!("etcd answering on {}/health", spec::ETCD_ENDPOINT),
+            ETCD_TIMEOUT,
+            Duration::from_millis(100),
+            || {
+                if !sys::is_alive(&proc) {
+                    return Err(LabError::Exited {
+                        what: format!("etcd (pid {})", proc.pid),
+                    });
+                }
+                Ok(matches!(
+                    sys::http_get_in(&ns, ETCD_IP, ETCD_CLIENT_PORT, "/health"),
+                    Ok((200, body)) if body.contains("true")
+                ))
+            },
+        )
+    }
+
+    fn write_config(&mut self) -> Result<()> {
+        let key = format!("{}/config", spec::ETCD_PREFIX);
+        let conf = self.state.spec.net_conf();
+        etcdctl(&self.state.etcd.ns, &["put", &key, &conf]).map(drop)
+    }
+
+    fn start_flanneld(&mut self, n: u8) -> Result<()> {
+        let host = self.host(n)?.clone();
+        let spec = &self.state.spec;
+        let proc = sys::spawn_detached(
+            &host.ns,
+            &spec.flanneld,
+            &spec.flanneld_args(&host.subnet_file),
+            &host.log,
+            &["FLANNELD_"],
+        )?;
+        if let Some(h) = self.state.hosts.iter_mut().find(|h| h.n == n) {
+            h.flanneld = Some(proc);
+        }
+        self.state.save(self.paths)?;
+        sys::wait_for(
+            &format!(
+                "flanneld on {} answering /readyz and writing {}",
+                host.name,
+                host.subnet_file.display()
+            ),
+            FLANNELD_TIMEOUT,
+            Duration::from_millis(100),
+            || {
+                if !sys::is_alive(&proc) {
+                    return Err(LabError::Exited {
+                        what: format!("flanneld on {} (pid {})", host.name, proc.pid),
+                    });
+                }
+                let ready = matches!(
+                    sys::http_get_in(&host.ns, Ipv4Addr::LOCALHOST, HEALTHZ_PORT, "/readyz"),
+                    Ok((200, _))
+                );
+                Ok(ready && host_subnet(&host).is_some())
+            },
+        )
+    }
+
+    fn wait_routes(&mut self) -> Result<()> {
+        let mut subnets = Vec::new();
+        for h in &self.state.hosts {
+            let subnet = host_subnet(h).ok_or_else(|| {
+                LabError::unexpected(h.subnet_file.display().to_string(), "no FLANNEL_SUBNET")
+            })?;
+            subnets.push((h.clone(), subnet));
+        }
+        let mut missing = Vec::new();
+        let waited = sys::wait_for(
+            "routes to every host's subnet on every host",
+            ROUTES_TIMEOUT,
+            Duration::from_millis(100),
+            || {
+                missing.clear();
+                for (h, _) in &subnets {
+                    let table = sys::ip_in(&h.ns, &["-4", "route", "show"])?;
+                    let others: Vec<String> = subnets
+                        .iter()
+                        .filter(|(o, _)| o.n != h.n)
+                        .map(|(_, s)| s.to_string())
+                        .collect();
+                    for cidr in missing_routes(&table, &others) {
+                        missing.push(format!("{} has no route to {cidr}", h.name));
+                    }
+                }
+                Ok(missing.is_empty())
+            },
+        );
+        match waited {
+            Err(LabError::Timeout { what, timeout }) => Err(LabError::unexpected(
+                format!("{what} (waited {} s)", timeout.as_secs()),
+                missing.join("; "),
+            )),
+            other => other,
+        }
+    }
+
+    fn add_pod(&mut self, n: u8, k: u8) -> Result<()> {
+        let host = self.host(n)?.clone();
+        let ns = self.state.spec.name.ns(Role::Pod(n, k));
+        self.state.pods.push(PodState {
+            name: pod_name(n, k),
+            host: n,
+            k,
+            container_id: ns.clone(),
+            ns: ns.clone(),
+            ip: None,
+        });
+        self.add_ns(&ns)?;
+        let pod = self
+            .state
+            .pods
+            .last()
+            .cloned()
+            .ok_or_else(|| LabError::unexpected("the lab state", "pod vanished"))?;
+        let result = cni::call("ADD", &self.state.dir, &host, &pod)?;
+        let ip = cni::parse_add_result(&result)?;
+        if let Some(p) = self.state.pods.iter_mut().find(|p| p.ns == ns) {
+            p.ip = Some(ip);
+        }
+        Ok(())
+    }
+}
+
+/// The host's subnet from its `subnet.env` (network address form, e.g. `198.18.5.0/24`).
+pub fn host_subnet(host: &HostState) -> Option<Ipv4Net> {
+    SubnetEnv::read(&host.subnet_file)
+        .ok()
+        .flatten()
+        .and_then(|env| env.subnet)
+        .map(|s| s.trunc())
+}
+
+/// The entries of `cidrs` that no route in `ip -4 route show` output starts with.
+pub fn missing_routes(table: &str, cidrs: &[String]) -> Vec<String> {
+    cidrs
+        .iter()
+        .filter(|c| {
+            !table
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(c.as_str()))
+        })
+        .cloned()
+        .collect()
+}
+
+/// `etcdctl` (API v3) against the lab's etcd, run in etcd's namespace; stdout.
+pub fn etcdctl(etcd_ns: &str, args: &[&str]) -> Result<String> {
+    let endpoints = format!("--endpoints={}", spec::ETCD_ENDPOINT);
+    let mut full = vec![
+        "etcdctl",
+        endpoints.as_str(),
+        "--dial-timeout=2s",
+        "--command-timeout=5s",
+    ];
+    full.extend_from_slice(args);
+    let mut cmd = sys::in_ns(etcd_ns, &full);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("ETCDCTL_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("ETCDCTL_API", "3");
+    sys::run_ok(cmd, None, CMD_TIMEOUT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_routes_are_found() {
+        let table = "198.18.2.0/24 via 198.18.2.0 dev flannel.1 onlink\n\
+                     198.18.3.0/24 via 192.0.2.3 dev eth0\n\
+                     192.0.2.0/24 dev eth0 proto kernel scope link src 192.0.2.1\n";
+        let want = vec![
+            "198.18.2.0/24".to_owned(),
+            "198.18.3.0/24".to_owned(),
+            "198.18.4.0/24".to_owned(),
+        ];
+        assert_eq!(missing_routes(table, &want), vec!["198.18.4.0/24"]);
+        assert_eq!(missing_routes("", &[]), Vec::<String>::new());
+        // A longer prefix that merely starts with the same text does not count.
+        assert_eq!(
+            missing_routes("198.18.2.0/240 dev x\n", &want[..1]),
+            vec!["198.18.2.0/24"]
+        );
+    }
+
+    #[test]
+    fn which_finds_sh() {
+        assert!(which("sh").is_some());
+        assert!(which("surely-not-a-program-here").is_none());
+    }
+}

@@ -1,0 +1,356 @@
+//! What a lab is made of (pure): the [`LabSpec`] the user asks for, the fixed addresses, and
+//! the texts handed to etcd, flanneld and the CNI plugin.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{LabError, Result};
+use crate::naming::{LabName, MAX_HOSTS, MAX_PODS};
+
+/// Prefix length of the underlay `192.0.2.0/24` (documentation range, RFC 5737).
+pub const UNDERLAY_PREFIX_LEN: u8 = 24;
+/// etcd's address on the underlay.
+pub const ETCD_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 254);
+/// The etcd client URL every flanneld of a lab is given.
+pub const ETCD_ENDPOINT: &str = "http://192.0.2.254:2379";
+/// etcd's client port.
+pub const ETCD_CLIENT_PORT: u16 = 2379;
+/// Flannel's default etcd prefix (the lab uses it).
+pub const ETCD_PREFIX: &str = "/coreos.com/network";
+/// flanneld's health port inside each host namespace (on 127.0.0.1).
+pub const HEALTHZ_PORT: u16 = 10299;
+/// The default pod network: `198.18.0.0/16` (benchmarking range, RFC 2544).
+pub const DEFAULT_NETWORK: Ipv4Net = match Ipv4Net::new(Ipv4Addr::new(198, 18, 0, 0), 16) {
+    Ok(n) => n,
+    Err(_) => panic!("constant network"),
+};
+/// The CNI network name (Flannel's default `cbr0`).
+pub const CNI_NETWORK_NAME: &str = "cbr0";
+/// Where Debian's `containernetworking-plugins` puts `bridge` and `host-local`.
+pub const DEFAULT_CNI_BIN_DIR: &str = "/usr/lib/cni";
+
+/// The underlay address of host `n`: `192.0.2.<n>`.
+pub fn host_ip(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(192, 0, 2, n)
+}
+
+/// flanneld's backend, as written in the network config's `Backend.Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Backend {
+    /// VXLAN overlay (`flannel.1`).
+    #[serde(rename = "vxlan")]
+    Vxlan,
+    /// Direct routes via the other hosts' underlay addresses.
+    #[serde(rename = "host-gw")]
+    HostGw,
+    /// Leases only, no datapath: pods on different hosts cannot reach each other.
+    #[serde(rename = "alloc")]
+    Alloc,
+}
+
+impl Backend {
+    /// Every backend the lab knows.
+    pub const ALL: [Backend; 3] = [Backend::Vxlan, Backend::HostGw, Backend::Alloc];
+
+    /// The `Backend.Type` text.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Backend::Vxlan => "vxlan",
+            Backend::HostGw => "host-gw",
+            Backend::Alloc => "alloc",
+        }
+    }
+
+    /// Whether flanneld programs routes to the other hosts' subnets (so pods on different
+    /// hosts reach each other).
+    pub fn connects_hosts(&self) -> bool {
+        !matches!(self, Backend::Alloc)
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Backend {
+    type Err = LabError;
+    fn from_str(s: &str) -> Result<Backend> {
+        Backend::ALL
+            .into_iter()
+            .find(|b| b.as_str() == s)
+            .ok_or_else(|| {
+                LabError::Invalid(format!(
+                    "unknown backend {s:?} (the lab runs vxlan, host-gw or alloc)"
+                ))
+            })
+    }
+}
+
+/// What `flannelctl lab up` builds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabSpec {
+    /// The lab's name (unique on the machine).
+    pub name: LabName,
+    /// Number of hosts (`h1` … `h<hosts>`).
+    pub hosts: u8,
+    /// Pods per host.
+    pub pods: u8,
+    /// flanneld's backend.
+    pub backend: Backend,
+    /// The pod network (`Network` of the network config).
+    pub network: Ipv4Net,
+    /// The flanneld binary (absolute).
+    pub flanneld: PathBuf,
+    /// The `flannel` CNI plugin binary (absolute).
+    pub cni_plugin: PathBuf,
+    /// Directory with the `bridge` and `host-local` CNI plugins.
+    pub cni_bin_dir: PathBuf,
+    /// Extra arguments for every flanneld (e.g. `-v=2`).
+    #[serde(default)]
+    pub flanneld_args: Vec<String>,
+}
+
+impl LabSpec {
+    /// A spec with the defaults: 3 hosts, 2 pods each, vxlan, `198.18.0.0/16`.
+    pub fn new(name: LabName, flanneld: PathBuf, cni_plugin: PathBuf) -> LabSpec {
+        LabSpec {
+            name,
+            hosts: 3,
+            pods: 2,
+            backend: Backend::Vxlan,
+            network: DEFAULT_NETWORK,
+            flanneld,
+            cni_plugin,
+            cni_bin_dir: PathBuf::from(DEFAULT_CNI_BIN_DIR),
+            flanneld_args: Vec::new(),
+        }
+    }
+
+    /// Checks counts and the network against each other: enough subnets for the hosts and
+    /// enough addresses in a subnet for the pods.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=MAX_HOSTS).contains(&self.hosts) {
+            return Err(LabError::Invalid(format!(
+                "--hosts {} is not in 1..={MAX_HOSTS}",
+                self.hosts
+            )));
+        }
+        if self.pods > MAX_PODS {
+            return Err(LabError::Invalid(format!(
+                "--pods {} is not in 0..={MAX_PODS}",
+                self.pods
+            )));
+        }
+        if self.network.network() != self.network.addr() {
+            return Err(LabError::Invalid(format!(
+                "--network {} has host bits set (did you mean {}?)",
+                self.network,
+                self.network.trunc()
+            )));
+        }
+        let prefix = self.network.prefix_len();
+        if prefix > 28 {
+            return Err(LabError::Invalid(format!(
+                "--network {}: the smallest useful network is a /28",
+                self.network
+            )));
+        }
+        let subnet_len = self.subnet_len();
+        // Flannel skips the first subnet of the network.
+        let subnets = (1u64 << (subnet_len - prefix)) - 1;
+        if subnets < u64::from(self.hosts) {
+            return Err(LabError::Invalid(format!(
+                "--network {} has room for {subnets} host subnets (/{subnet_len}), not {}",
+                self.network, self.hosts
+            )));
+        }
+        // Network address, gateway (cni0) and broadcast are not for pods.
+        let per_subnet = (1u64 << (32 - subnet_len)) - 3;
+        if per_subnet < u64::from(self.pods) {
+            return Err(LabError::Invalid(format!(
+                "a /{subnet_len} host subnet has room for {per_subnet} pods, not {}",
+                self.pods
+            )));
+        }
+        Ok(())
+    }
+
+    /// The host subnet length flanneld will choose (Flannel's default for `SubnetLen`).
+    pub fn subnet_len(&self) -> u8 {
+        let prefix = self.network.prefix_len();
+        if prefix <= 22 {
+            24
+        } else {
+            prefix + 2
+        }
+    }
+
+    /// The network config written to `<prefix>/config`.
+    pub fn net_conf(&self) -> String {
+        format!(
+            r#"{{"Network":"{}","Backend":{{"Type":"{}"}}}}"#,
+            self.network, self.backend
+        )
+    }
+
+    /// flanneld's command line (after the binary) for a host whose subnet file is
+    /// `subnet_file`: Flannel's flags as a node would run it, plus the health endpoint the lab
+    /// waits on, plus [`LabSpec::flanneld_args`].
+    pub fn flanneld_args(&self, subnet_file: &Path) -> Vec<String> {
+        let mut args = vec![
+            format!("--etcd-endpoints={ETCD_ENDPOINT}"),
+            "--iface=eth0".to_owned(),
+            format!("--subnet-file={}", subnet_file.display()),
+            "--ip-masq".to_owned(),
+            "--healthz-ip=127.0.0.1".to_owned(),
+            format!("--healthz-port={HEALTHZ_PORT}"),
+        ];
+        args.extend(self.flanneld_args.iter().cloned());
+        args
+    }
+}
+
+/// etcd's command line (after the binary): a one-member cluster serving clients on
+/// [`ETCD_ENDPOINT`], its data in `data_dir`, logging to stderr.
+pub fn etcd_args(data_dir: &Path) -> Vec<String> {
+    vec![
+        "--name=lab".to_owned(),
+        format!("--data-dir={}", data_dir.display()),
+        format!("--listen-client-urls={ETCD_ENDPOINT}"),
+        format!("--advertise-client-urls={ETCD_ENDPOINT}"),
+        "--listen-peer-urls=http://127.0.0.1:2380".to_owned(),
+        "--initial-advertise-peer-urls=http://127.0.0.1:2380".to_owned(),
+        "--initial-cluster=lab=http://127.0.0.1:2380".to_owned(),
+        "--initial-cluster-state=new".to_owned(),
+        "--logger=zap".to_owned(),
+        "--log-outputs=stderr".to_owned(),
+    ]
+}
+
+/// The CNI network configuration given to the `flannel` plugin for one host, like Flannel's
+/// default `10-flannel.conflist` entry (`cbr0`, `hairpinMode`, `isDefaultGateway`), with every
+/// file the plugins write kept inside the lab: the plugin's `dataDir` and host-local's
+/// `ipam.dataDir` (which the plugin passes through to the delegate).
+pub fn cni_conf(subnet_file: &Path, data_dir: &Path, ipam_dir: &Path) -> String {
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": CNI_NETWORK_NAME,
+        "type": "flannel",
+        "subnetFile": subnet_file.to_string_lossy(),
+        "dataDir": data_dir.to_string_lossy(),
+        "ipam": {"dataDir": ipam_dir.to_string_lossy()},
+        "delegate": {"hairpinMode": true, "isDefaultGateway": true},
+    });
+    conf.to_string()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn spec() -> LabSpec {
+        LabSpec::new(
+            LabName::new("t").unwrap(),
+            "/bin/flanneld".into(),
+            "/bin/flannel".into(),
+        )
+    }
+
+    #[test]
+    fn backends_parse_and_print() {
+        for b in Backend::ALL {
+            assert_eq!(b.as_str().parse::<Backend>().unwrap(), b);
+            assert_eq!(
+                serde_json::to_string(&b).unwrap(),
+                format!("\"{}\"", b.as_str())
+            );
+        }
+        assert!("udp".parse::<Backend>().is_err());
+        assert!(!Backend::Alloc.connects_hosts());
+    }
+
+    #[test]
+    fn net_conf_is_flannels_format() {
+        let mut s = spec();
+        assert_eq!(
+            s.net_conf(),
+            r#"{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}"#
+        );
+        s.backend = Backend::HostGw;
+        assert_eq!(
+            s.net_conf(),
+            r#"{"Network":"198.18.0.0/16","Backend":{"Type":"host-gw"}}"#
+        );
+    }
+
+    #[test]
+    fn flanneld_gets_flannels_flags() {
+        let mut s = spec();
+        s.flanneld_args = vec!["-v=2".into()];
+        assert_eq!(
+            s.flanneld_args(Path::new("/run/x/h1/subnet.env")).join(" "),
+            "--etcd-endpoints=http://192.0.2.254:2379 --iface=eth0 \
+             --subnet-file=/run/x/h1/subnet.env --ip-masq --healthz-ip=127.0.0.1 \
+             --healthz-port=10299 -v=2"
+        );
+    }
+
+    #[test]
+    fn cni_conf_keeps_files_in_the_lab() {
+        let text = cni_conf(
+            Path::new("/l/h1/subnet.env"),
+            Path::new("/l/h1/cni/flannel"),
+            Path::new("/l/h1/cni/ipam"),
+        );
+        assert_eq!(
+            text,
+            r#"{"cniVersion":"1.0.0","dataDir":"/l/h1/cni/flannel","delegate":{"hairpinMode":true,"isDefaultGateway":true},"ipam":{"dataDir":"/l/h1/cni/ipam"},"name":"cbr0","subnetFile":"/l/h1/subnet.env","type":"flannel"}"#
+        );
+    }
+
+    #[test]
+    fn sizes_are_validated() {
+        let mut s = spec();
+        s.validate().unwrap();
+        assert_eq!(s.subnet_len(), 24);
+        s.hosts = 0;
+        assert!(s.validate().is_err());
+        s.hosts = 201;
+        assert!(s.validate().is_err());
+        s.hosts = 3;
+        s.pods = 51;
+        assert!(s.validate().is_err());
+        s.pods = 2;
+        s.network = "198.18.0.0/26".parse().unwrap();
+        assert_eq!(s.subnet_len(), 28);
+        // Three usable /28s, 13 pod addresses each.
+        s.validate().unwrap();
+        s.hosts = 4;
+        assert!(s.validate().unwrap_err().to_string().contains("room for 3"));
+        s.hosts = 3;
+        s.pods = 14;
+        assert!(s.validate().is_err());
+        s.pods = 13;
+        s.validate().unwrap();
+        s.network = "198.18.0.1/16".parse().unwrap();
+        assert!(s.validate().unwrap_err().to_string().contains("host bits"));
+        s.network = "198.18.0.0/29".parse().unwrap();
+        assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn etcd_serves_the_lab_endpoint() {
+        let args = etcd_args(Path::new("/var/tmp/x/etcd"));
+        assert!(args.contains(&"--data-dir=/var/tmp/x/etcd".to_owned()));
+        assert!(args.contains(&"--listen-client-urls=http://192.0.2.254:2379".to_owned()));
+        assert_eq!(host_ip(3), Ipv4Addr::new(192, 0, 2, 3));
+    }
+}
