@@ -74,15 +74,6 @@ impl Backend {
                 let opts = VxlanOptions::from_backend(&network.backend.raw)?;
                 let facts = ext_facts()?;
                 if opts.mode == VxlanMode::OnDemand {
-                    // Device, route and L3 answers work; L2 misses are not answered yet, so
-                    // pods on other hosts stay unreachable. Refuse rather than start broken.
-                    if std::env::var("FLANNELRS_UNFINISHED_ON_DEMAND").as_deref() != Ok("1") {
-                        bail!(
-                            "the vxlan \"on-demand\" mode is not finished in this build: pods on \
-                             other hosts are not reachable yet (see docs/vxlan-modes.md); use the \
-                             default mode"
-                        );
-                    }
                     if facts.addr_v6.is_some() {
                         bail!("the vxlan on-demand mode is IPv4-only; disable EnableIPv6 or use the default mode");
                     }

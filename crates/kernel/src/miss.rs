@@ -114,12 +114,12 @@ pub fn subscribe_misses() -> Result<MissEvents, KernelError> {
 /// The miss an `RTM_GETNEIGH` notification reports, if it is one this mode answers.
 pub(crate) fn miss_from_msg(n: &NeighbourMessage) -> Option<MissEvent> {
     let h = &n.header;
-    let miss = match h.family {
-        AddressFamily::Inet => match neigh_dst(&n.attributes)? {
-            IpAddr::V4(ip) => Miss::L3(ip),
-            IpAddr::V6(_) => return None,
-        },
-        AddressFamily::Bridge => Miss::L2(lladdr(&n.attributes)?),
+    // An L3 miss names the IP it wants (NDA_DST). An L2 miss names only the MAC (NDA_LLADDR,
+    // no NDA_DST); the vxlan driver sends it with family AF_INET on current kernels (seen on
+    // 6.18), AF_BRIDGE on others, so the attributes decide, not the family.
+    let miss = match (h.family, neigh_dst(&n.attributes)) {
+        (AddressFamily::Inet, Some(IpAddr::V4(ip))) => Miss::L3(ip),
+        (AddressFamily::Inet | AddressFamily::Bridge, None) => Miss::L2(lladdr(&n.attributes)?),
         _ => return None,
     };
     Some(MissEvent {
@@ -328,6 +328,23 @@ mod tests {
             miss_from_msg(&b),
             Some(MissEvent {
                 index: 7,
+                miss: Miss::L2(MacAddr([0x0e, 0, 0, 0, 0, 2])),
+            })
+        );
+        // What kernel 6.18's vxlan driver really sends for an FDB miss (captured): family
+        // AF_INET, the MAC, a VNI of 0, cache info, and no destination.
+        let mut k = NeighbourMessage::default();
+        k.header.family = AddressFamily::Inet;
+        k.header.ifindex = 4;
+        k.header.state = NeighbourState::Stale;
+        k.attributes.push(NeighbourAttribute::LinkLayerAddress(vec![
+            0x0e, 0, 0, 0, 0, 2,
+        ]));
+        k.attributes.push(NeighbourAttribute::Vni(0));
+        assert_eq!(
+            miss_from_msg(&k),
+            Some(MissEvent {
+                index: 4,
                 miss: Miss::L2(MacAddr([0x0e, 0, 0, 0, 0, 2])),
             })
         );
