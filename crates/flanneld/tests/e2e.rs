@@ -175,6 +175,56 @@ impl Cluster {
         });
     }
 
+    /// Host m as a peer of the others: its subnet, address and (vxlan) MAC.
+    fn peer(&self, backend: Backend, m: usize) -> Peer {
+        let mac = (backend == Backend::Vxlan)
+            .then(|| self.ok(mac_of(self.h(m), "flannel.1"), &format!("h{m}'s MAC")));
+        Peer {
+            n: m,
+            backend,
+            subnet: self.subnet(m),
+            public: self.h(m).addr(),
+            mac,
+        }
+    }
+
+    /// Wait (bounded by `timeout` from now) until every host in `on` holds `peer`'s entries
+    /// (`present`) or none of them (`!present`).
+    fn wait_peer(&self, on: &[usize], peer: &Peer, present: bool, timeout: Duration) {
+        let t0 = Instant::now();
+        let done = wait_until(timeout, POLL, || {
+            for &n in on {
+                let ok = if present {
+                    peer.present_on(self.h(n))?
+                } else {
+                    peer.absent_on(self.h(n))?
+                };
+                if !ok {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        });
+        self.check(done, || {
+            let mut msg = format!(
+                "h{}'s {:?} entries ({}) not {} on h{on:?} {:?} later",
+                peer.n,
+                peer.backend,
+                peer.subnet.cidr(),
+                if present { "present" } else { "gone" },
+                t0.elapsed()
+            );
+            for &n in on {
+                let entries = VxlanPeerEntries::read(self.h(n), &peer.subnet, peer.public);
+                msg.push_str(&format!(
+                    "\nh{n}: {entries:?}; routes:\n{}",
+                    route_table(self.h(n).ns())
+                ));
+            }
+            msg
+        });
+    }
+
     /// The value of the lease key of host n's subnet (`None` when absent).
     fn lease_of(&self, n: usize) -> Option<String> {
         let key = lease_key(&self.subnet(n));
@@ -266,6 +316,75 @@ impl VxlanPeerEntries {
         self.route.as_deref() == Some(route.as_str())
             && self.neigh.as_deref() == Some(neigh.as_str())
             && self.fdb.as_deref() == Some(fdb.as_str())
+    }
+}
+
+/// The two data-path backends the scenarios run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    Vxlan,
+    HostGw,
+}
+
+impl Backend {
+    /// The network config: 198.18.0.0/16 with this backend.
+    fn config(self) -> &'static str {
+        match self {
+            Backend::Vxlan => VXLAN,
+            Backend::HostGw => HOST_GW,
+        }
+    }
+}
+
+/// What the other hosts must hold for one host (captured while that host is up).
+#[derive(Debug, Clone)]
+struct Peer {
+    n: usize,
+    backend: Backend,
+    subnet: HostSubnet,
+    public: Ipv4Addr,
+    /// The host's `flannel.1` MAC (vxlan only).
+    mac: Option<String>,
+}
+
+impl Peer {
+    /// The route line host-gw keeps for this peer.
+    fn host_gw_route(&self) -> String {
+        format!("{} via {} dev eth0", self.subnet.cidr(), self.public)
+    }
+
+    /// Whether `host` holds exactly the backend's entries for this peer.
+    fn present_on(&self, host: &Host) -> anyhow::Result<bool> {
+        match (self.backend, &self.mac) {
+            (Backend::Vxlan, Some(mac)) => Ok(VxlanPeerEntries::read(
+                host,
+                &self.subnet,
+                self.public,
+            )?
+            .complete(&self.subnet, self.public, mac)),
+            (Backend::Vxlan, None) => anyhow::bail!("no MAC recorded for vxlan peer h{}", self.n),
+            (Backend::HostGw, _) => {
+                let want = self.host_gw_route();
+                Ok(host
+                    .exec(&["ip", "route", "show"])?
+                    .lines()
+                    .any(|l| l.trim() == want))
+            }
+        }
+    }
+
+    /// Whether `host` holds none of the backend's entries for this peer.
+    fn absent_on(&self, host: &Host) -> anyhow::Result<bool> {
+        match self.backend {
+            Backend::Vxlan => Ok(VxlanPeerEntries::read(host, &self.subnet, self.public)?.none()),
+            Backend::HostGw => {
+                let cidr = self.subnet.cidr();
+                Ok(!host
+                    .exec(&["ip", "route", "show"])?
+                    .lines()
+                    .any(|l| l.split_whitespace().next() == Some(cidr.as_str())))
+            }
+        }
     }
 }
 
@@ -373,14 +492,57 @@ fn host_gw_two_hosts() {
     });
 }
 
-/// 3. No packet is lost while flanneld restarts (SIGTERM, start) on h1 and then on h2, with
-///    pod-to-pod pings at 100/s running throughout.
+/// Three hosts with two, one and two pods: each host holds the backend's entries for both
+/// peers, and every pod reaches every other pod (same host included).
+fn all_pairs(name: &str, backend: Backend) {
+    let c = Cluster::new(name, backend.config(), 3);
+    let peers: Vec<Peer> = (1..=3).map(|m| c.peer(backend, m)).collect();
+    c.check(
+        peers[0].subnet.subnet != peers[1].subnet.subnet
+            && peers[0].subnet.subnet != peers[2].subnet.subnet
+            && peers[1].subnet.subnet != peers[2].subnet.subnet,
+        || format!("subnets not distinct: {peers:#?}"),
+    );
+    for peer in &peers {
+        let others: Vec<usize> = (1..=3).filter(|n| *n != peer.n).collect();
+        c.wait_peer(&others, peer, true, CONNECT);
+    }
+    let pods = [
+        c.pod(1, 1),
+        c.pod(1, 2),
+        c.pod(2, 1),
+        c.pod(3, 1),
+        c.pod(3, 2),
+    ];
+    for from in &pods {
+        for to in pods.iter().filter(|p| p.ns() != from.ns()) {
+            c.wait_ping(from, to.addr(), CONNECT);
+        }
+    }
+}
+
+/// [`all_pairs`] with vxlan.
 #[test]
-fn vxlan_restart_loses_no_packets() {
-    if !require_root("e2e::vxlan_restart_loses_no_packets") {
+fn vxlan_all_pairs() {
+    if !require_root("e2e::vxlan_all_pairs") {
         return;
     }
-    let mut c = Cluster::new("restart0", VXLAN, 2);
+    all_pairs("pairsvx", Backend::Vxlan);
+}
+
+/// [`all_pairs`] with host-gw.
+#[test]
+fn host_gw_all_pairs() {
+    if !require_root("e2e::host_gw_all_pairs") {
+        return;
+    }
+    all_pairs("pairsgw", Backend::HostGw);
+}
+
+/// 3. No packet is lost while flanneld restarts (SIGTERM, start) on h1 and then on h2, with
+///    pod-to-pod pings at 100/s running throughout.
+fn restart_loses_no_packets(name: &str, backend: Backend) {
+    let mut c = Cluster::new(name, backend.config(), 2);
     let env_before = [c.subnet(1), c.subnet(2)];
     let p1 = c.pod(1, 1);
     let p2 = c.pod(2, 1);
@@ -423,14 +585,27 @@ fn vxlan_restart_loses_no_packets() {
     }
 }
 
-/// 4. A third host joining later is reached by both others within a few seconds; when it
-///    leaves (flanneld stopped, lease deleted) its entries disappear from h1 within 2 s.
 #[test]
-fn vxlan_third_host_joins_and_leaves() {
-    if !require_root("e2e::vxlan_third_host_joins_and_leaves") {
+fn vxlan_restart_loses_no_packets() {
+    if !require_root("e2e::vxlan_restart_loses_no_packets") {
         return;
     }
-    let mut c = Cluster::new("join3", VXLAN, 2);
+    restart_loses_no_packets("restartvx", Backend::Vxlan);
+}
+
+#[test]
+fn host_gw_restart_loses_no_packets() {
+    if !require_root("e2e::host_gw_restart_loses_no_packets") {
+        return;
+    }
+    restart_loses_no_packets("restartgw", Backend::HostGw);
+}
+
+/// 4. A third host joining later: within 2 s of it being ready, h1 and h2 hold its entries
+///    (and it holds theirs), and pods reach each other. When it leaves (flanneld stopped, lease
+///    deleted with etcdctl) its entries are gone from h1 and h2 within 2 s.
+fn host_joins_and_leaves(name: &str, backend: Backend) {
+    let mut c = Cluster::new(name, backend.config(), 2);
     let p1 = c.pod(1, 1);
     let p2 = c.pod(2, 1);
     c.wait_ping(&p1, p2.addr(), CONNECT);
@@ -438,52 +613,65 @@ fn vxlan_third_host_joins_and_leaves() {
     let n3 = c.start_host();
     let r = c.f(n3).wait_ready(READY);
     c.ok(r, "flanneld on h3 ready");
-    let s3 = c.subnet(n3);
+    let ready = Instant::now();
+    let peer3 = c.peer(backend, n3);
+    c.wait_peer(
+        &[1, 2],
+        &peer3,
+        true,
+        REPAIR.saturating_sub(ready.elapsed()),
+    );
+    for m in [1, 2] {
+        let peer = c.peer(backend, m);
+        c.wait_peer(&[n3], &peer, true, REPAIR.saturating_sub(ready.elapsed()));
+    }
+    eprintln!(
+        "h3 known everywhere {:?} after it was ready",
+        ready.elapsed()
+    );
     let p3 = c.pod(n3, 1);
-    let joined = Instant::now();
     c.wait_ping(&p1, p3.addr(), Duration::from_secs(5));
     c.wait_ping(&p2, p3.addr(), Duration::from_secs(5));
     c.wait_ping(&p3, p1.addr(), Duration::from_secs(5));
-    eprintln!("h3 reachable {:?} after it was ready", joined.elapsed());
-    let h3_public = c.h(n3).addr();
-    let present = c.ok(
-        VxlanPeerEntries::read(c.h(1), &s3, h3_public),
-        "h1 entries for h3",
-    );
-    let mac3 = c.ok(mac_of(c.h(n3), "flannel.1"), "h3's MAC");
-    c.check(present.complete(&s3, h3_public, &mac3), || {
-        format!("h1's entries for h3: {present:#?}")
-    });
+    c.wait_ping(&p3, p2.addr(), Duration::from_secs(5));
 
     let status = c.f(n3).stop();
     c.ok(status, "stopping flanneld on h3");
-    let key = lease_key(&s3);
+    let key = lease_key(&peer3.subnet);
     let r = c.etcd.etcdctl(&["del", "--prefix", &key]);
     let deleted = c.ok(r, "deleting h3's lease");
     c.check(deleted.trim() == "1", || {
         format!("etcdctl del {key} deleted {deleted:?} keys")
     });
-    let t0 = Instant::now();
-    let gone = wait_until(REPAIR, POLL, || {
-        Ok(VxlanPeerEntries::read(c.h(1), &s3, h3_public)?.none())
-    });
-    let left = VxlanPeerEntries::read(c.h(1), &s3, h3_public);
-    c.check(gone, || {
-        format!(
-            "h3's entries still on h1 {:?} after its lease was deleted: {left:#?}",
-            t0.elapsed()
-        )
-    });
-    // h2 cleans up as well, and h1 <-> h2 is unaffected.
-    let gone2 = wait_until(REPAIR, POLL, || {
-        Ok(VxlanPeerEntries::read(c.h(2), &s3, h3_public)?.none())
-    });
-    c.check(gone2, || "h3's entries still on h2".to_owned());
+    c.wait_peer(&[1, 2], &peer3, false, REPAIR);
+    // h1 <-> h2 is unaffected.
+    for m in [1, 2] {
+        let peer = c.peer(backend, m);
+        c.check(peer.present_on(c.h(3 - m)).unwrap_or(false), || {
+            format!("h{m}'s entries left h{} with h3", 3 - m)
+        });
+    }
     c.ping_no_loss(&p1, p2.addr(), 3);
 }
 
+#[test]
+fn vxlan_host_joins_and_leaves() {
+    if !require_root("e2e::vxlan_host_joins_and_leaves") {
+        return;
+    }
+    host_joins_and_leaves("joinvx", Backend::Vxlan);
+}
+
+#[test]
+fn host_gw_host_joins_and_leaves() {
+    if !require_root("e2e::host_gw_host_joins_and_leaves") {
+        return;
+    }
+    host_joins_and_leaves("joingw", Backend::HostGw);
+}
+
 /// 5. `flannel.1` deleted by hand on h1 comes back, with its peers, within 2 s, and traffic
-///    flows again.
+///    flows again both ways within those 2 s.
 #[test]
 fn vxlan_device_deleted_is_recreated() {
     if !require_root("e2e::vxlan_device_deleted_is_recreated") {
@@ -519,7 +707,22 @@ fn vxlan_device_deleted_is_recreated() {
     c.check(lease1.contains(&format!("\"VtepMAC\":\"{mac1_after}\"")), || {
         format!("h1's lease {lease1} does not name the MAC of its new device {mac1_after} (was {mac1})")
     });
-    c.wait_ping(&p1, p2.addr(), Duration::from_secs(3));
+    // Traffic flows both ways again within 2 s of the deletion (one echo, 200 ms to answer).
+    let (a1, a2) = (p1.addr().to_string(), p2.addr().to_string());
+    let echo = |from: &Pod, to: &str| from.exec(&["ping", "-c", "1", "-W", "0.2", "-q", to]);
+    let flowing = wait_until(REPAIR.saturating_sub(t0.elapsed()), POLL, || {
+        Ok(echo(&p1, &a2).is_ok() && echo(&p2, &a1).is_ok())
+    });
+    c.check(flowing, || {
+        format!(
+            "no traffic between p1 and p2 {:?} after flannel.1 was deleted on h1",
+            t0.elapsed()
+        )
+    });
+    eprintln!(
+        "traffic back {:?} after flannel.1 was deleted",
+        t0.elapsed()
+    );
     c.ping_no_loss(&p1, p2.addr(), 3);
     c.ping_no_loss(&p2, p1.addr(), 3);
 }
@@ -687,12 +890,8 @@ fn vxlan_foreign_route_survives() {
 
 /// 8. h1's lease deleted by hand: flanneld keeps running, the key comes back with the same
 ///    subnet within a few seconds, `subnet.env` is unchanged and pods still reach each other.
-#[test]
-fn vxlan_lease_deleted_by_hand_comes_back() {
-    if !require_root("e2e::vxlan_lease_deleted_by_hand_comes_back") {
-        return;
-    }
-    let mut c = Cluster::new("leasedel", VXLAN, 2);
+fn lease_deleted_by_hand_comes_back(name: &str, backend: Backend) {
+    let mut c = Cluster::new(name, backend.config(), 2);
     let s1 = c.subnet(1);
     let p1 = c.pod(1, 1);
     let p2 = c.pod(2, 1);
@@ -733,6 +932,26 @@ fn vxlan_lease_deleted_by_hand_comes_back() {
     c.wait_ping(&p2, p1.addr(), Duration::from_secs(5));
     c.ping_no_loss(&p1, p2.addr(), 5);
     c.ping_no_loss(&p2, p1.addr(), 5);
+    let peer1 = c.peer(backend, 1);
+    c.check(peer1.present_on(c.h(2)).unwrap_or(false), || {
+        "h2 does not hold h1's entries again".to_owned()
+    });
+}
+
+#[test]
+fn vxlan_lease_deleted_by_hand_comes_back() {
+    if !require_root("e2e::vxlan_lease_deleted_by_hand_comes_back") {
+        return;
+    }
+    lease_deleted_by_hand_comes_back("leasedelvx", Backend::Vxlan);
+}
+
+#[test]
+fn host_gw_lease_deleted_by_hand_comes_back() {
+    if !require_root("e2e::host_gw_lease_deleted_by_hand_comes_back") {
+        return;
+    }
+    lease_deleted_by_hand_comes_back("leasedelgw", Backend::HostGw);
 }
 
 /// 9. Start-up on a host whose kernel tables are big (thousands of foreign routes, busy
@@ -772,45 +991,84 @@ fn vxlan_restarts_with_a_large_routing_table() {
     });
 }
 
-/// 10. etcd down for a while: flanneld keeps running and the data path keeps working; once etcd
-///     is back, lease changes are followed again.
-#[test]
-fn vxlan_survives_an_etcd_outage() {
-    if !require_root("e2e::vxlan_survives_an_etcd_outage") {
-        return;
-    }
-    let mut c = Cluster::new("etcdout", VXLAN, 2);
+/// How long etcd is down in the outage scenario.
+const OUTAGE: Duration = Duration::from_secs(20);
+
+/// 10. etcd stopped for 20 s: pods of h1 and h2 keep reaching each other throughout (10/s,
+///     both ways, no loss) and neither flanneld exits. h3's flanneld, started during the
+///     outage, keeps running and logs that it retries; once etcd is back it comes up, h1 and
+///     h2 learn it, and its pod and theirs reach each other.
+fn survives_an_etcd_outage(name: &str, backend: Backend) {
+    let mut c = Cluster::new(name, backend.config(), 2);
     let p1 = c.pod(1, 1);
     let p2 = c.pod(2, 1);
     c.wait_ping(&p1, p2.addr(), CONNECT);
+    c.wait_ping(&p2, p1.addr(), CONNECT);
     let r = c.etcd.stop();
     c.ok(r, "stopping etcd");
-    c.ping_no_loss(&p1, p2.addr(), 20);
-    for n in [1, 2] {
+    let down = Instant::now();
+    // Pings at 10/s covering the outage (all but its last second, left for the checks).
+    let count = u32::try_from(OUTAGE.as_millis() / 100).expect("small") - 10;
+    let pinger = |from: &Pod, to: Ipv4Addr| {
+        let from = from.clone();
+        thread::spawn(move || from.ping(to, count, Duration::from_millis(100)))
+    };
+    let pings = [pinger(&p1, p2.addr()), pinger(&p2, p1.addr())];
+
+    let n3 = c.start_host();
+    let retrying = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        Ok(c.flanneld[n3 - 1].log().contains("retrying"))
+    });
+    c.check(retrying, || {
+        "flanneld on h3 does not log that it retries while etcd is down".to_owned()
+    });
+    for (i, pings) in pings.into_iter().enumerate() {
+        let r = pings.join().expect("ping thread");
+        let r = c.ok(r, "pinging during the outage");
+        c.check(r.sent == count && r.received == count, || {
+            format!("pings h{} -> h{} during the outage: {r:?}", i + 1, 2 - i)
+        });
+    }
+    thread::sleep(OUTAGE.saturating_sub(down.elapsed()));
+    for n in 1..=3 {
         let status = c.f(n).try_exit_status();
         c.check(status.is_none(), || {
             format!("flanneld on h{n} exited while etcd was down: {status:?}")
         });
     }
+    c.check(!c.h(n3).subnet_file().exists(), || {
+        "h3 wrote subnet.env while etcd was down".to_owned()
+    });
     let r = c.etcd.start();
     c.ok(r, "starting etcd again");
-    let value = r#"{"PublicIP":"192.0.2.201","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:c9"}}"#;
-    let r = c
-        .etcd
-        .etcdctl(&["put", &format!("{LEASES}198.18.251.0-24"), value]);
-    c.ok(r, "adding a lease after the outage");
-    let seen = wait_until(Duration::from_secs(10), POLL, || {
-        Ok(c.h(1)
-            .exec(&["ip", "route", "show", "198.18.251.0/24"])?
-            .contains("dev flannel.1"))
-    });
-    c.check(seen, || {
-        format!(
-            "h1 did not follow a lease added after etcd came back:\n{}",
-            route_table(c.h(1).ns())
-        )
-    });
-    c.ping_no_loss(&p2, p1.addr(), 3);
+    eprintln!("etcd was down for {:?}", down.elapsed());
+
+    let r = c.f(n3).wait_ready(READY);
+    c.ok(r, "flanneld on h3 ready after etcd came back");
+    let peer3 = c.peer(backend, n3);
+    c.wait_peer(&[1, 2], &peer3, true, CONNECT);
+    let p3 = c.pod(n3, 1);
+    for p in [&p1, &p2] {
+        c.wait_ping(p, p3.addr(), CONNECT);
+        c.wait_ping(&p3, p.addr(), CONNECT);
+    }
+    c.ping_no_loss(&p1, p2.addr(), 3);
+}
+
+#[test]
+fn vxlan_survives_an_etcd_outage() {
+    if !require_root("e2e::vxlan_survives_an_etcd_outage") {
+        return;
+    }
+    survives_an_etcd_outage("etcdoutvx", Backend::Vxlan);
+}
+
+#[test]
+fn host_gw_survives_an_etcd_outage() {
+    if !require_root("e2e::host_gw_survives_an_etcd_outage") {
+        return;
+    }
+    survives_an_etcd_outage("etcdoutgw", Backend::HostGw);
 }
 
 /// IPv6 part of a host's subnet.env (panics with logs when absent).
