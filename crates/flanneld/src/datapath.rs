@@ -86,6 +86,8 @@ pub struct Datapath {
     skipped_logged: HashSet<SubnetKey>,
     /// Miss counters of the vxlan on-demand mode.
     misses: MissCounters,
+    /// The on-demand responder's view of the peers (rebuilt lazily after peer changes).
+    miss_table: Option<ondemand::PeerTable>,
 }
 
 /// What the on-demand responder did since start (logged with every reconcile).
@@ -138,6 +140,7 @@ impl Datapath {
             journal,
             skipped_logged: HashSet::new(),
             misses: MissCounters::default(),
+            miss_table: None,
         })
     }
 
@@ -302,8 +305,13 @@ impl Datapath {
                 return;
             }
         }
-        let (table, _) = ondemand::PeerTable::from_leases(self.peers.values());
-        let result = match ondemand::decide(ev.miss, &table, dev) {
+        // Built once per change of the peer set, not once per miss.
+        let peers = &self.peers;
+        let table = self
+            .miss_table
+            .get_or_insert_with(|| ondemand::PeerTable::from_leases(peers.values()).0);
+        let answer = ondemand::decide(ev.miss, table, dev);
+        let result = match answer {
             ondemand::Answer::Neigh(n) => {
                 self.misses.l3 += 1;
                 debug!(ip = %n.ip, mac = %n.mac, "L3 miss answered");
@@ -368,6 +376,7 @@ impl Datapath {
     fn handle(&mut self, cmd: Command) {
         match cmd {
             Command::Peers(events) => {
+                self.miss_table = None;
                 for e in events {
                     match e {
                         PeerEvent::Added(l) => {
