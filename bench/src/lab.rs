@@ -77,6 +77,42 @@ pub fn cleanup_all() {
     for dir in reg.dirs.drain(..) {
         let _ = std::fs::remove_dir_all(dir);
     }
+    drop(reg);
+    remove_testkit_namespaces();
+}
+
+/// Kill what runs in, and delete, the namespaces and temporary directories of this process's
+/// `flannel_testkit` labs (`frs-<pid>-…`, used by `flannel-bench modes`); on the normal path
+/// the labs' drops do this.
+fn remove_testkit_namespaces() {
+    let Ok(list) = run("ip", &["netns", "list"], CMD_TIMEOUT) else {
+        return;
+    };
+    let mine = format!("frs-{}-", std::process::id());
+    for name in list
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&mine))
+    {
+        if let Ok(pids) = run("ip", &["netns", "pids", name], CMD_TIMEOUT) {
+            for p in pids
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
+                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+        }
+        let _ = run("ip", &["netns", "del", name], CMD_TIMEOUT);
+    }
+    // The labs' temporary directories (`<tmp>/frs-<pid>-<n>-<hint>-XXXXXX`).
+    let tmp = std::env::temp_dir();
+    if let Ok(entries) = std::fs::read_dir(&tmp) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&mine) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
 }
 
 /// Block SIGINT/SIGTERM/SIGHUP in this thread (call first in `main`, so every later thread

@@ -5,6 +5,7 @@
 //! flannel-bench propagation --samples 200
 //! flannel-bench memory --peers 5000
 //! flannel-bench all
+//! flannel-bench modes --csv bench/plots/vxlan_modes.csv
 //! ```
 //!
 //! Needs root (it creates network namespaces), `etcd`, iproute2 and a release flanneld
@@ -15,6 +16,7 @@ mod bench;
 mod etcd;
 mod flanneld;
 mod lab;
+mod modes;
 mod monitor;
 mod plan;
 mod probe;
@@ -84,6 +86,29 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         idle_peers: usize,
     },
+    /// The vxlan default (pre-programmed) and on-demand modes on a multi-host lab: entries
+    /// vs remote hosts and pods contacted, first packet to a new pod, flanneld stopped.
+    Modes {
+        /// Remote host counts (ascending, comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4,6")]
+        hosts: Vec<usize>,
+        /// Pods contacted per remote host (ascending, comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "0,1,2,4,8")]
+        pods: Vec<usize>,
+        /// Rounds of the first-packet measurement (each: every remote host once).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Seconds flanneld stays stopped.
+        #[arg(long, default_value_t = 10)]
+        stop_secs: u64,
+        /// Seconds the existing flow runs before flanneld is stopped (its neighbour entry
+        /// ages meanwhile: REACHABLE for 15–45 s, then STALE/DELAY/PROBE).
+        #[arg(long, default_value_t = 2)]
+        flow_lead_secs: u64,
+        /// Also write the scale points as CSV here (input of `bench/plots/vxlan_modes.py`).
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
     /// Everything with the defaults: program (1,000 and 5,000), propagation, memory.
     All {
         /// Recorded runs of each programming benchmark.
@@ -128,13 +153,6 @@ fn run(cli: Cli) -> Result<()> {
     };
     let bin = std::fs::canonicalize(&bin).unwrap_or(bin);
     let timeout = Duration::from_secs(cli.timeout.max(1));
-    let mut env = bench::Env::new(
-        bin.clone(),
-        timeout,
-        Duration::from_millis(cli.settle_ms),
-        cli.keep_logs,
-    )?;
-
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = lab::run("uname", &["-r"], lab::CMD_TIMEOUT)
         .map(|s| s.trim().to_owned())
@@ -142,6 +160,51 @@ fn run(cli: Cli) -> Result<()> {
     let mut out = String::from("## flannel-bench results\n\n");
     out += &report::machine(nproc, &kernel, &bin.display().to_string());
     out += "\n";
+    if let Cmd::Modes {
+        hosts,
+        pods,
+        rounds,
+        stop_secs,
+        flow_lead_secs,
+        csv,
+    } = &cli.command
+    {
+        if !bin.is_file() {
+            bail!(
+                "{} not found: build it with `cargo build --release -p flanneld`",
+                bin.display()
+            );
+        }
+        let params = modes::Params {
+            hosts: hosts
+                .iter()
+                .copied()
+                .filter(|h| (1..=250).contains(h))
+                .collect(),
+            pods: pods.iter().copied().filter(|p| *p <= 200).collect(),
+            rounds: (*rounds).max(1),
+            stop: Duration::from_secs((*stop_secs).max(1)),
+            flow_lead: Duration::from_secs((*flow_lead_secs).clamp(1, 600)),
+            timeout,
+        };
+        if params.hosts.is_empty() {
+            bail!("--hosts: give at least one count in 1..=250");
+        }
+        let results = modes::run(&bin, &params)?;
+        if let Some(path) = csv {
+            std::fs::write(path, modes::csv(&results))
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        out += &modes::report(&results);
+        print!("{out}");
+        return Ok(());
+    }
+    let mut env = bench::Env::new(
+        bin.clone(),
+        timeout,
+        Duration::from_millis(cli.settle_ms),
+        cli.keep_logs,
+    )?;
 
     match cli.command {
         Cmd::Program {
@@ -184,6 +247,7 @@ fn run(cli: Cli) -> Result<()> {
             out += "\n";
             out += &report::memory(&[idle, loaded]);
         }
+        Cmd::Modes { .. } => {}
     }
     drop(env);
     print!("{out}");
