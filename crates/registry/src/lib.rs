@@ -7,6 +7,7 @@
 //! - [`peers`]: turns store watch batches into peer added/removed events.
 
 pub mod etcd;
+pub mod kube;
 pub mod manager;
 pub mod memory;
 pub mod peers;
