@@ -1,0 +1,29 @@
+//! Pure per-packet core of Flannel's `udp` backend (TUN `flannel0` + UDP port 8285).
+//!
+//! The wire format is Flannel's: the whole UDP payload is the raw inner IPv4 packet, with no
+//! extra header. Nothing here opens a TUN device or a socket; the caller reads a packet into a
+//! buffer it owns, asks [`decide::outbound`] / [`decide::inbound`] what to do with it, and
+//! performs the I/O. The hot path does not allocate.
+//!
+//! - [`route`]: the peer table (leased subnet → peer UDP endpoint), O(log n) lookups.
+//! - [`packet`]: IPv4 header parsing, TTL decrement with an RFC 1624 incremental checksum,
+//!   ICMP net-unreachable generation as Flannel's C proxy builds it.
+//! - [`decide`]: the per-packet decisions, drop reasons and counters.
+//!
+//! # Fuzzing
+//!
+//! `crates/udp/fuzz` is a cargo-fuzz project (its own workspace, excluded from the main one, so
+//! `cargo test --workspace` never builds it). It needs a nightly toolchain and `cargo-fuzz`:
+//!
+//! ```text
+//! cargo install cargo-fuzz
+//! cd crates/udp/fuzz && cargo +nightly fuzz run decide -- -max_total_time=60
+//! ```
+
+pub mod decide;
+pub mod packet;
+pub mod route;
+
+pub use decide::{inbound, outbound, Counters, DropReason, Inbound, Outbound};
+pub use packet::IcmpUnreachable;
+pub use route::{Peer, PeerTable, DEFAULT_PORT};
