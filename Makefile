@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test deps build lint unit
+.PHONY: demo test deps build lint
 
 deps:
 	./scripts/install-deps.sh
