@@ -19,14 +19,7 @@ use flannel_planner::vxlan::{
 use ipnet::{IpNet, Ipv4Net};
 
 /// Backend types Flannel knows that this build does not provide yet.
-const NOT_YET: &[&str] = &[
-    "udp",
-    "ipip",
-    "wireguard",
-    "ipsec",
-    "extension",
-    "tencent-vpc",
-];
+const NOT_YET: &[&str] = &["ipip", "wireguard", "ipsec", "extension", "tencent-vpc"];
 
 /// The configured backend.
 #[derive(Debug, Clone)]
@@ -44,6 +37,30 @@ pub enum Backend {
     },
     /// `host-gw`: one route per peer via its public IP.
     HostGw { ext: ExtIface },
+    /// `udp`: TUN `flannel0` and a userspace proxy (`flannel-udp`); the kernel holds only the
+    /// route of the whole network through the device. IPv4 only.
+    Udp {
+        ext: ExtIface,
+        /// `Backend.Port`: the UDP port every node's proxy listens on.
+        port: u16,
+        /// `Network`, routed to `flannel0`.
+        network: Ipv4Net,
+    },
+}
+
+/// Reads the udp backend's `Port` option (default 8285).
+fn udp_port(raw: &serde_json::Value) -> Result<u16> {
+    let Some(obj) = raw.as_object() else {
+        return Ok(flannel_udp::DEFAULT_PORT);
+    };
+    match flannel_model::gojson::get(obj, "Port") {
+        None | Some(serde_json::Value::Null) => Ok(flannel_udp::DEFAULT_PORT),
+        Some(serde_json::Value::Number(n)) => match n.as_u64().map(u16::try_from) {
+            Some(Ok(p)) if p != 0 => Ok(p),
+            _ => bail!("udp backend: Port {n} is not a usable UDP port"),
+        },
+        Some(other) => bail!("udp backend: Port: expected a number, got {other}"),
+    }
 }
 
 impl Backend {
@@ -103,9 +120,25 @@ impl Backend {
                 hostgw::check_not_nat(public, facts.addr).map_err(anyhow::Error::msg)?;
                 Ok(Backend::HostGw { ext: facts })
             }
+            "udp" => {
+                if network.enable_ipv6 {
+                    bail!("the udp backend is IPv4-only; disable EnableIPv6");
+                }
+                let net = network
+                    .network
+                    .context("the udp backend needs an IPv4 Network")?;
+                let port = udp_port(&network.backend.raw)?;
+                let facts = ext_facts()?;
+                flannel_udp::device::tun_mtu(facts.mtu)?;
+                Ok(Backend::Udp {
+                    ext: facts,
+                    port,
+                    network: net,
+                })
+            }
             t if NOT_YET.contains(&t) => bail!(
                 "backend type {t:?} is not available in this build of flannel-rs yet \
-                 (available: vxlan, host-gw, alloc)"
+                 (available: vxlan, host-gw, udp, alloc)"
             ),
             t => bail!("unknown backend type: {t}"),
         }
@@ -117,13 +150,14 @@ impl Backend {
             Backend::Alloc { .. } => "alloc",
             Backend::Vxlan { .. } => "vxlan",
             Backend::HostGw { .. } => "host-gw",
+            Backend::Udp { .. } => "udp",
         }
     }
 
-    /// `BackendType` written in our lease (empty for alloc, as Flannel writes it).
+    /// `BackendType` written in our lease (empty for alloc and udp, as Flannel writes it).
     pub fn lease_type(&self) -> &'static str {
         match self {
-            Backend::Alloc { .. } => "",
+            Backend::Alloc { .. } | Backend::Udp { .. } => "",
             Backend::Vxlan { .. } => "vxlan",
             Backend::HostGw { .. } => "host-gw",
         }
@@ -132,7 +166,7 @@ impl Backend {
     /// `BackendData` written in our lease.
     pub fn backend_data(&self) -> Option<RawJson> {
         match self {
-            Backend::Alloc { .. } | Backend::HostGw { .. } => None,
+            Backend::Alloc { .. } | Backend::HostGw { .. } | Backend::Udp { .. } => None,
             Backend::Vxlan { opts, macs, .. } => Some(
                 VxlanLeaseData {
                     vni: opts.vni,
@@ -153,7 +187,7 @@ impl Backend {
                 }
                 .to_raw()
             }),
-            Backend::Alloc { .. } | Backend::HostGw { .. } => None,
+            Backend::Alloc { .. } | Backend::HostGw { .. } | Backend::Udp { .. } => None,
         }
     }
 
@@ -164,7 +198,7 @@ impl Backend {
             Backend::Vxlan { ext: facts, .. } | Backend::HostGw { ext: facts } => {
                 facts.addr_v6.map(|a| ext.ext_v6_addr.unwrap_or(a))
             }
-            Backend::Alloc { .. } => None,
+            Backend::Alloc { .. } | Backend::Udp { .. } => None,
         }
     }
 
@@ -175,6 +209,7 @@ impl Backend {
             Backend::Alloc { mtu } => *mtu,
             Backend::Vxlan { opts, ext, .. } => opts.pod_mtu(ext.mtu, ext.addr_v6.is_some()),
             Backend::HostGw { ext } => ext.mtu,
+            Backend::Udp { ext, .. } => ext.mtu.saturating_sub(flannel_udp::ENCAP_OVERHEAD),
         }
     }
 
@@ -201,6 +236,7 @@ impl Backend {
     pub fn route_devs(&self) -> Vec<String> {
         match self {
             Backend::Vxlan { ext, .. } | Backend::HostGw { ext } => vec![ext.name.clone()],
+            Backend::Udp { .. } => vec![flannel_udp::TUN_NAME.to_owned()],
             Backend::Alloc { .. } => Vec::new(),
         }
     }
@@ -227,6 +263,17 @@ impl Backend {
                 _ => vxlan::desired_state(opts, ext, own, *macs, peers, on_link),
             },
             Backend::HostGw { ext } => hostgw::desired_state(ext, peers),
+            Backend::Udp { network, .. } => {
+                // Peers live in the proxy's table, not in the kernel.
+                let mut state = KernelState::default();
+                state.routes.insert(Route {
+                    dst: IpNet::V4(*network),
+                    gateway: None,
+                    dev: flannel_udp::TUN_NAME.to_owned(),
+                    onlink: false,
+                });
+                (state, Vec::new())
+            }
         }
     }
 
@@ -324,6 +371,64 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "IPv6 is enabled but the external interface has no IPv6 address"
+        );
+    }
+
+    #[test]
+    fn udp_is_the_default_and_advertises_no_backend_type() {
+        for json in [
+            r#"{"Network":"198.18.0.0/16"}"#,
+            r#"{"Network":"198.18.0.0/16","Backend":{"Type":"udp"}}"#,
+        ] {
+            let b = Backend::new(&network(json), &ext(false)).expect("backend");
+            assert_eq!(b.name(), "udp");
+            assert_eq!(b.lease_type(), "");
+            assert_eq!(b.backend_data(), None);
+            assert_eq!(b.mtu(), 1472);
+            assert_eq!(b.route_devs(), ["flannel0"]);
+            assert!(b.owned_devs().is_empty());
+            let Backend::Udp { port, .. } = &b else {
+                panic!("not udp: {b:?}");
+            };
+            assert_eq!(*port, 8285);
+            let own = SubnetKey {
+                ipv4: "198.18.1.0/24".parse().expect("net"),
+                ipv6: None,
+            };
+            let (state, skipped) = b.desired(&own, [], &|_| false);
+            assert!(skipped.is_empty());
+            assert_eq!(
+                state.routes.into_iter().collect::<Vec<_>>(),
+                [Route {
+                    dst: "198.18.0.0/16".parse().expect("net"),
+                    gateway: None,
+                    dev: "flannel0".into(),
+                    onlink: false,
+                }]
+            );
+        }
+    }
+
+    #[test]
+    fn udp_port_option_and_its_errors() {
+        let with = |port: &str| {
+            let json = format!(
+                r#"{{"Network":"198.18.0.0/16","Backend":{{"Type":"udp","port":{port}}}}}"#
+            );
+            Backend::new(&network(&json), &ext(false))
+        };
+        let b = with("9000").expect("backend");
+        assert!(matches!(b, Backend::Udp { port: 9000, .. }), "{b:?}");
+        let b = with("null").expect("backend");
+        assert!(matches!(b, Backend::Udp { port: 8285, .. }), "{b:?}");
+        for bad in ["0", "70000", "-1", "\"x\""] {
+            assert!(with(bad).is_err(), "Port {bad} must be refused");
+        }
+        let err =
+            Backend::new(&network(&DUAL.replace("vxlan", "udp")), &ext(true)).expect_err("IPv6");
+        assert_eq!(
+            err.to_string(),
+            "the udp backend is IPv4-only; disable EnableIPv6"
         );
     }
 }

@@ -4,7 +4,9 @@
 //! and keep the kernel matching until SIGTERM/SIGINT.
 //!
 //! Nothing is torn down on exit: the lease stays in etcd and the kernel state stays in place,
-//! so a restart disturbs no traffic.
+//! so a restart disturbs no traffic. The exception is the `udp` backend, as in Flannel: its
+//! TUN device `flannel0` lives as long as the process, so a restart interrupts its traffic
+//! briefly (until the new process has reopened the device and the route is back).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,7 +18,7 @@ use flannel_planner::allocator::Ranges;
 use flannel_registry::etcd::{EtcdConfig, EtcdStore};
 use flannel_registry::{LeaseManager, ManagerConfig, ManagerEvent, StoreError, SubnetStore};
 use ipnet::IpNet;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -92,6 +94,12 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     };
     info!(subnet = %lease.subnet, "lease acquired");
 
+    // udp: the TUN device and the socket exist before the route to the device is added.
+    let udp = match &backend {
+        Backend::Udp { ext, port, .. } => Some(UdpBackend::open(ext, *port, &lease).await?),
+        _ => None,
+    };
+
     // The device exists (and peers' entries are kept) before anything says we are ready.
     let mut datapath = None;
     if backend.has_datapath() || cfg.ip_blackhole_route {
@@ -136,6 +144,17 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     info!("flannel is ready");
     notify_ready();
 
+    let (udp_peers, udp_task) = match udp {
+        Some(u) => {
+            let port = u.port;
+            let peers = u.peers;
+            (
+                Some((peers, port)),
+                Some(tokio::spawn(u.proxy.run(cancel.clone()))),
+            )
+        }
+        None => (None, None),
+    };
     let (dp_tx, dp_rx) = mpsc::channel(1024);
     let dp_task = datapath.map(|dp| tokio::spawn(dp.run(dp_rx, cancel.clone())));
     let (tx, mut rx) = mpsc::channel(256);
@@ -143,13 +162,24 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     let mut current = lease;
     while let Some(event) = rx.recv().await {
         let command = match event {
-            ManagerEvent::Peers(peers) => Command::Peers(peers),
+            ManagerEvent::Peers(peers) => {
+                if let Some((table, port)) = &udp_peers {
+                    update_udp_peers(table, &peers, *port);
+                }
+                Command::Peers(peers)
+            }
             ManagerEvent::Synced => Command::Synced,
             ManagerEvent::Reacquired { lease, previous } => {
                 if let Err(e) = write_subnet_env(&cfg, &network, &lease, &backend) {
                     error!(error = format!("{e:#}"), "rewriting the subnet file failed");
                 } else {
                     info!(path = %cfg.subnet_file.display(), subnet = %lease.subnet, "rewrote subnet file");
+                }
+                if lease.subnet != previous && udp_peers.is_some() {
+                    warn!(
+                        subnet = %lease.subnet,
+                        "the subnet changed: flannel0 keeps the old address until flanneld restarts"
+                    );
                 }
                 if lease.subnet != previous {
                     let old = networks_of(&network, &current);
@@ -172,7 +202,81 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     if let Some(t) = dp_task {
         t.await.context("datapath task")?;
     }
+    if let Some(t) = udp_task {
+        let c = t.await.context("udp proxy task")?;
+        info!(
+            forwarded = c.outbound.forwarded,
+            delivered = c.inbound.delivered,
+            unreachable_replies = c.outbound.unreachable_replies,
+            dropped_out = c.outbound.dropped(),
+            dropped_in = c.inbound.dropped(),
+            io_errors = c.io_errors,
+            "udp proxy stopped; {} closed",
+            flannel_udp::TUN_NAME
+        );
+    }
     Ok(())
+}
+
+/// The udp backend's proxy, ready to run, and the sender of its peer table.
+struct UdpBackend {
+    proxy: flannel_udp::Proxy,
+    peers: watch::Sender<flannel_udp::PeerTable>,
+    port: u16,
+}
+
+impl UdpBackend {
+    /// Opens `flannel0` with our subnet's address and binds `<iface addr>:<port>`.
+    async fn open(
+        ext: &flannel_planner::vxlan::ExtIface,
+        port: u16,
+        lease: &Lease,
+    ) -> Result<Self> {
+        let tun_addr = lease.subnet.ipv4.network();
+        let mtu = flannel_udp::device::tun_mtu(ext.mtu)?;
+        let tun = flannel_udp::device::open_tun(flannel_udp::TUN_NAME, tun_addr, mtu)?;
+        let sock =
+            flannel_udp::device::bind_udp(std::net::SocketAddrV4::new(ext.addr, port)).await?;
+        info!(
+            dev = flannel_udp::TUN_NAME,
+            addr = %tun_addr,
+            mtu,
+            listen = %format!("{}:{port}", ext.addr),
+            "udp backend: TUN device open"
+        );
+        let (tx, rx) = watch::channel(flannel_udp::PeerTable::new());
+        Ok(UdpBackend {
+            proxy: flannel_udp::Proxy::new(tun, sock, tun_addr, rx),
+            peers: tx,
+            port,
+        })
+    }
+}
+
+/// Applies lease events to the udp proxy's peer table (events are not filtered by backend
+/// type, as in Flannel).
+fn update_udp_peers(
+    table: &watch::Sender<flannel_udp::PeerTable>,
+    events: &[flannel_registry::PeerEvent],
+    port: u16,
+) {
+    table.send_modify(|t| {
+        for e in events {
+            match e {
+                flannel_registry::PeerEvent::Added(l) => {
+                    if t.apply_lease(l, port) {
+                        info!(subnet = %l.subnet, public_ip = %l.attrs.public_ip, "udp: subnet added");
+                    } else {
+                        warn!(subnet = %l.subnet, "udp: ignoring a lease without a public IP");
+                    }
+                }
+                flannel_registry::PeerEvent::Removed(l) => {
+                    t.remove(l.subnet.ipv4);
+                    info!(subnet = %l.subnet, "udp: subnet removed");
+                }
+            }
+        }
+    });
 }
 
 /// Read and check `<prefix>/config`, retrying every second until it is there and valid (an

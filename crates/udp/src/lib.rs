@@ -1,14 +1,19 @@
-//! Pure per-packet core of Flannel's `udp` backend (TUN `flannel0` + UDP port 8285).
+//! Flannel's `udp` backend (TUN `flannel0` + UDP port 8285).
 //!
 //! The wire format is Flannel's: the whole UDP payload is the raw inner IPv4 packet, with no
-//! extra header. Nothing here opens a TUN device or a socket; the caller reads a packet into a
-//! buffer it owns, asks [`decide::outbound`] / [`decide::inbound`] what to do with it, and
-//! performs the I/O. The hot path does not allocate.
+//! extra header. The pure core opens nothing: the caller reads a packet into a buffer it owns,
+//! asks [`decide::outbound`] / [`decide::inbound`] what to do with it, and performs the I/O.
+//! The hot path does not allocate.
 //!
 //! - [`route`]: the peer table (leased subnet → peer UDP endpoint), O(log n) lookups.
 //! - [`packet`]: IPv4 header parsing, TTL decrement with an RFC 1624 incremental checksum,
 //!   ICMP net-unreachable generation as Flannel's C proxy builds it.
 //! - [`decide`]: the per-packet decisions, drop reasons and counters.
+//!
+//! The I/O around it:
+//!
+//! - [`device`]: opens the TUN device and binds the UDP socket.
+//! - [`proxy`]: the two forwarding loops (one packet per system call).
 //!
 //! # Fuzzing
 //!
@@ -21,9 +26,13 @@
 //! ```
 
 pub mod decide;
+pub mod device;
 pub mod packet;
+pub mod proxy;
 pub mod route;
 
 pub use decide::{inbound, outbound, Counters, DropReason, Inbound, Outbound};
+pub use device::{DeviceError, ENCAP_OVERHEAD, TUN_NAME};
 pub use packet::IcmpUnreachable;
+pub use proxy::{Proxy, ProxyCounters};
 pub use route::{Peer, PeerTable, DEFAULT_PORT};
