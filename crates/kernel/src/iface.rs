@@ -40,6 +40,7 @@
 //! - an invalid regex is reported (with the regex and the parser's reason) among the failed
 //!   attempts; like Flannel it only fails the run when nothing else matches.
 
+use crate::observe::{route_ip, route_table};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -819,8 +820,8 @@ pub async fn route_get(
     for attr in &first.attributes {
         match attr {
             RouteAttribute::Oif(i) => answer.oif = *i,
-            RouteAttribute::PrefSource(a) => answer.prefsrc = route_addr(a),
-            RouteAttribute::Gateway(a) => answer.gateway = route_addr(a),
+            RouteAttribute::PrefSource(a) => answer.prefsrc = route_ip(a),
+            RouteAttribute::Gateway(a) => answer.gateway = route_ip(a),
             _ => {}
         }
     }
@@ -913,24 +914,6 @@ fn default_route_oifs(routes: &[RouteMessage]) -> Vec<u32> {
                 .unwrap_or(0)
         })
         .collect()
-}
-
-fn route_table(r: &RouteMessage) -> u32 {
-    r.attributes
-        .iter()
-        .find_map(|a| match a {
-            RouteAttribute::Table(t) => Some(*t),
-            _ => None,
-        })
-        .unwrap_or(u32::from(r.header.table))
-}
-
-fn route_addr(a: &RouteAddress) -> Option<IpAddr> {
-    match a {
-        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
-        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -254,7 +254,7 @@ pub(crate) fn addr_from_msg(a: &AddressMessage, devs: &HashMap<u32, String>) -> 
 }
 
 /// The table a route is in (`RTA_TABLE` when present: ids above 255 only travel there).
-fn route_table(r: &RouteMessage) -> u32 {
+pub(crate) fn route_table(r: &RouteMessage) -> u32 {
     r.attributes
         .iter()
         .find_map(|a| match a {
@@ -288,7 +288,8 @@ pub(crate) fn blackhole_from_msg(r: &RouteMessage) -> Option<IpNet> {
     route_dst(r)
 }
 
-fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
+/// A route attribute's address as an `IpAddr` (other families: `None`).
+pub(crate) fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
     match a {
         RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
         RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
