@@ -18,7 +18,7 @@ use flannel_planner::allocator::Ranges;
 use flannel_registry::etcd::{EtcdConfig, EtcdStore};
 use flannel_registry::{LeaseManager, ManagerConfig, ManagerEvent, StoreError, SubnetStore};
 use ipnet::IpNet;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -27,6 +27,7 @@ use crate::datapath::{Command, Datapath, DatapathOptions};
 use crate::firewall::{networks_of_env, RuleFlags, Rules};
 use crate::health::Readiness;
 use crate::journal::RouteJournal;
+use crate::udp::UdpBackend;
 
 /// Everything the daemon needs, already validated (built from the command line in `main`).
 #[derive(Debug, Clone)]
@@ -144,15 +145,8 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     info!("flannel is ready");
     notify_ready();
 
-    let (udp_peers, udp_task) = match udp {
-        Some(u) => {
-            let port = u.port;
-            let peers = u.peers;
-            (
-                Some((peers, port)),
-                Some(tokio::spawn(u.proxy.run(cancel.clone()))),
-            )
-        }
+    let (udp_peers, udp_task) = match udp.map(|u| u.spawn(cancel.clone())) {
+        Some((feed, task)) => (Some(feed), Some(task)),
         None => (None, None),
     };
     let (dp_tx, dp_rx) = mpsc::channel(1024);
@@ -163,8 +157,8 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     while let Some(event) = rx.recv().await {
         let command = match event {
             ManagerEvent::Peers(peers) => {
-                if let Some((table, port)) = &udp_peers {
-                    update_udp_peers(table, &peers, *port);
+                if let Some(feed) = &udp_peers {
+                    feed.apply(&peers);
                 }
                 Command::Peers(peers)
             }
@@ -216,67 +210,6 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
         );
     }
     Ok(())
-}
-
-/// The udp backend's proxy, ready to run, and the sender of its peer table.
-struct UdpBackend {
-    proxy: flannel_udp::Proxy,
-    peers: watch::Sender<flannel_udp::PeerTable>,
-    port: u16,
-}
-
-impl UdpBackend {
-    /// Opens `flannel0` with our subnet's address and binds `<iface addr>:<port>`.
-    async fn open(
-        ext: &flannel_planner::vxlan::ExtIface,
-        port: u16,
-        lease: &Lease,
-    ) -> Result<Self> {
-        let tun_addr = lease.subnet.ipv4.network();
-        let mtu = flannel_udp::device::tun_mtu(ext.mtu)?;
-        let tun = flannel_udp::device::open_tun(flannel_udp::TUN_NAME, tun_addr, mtu)?;
-        let sock =
-            flannel_udp::device::bind_udp(std::net::SocketAddrV4::new(ext.addr, port)).await?;
-        info!(
-            dev = flannel_udp::TUN_NAME,
-            addr = %tun_addr,
-            mtu,
-            listen = %format!("{}:{port}", ext.addr),
-            "udp backend: TUN device open"
-        );
-        let (tx, rx) = watch::channel(flannel_udp::PeerTable::new());
-        Ok(UdpBackend {
-            proxy: flannel_udp::Proxy::new(tun, sock, tun_addr, rx),
-            peers: tx,
-            port,
-        })
-    }
-}
-
-/// Applies lease events to the udp proxy's peer table (events are not filtered by backend
-/// type, as in Flannel).
-fn update_udp_peers(
-    table: &watch::Sender<flannel_udp::PeerTable>,
-    events: &[flannel_registry::PeerEvent],
-    port: u16,
-) {
-    table.send_modify(|t| {
-        for e in events {
-            match e {
-                flannel_registry::PeerEvent::Added(l) => {
-                    if t.apply_lease(l, port) {
-                        info!(subnet = %l.subnet, public_ip = %l.attrs.public_ip, "udp: subnet added");
-                    } else {
-                        warn!(subnet = %l.subnet, "udp: ignoring a lease without a public IP");
-                    }
-                }
-                flannel_registry::PeerEvent::Removed(l) => {
-                    t.remove(l.subnet.ipv4);
-                    info!(subnet = %l.subnet, "udp: subnet removed");
-                }
-            }
-        }
-    });
 }
 
 /// Read and check `<prefix>/config`, retrying every second until it is there and valid (an

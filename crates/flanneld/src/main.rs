@@ -12,6 +12,7 @@ mod firewall;
 mod health;
 mod journal;
 mod logging;
+mod udp;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
