@@ -8,14 +8,13 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use common::*;
-use flannel_kernel::{sysctl, Kernel, KernelEvent, KernelEvents, ObserveScope};
+use flannel_kernel::{sysctl, Kernel, KernelEvent, ObserveScope};
 use flannel_planner::diff::{diff, Op, Scope};
 use flannel_planner::hostgw;
 use flannel_planner::state::{KernelState, Route};
 use flannel_testkit::privileged::require_root;
-use futures_util::StreamExt;
 use ipnet::IpNet;
 
 /// Lines of `ip -6 route show [extra]` that mention `dev`.
@@ -328,24 +327,6 @@ fn blackhole_add_never_replaces_another_route() -> Result<()> {
         assert_eq!(lines(&ip("route show 198.18.1.0/24")?).len(), 1);
         Ok(())
     })
-}
-
-/// Wait up to `within` for an event matching `want`, skipping others.
-async fn expect(
-    events: &mut KernelEvents,
-    within: Duration,
-    want: impl Fn(&KernelEvent) -> bool,
-) -> Result<KernelEvent> {
-    let deadline = tokio::time::Instant::now() + within;
-    let mut seen = Vec::new();
-    loop {
-        match tokio::time::timeout_at(deadline, events.next()).await {
-            Ok(Some(ev)) if want(&ev) => return Ok(ev),
-            Ok(Some(ev)) => seen.push(ev),
-            Ok(None) => bail!("event stream ended; saw {seen:#?}"),
-            Err(_) => bail!("no matching event within {within:?}; saw {seen:#?}"),
-        }
-    }
 }
 
 #[test]

@@ -5,29 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use common::*;
-use flannel_kernel::{Kernel, KernelEvent, KernelEvents};
+use flannel_kernel::{Kernel, KernelEvent};
 use flannel_testkit::privileged::require_root;
-use futures_util::StreamExt;
-
-/// Wait up to `within` for an event matching `want`, skipping others.
-async fn expect(
-    events: &mut KernelEvents,
-    within: Duration,
-    want: impl Fn(&KernelEvent) -> bool,
-) -> Result<KernelEvent> {
-    let deadline = tokio::time::Instant::now() + within;
-    let mut seen = Vec::new();
-    loop {
-        match tokio::time::timeout_at(deadline, events.next()).await {
-            Ok(Some(ev)) if want(&ev) => return Ok(ev),
-            Ok(Some(ev)) => seen.push(ev),
-            Ok(None) => bail!("event stream ended; saw {seen:#?}"),
-            Err(_) => bail!("no matching event within {within:?}; saw {seen:#?}"),
-        }
-    }
-}
 
 #[test]
 fn removals_of_our_link_and_entries_are_reported() -> Result<()> {

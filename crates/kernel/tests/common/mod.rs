@@ -14,13 +14,15 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use anyhow::{ensure, Context, Result};
-use flannel_kernel::{Kernel, ObserveScope};
+use anyhow::{bail, ensure, Context, Result};
+use flannel_kernel::{Kernel, KernelEvent, KernelEvents, ObserveScope};
 use flannel_model::{Lease, LeaseAttrs, RawJson, SubnetKey};
 use flannel_planner::diff::{diff, Op, Scope};
 use flannel_planner::state::{KernelState, MacAddr, DEFAULT_VXLAN_PORT};
 use flannel_planner::vxlan::{desired_state, ExtIface, VtepMacs, VxlanOptions};
 use flannel_testkit::netns::{enter_private_netns, sh};
+use futures_util::StreamExt;
+use std::time::Duration;
 
 pub const DEV: &str = "flannel.1";
 pub const DEV6: &str = "flannel-v6.1";
@@ -334,4 +336,22 @@ pub fn ipv4(s: &str) -> IpAddr {
 
 pub fn parse_mac(s: &str) -> MacAddr {
     s.parse().expect("test MAC")
+}
+
+/// Wait up to `within` for an event matching `want`, skipping others.
+pub async fn expect(
+    events: &mut KernelEvents,
+    within: Duration,
+    want: impl Fn(&KernelEvent) -> bool,
+) -> Result<KernelEvent> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut seen = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, events.next()).await {
+            Ok(Some(ev)) if want(&ev) => return Ok(ev),
+            Ok(Some(ev)) => seen.push(ev),
+            Ok(None) => bail!("event stream ended; saw {seen:#?}"),
+            Err(_) => bail!("no matching event within {within:?}; saw {seen:#?}"),
+        }
+    }
 }
