@@ -3,19 +3,17 @@
 //! when etcd cannot be reached.
 #![allow(clippy::unwrap_used)]
 
-use std::future::Future;
 use std::net::{Ipv4Addr, TcpListener};
 use std::time::{Duration, Instant, SystemTime};
 
-use flannel_model::{LeaseAttrs, SubnetKey};
+use flannel_model::SubnetKey;
 use flannel_registry::etcd::{EtcdConfig, EtcdStore};
 use flannel_registry::{StoreError, StoredLease, SubnetStore, WatchBatch, WatchEvent};
 use flannel_testkit::etcd::EtcdServer;
-use futures_util::{Stream, StreamExt};
 
-const PREFIX: &str = "/coreos.com/network";
-/// Bound on every wait for something that should happen (generous: the CI machine is slow).
-const WAIT: Duration = Duration::from_secs(30);
+mod common;
+use common::{attrs, eventually, key, next_batch, within, PREFIX};
+use futures_util::StreamExt;
 
 fn store_for(endpoints: Vec<String>, timeout: Duration) -> EtcdStore {
     EtcdStore::connect(EtcdConfig {
@@ -29,20 +27,6 @@ fn store_for(endpoints: Vec<String>, timeout: Duration) -> EtcdStore {
 
 fn store(etcd: &EtcdServer) -> EtcdStore {
     store_for(vec![etcd.endpoint()], Duration::from_secs(10))
-}
-
-fn key(cidr: &str) -> SubnetKey {
-    SubnetKey {
-        ipv4: cidr.parse().unwrap(),
-        ipv6: None,
-    }
-}
-
-fn attrs(public_ip: &str) -> LeaseAttrs {
-    let json = format!(
-        r#"{{"PublicIP":"{public_ip}","PublicIPv6":null,"BackendType":"vxlan","BackendData":{{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"}}}}"#
-    );
-    LeaseAttrs::from_json(json.as_bytes()).unwrap()
 }
 
 fn path(cidr: &str) -> String {
@@ -67,42 +51,6 @@ fn revision(etcd: &EtcdServer) -> i64 {
 fn closed_port() -> u16 {
     let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     l.local_addr().unwrap().port()
-}
-
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(WAIT, fut).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out after {WAIT:?} waiting for {what}"),
-    }
-}
-
-async fn next_batch(
-    stream: &mut (impl Stream<Item = WatchBatch> + Unpin),
-    what: &str,
-) -> WatchBatch {
-    within(what, stream.next())
-        .await
-        .expect("the watch stream never ends")
-}
-
-/// Retry a store operation until it succeeds (etcd coming back after a restart).
-async fn eventually<T, F, Fut>(what: &str, mut op: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, StoreError>>,
-{
-    within(what, async {
-        loop {
-            match op().await {
-                Ok(v) => return v,
-                Err(e) => {
-                    assert!(e.is_transient(), "{what}: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    })
-    .await
 }
 
 fn assert_expires_in(lease: &StoredLease, ttl: Duration) {
@@ -820,97 +768,6 @@ fn bad_setup_is_rejected() {
         ],
         ..EtcdConfig::default()
     });
-}
-
-/// Log lines captured by a thread-local subscriber.
-#[derive(Clone, Default)]
-struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl CapturedLogs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl std::io::Write for CapturedLogs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[test]
-fn watch_outage_is_logged_once_and_password_never() {
-    let Some(mut etcd) =
-        EtcdServer::start_or_skip("watch_outage_is_logged_once_and_password_never")
-    else {
-        return;
-    };
-    const PASSWORD: &str = "pw-that-must-not-leak";
-    etcd.etcdctl(&["user", "add", &format!("root:{PASSWORD}")])
-        .unwrap();
-    etcd.etcdctl(&["auth", "enable"]).unwrap();
-
-    let logs = CapturedLogs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    // Everything runs on this thread, so the thread-local subscriber sees all logs.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let store = EtcdStore::connect(EtcdConfig {
-            endpoints: vec![etcd.endpoint()],
-            prefix: PREFIX.into(),
-            username: Some("root".into()),
-            password: Some(PASSWORD.into()),
-            request_timeout: Duration::from_secs(10),
-            ..EtcdConfig::default()
-        })
-        .unwrap();
-        let mut watch = Box::pin(store.watch_leases());
-        assert!(matches!(
-            next_batch(&mut watch, "snapshot").await,
-            WatchBatch::Snapshot { .. }
-        ));
-
-        etcd.stop().unwrap();
-        // Several failed reconnects (backoff 100 ms, 200 ms, ...) while etcd is down.
-        assert!(tokio::time::timeout(Duration::from_secs(3), watch.next())
-            .await
-            .is_err());
-        etcd.restart().unwrap();
-        // etcd forgot the auth token: the store must authenticate again by itself.
-        let k = key("10.5.80.0/24");
-        let a = attrs("192.0.2.1");
-        let put = eventually("put after restart", || store.put_lease(&k, &a, None)).await;
-        match next_batch(&mut watch, "event after restart").await {
-            WatchBatch::Events { events, .. } => assert_eq!(events, vec![WatchEvent::Put(put)]),
-            other => panic!("expected the put, got {other:?}"),
-        }
-    });
-    let text = logs.text();
-    let warnings = text
-        .lines()
-        .filter(|l| l.contains("WARN") && l.contains("etcd watch"))
-        .count();
-    assert_eq!(warnings, 1, "one warning per outage:\n{text}");
-    // (How many reconnects fail during the outage depends on machine load; however many,
-    // only the first is a warning: the count above.)
-    assert!(text.contains("resumed"), "{text}");
-    assert!(
-        !text.contains(PASSWORD),
-        "the password leaked into the logs:\n{text}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
