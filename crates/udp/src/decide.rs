@@ -7,13 +7,16 @@
 //!   0/1); send `pkt[..len]` to the peer's endpoint.
 //! - [`inbound`] (UDP → TUN): validate the header; **beyond Flannel** (whose proxy writes any
 //!   datagram to the TUN), accept it only when the sender's address *and* port are a current
-//!   peer's endpoint and the inner source address lies in that same peer's leased subnet;
+//!   peer's endpoint and the inner source address lies in that same peer's leased subnet, and
+//!   the inner destination lies in our own subnet (so a peer cannot use us as a relay);
 //!   decrement the TTL; deliver `pkt[..len]`.
 //!
 //! Bytes after the IPv4 total length are ignored (Flannel would forward them too).
 //! [`Counters`] tallies the outcomes.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
+
+use ipnet::Ipv4Net;
 
 use crate::packet::{self, HeaderError, IcmpUnreachable};
 use crate::route::PeerTable;
@@ -38,6 +41,8 @@ pub enum DropReason {
     UnknownPeer,
     /// Inbound: the sender is a peer, but the inner source is not in its leased subnet.
     SpoofedSource,
+    /// Inbound: the inner destination is not in our own subnet (we are not a relay).
+    ForeignDestination,
 }
 
 impl From<HeaderError> for DropReason {
@@ -100,8 +105,9 @@ pub fn outbound(pkt: &mut [u8], table: &PeerTable, tun_addr: Ipv4Addr) -> Outbou
     }
 }
 
-/// Decides the fate of the UDP payload `pkt` received from `from`.
-pub fn inbound(pkt: &mut [u8], from: SocketAddrV4, table: &PeerTable) -> Inbound {
+/// Decides the fate of the UDP payload `pkt` received from `from`, on the node whose leased
+/// subnet is `local`.
+pub fn inbound(pkt: &mut [u8], from: SocketAddrV4, table: &PeerTable, local: Ipv4Net) -> Inbound {
     let hdr = match packet::parse_ipv4(pkt) {
         Ok(h) => h,
         Err(e) => return Inbound::Drop(e.into()),
@@ -110,6 +116,9 @@ pub fn inbound(pkt: &mut [u8], from: SocketAddrV4, table: &PeerTable) -> Inbound
         Some(peer) if peer.endpoint == from => {}
         _ if table.has_endpoint(from) => return Inbound::Drop(DropReason::SpoofedSource),
         _ => return Inbound::Drop(DropReason::UnknownPeer),
+    }
+    if !local.contains(&hdr.dst) {
+        return Inbound::Drop(DropReason::ForeignDestination);
     }
     if !packet::decrement_ttl(pkt) {
         return Inbound::Drop(DropReason::TtlExpired);
@@ -142,6 +151,44 @@ pub struct Counters {
     pub unknown_peer: u64,
     /// Drops: [`DropReason::SpoofedSource`].
     pub spoofed_source: u64,
+    /// Drops: [`DropReason::ForeignDestination`].
+    pub foreign_destination: u64,
+}
+
+impl std::ops::AddAssign for Counters {
+    /// Adds another worker's counts (wrapping, like the counters themselves).
+    fn add_assign(&mut self, o: Counters) {
+        let Counters {
+            forwarded,
+            delivered,
+            unreachable_replies,
+            truncated,
+            not_ipv4,
+            bad_header_length,
+            bad_total_length,
+            ttl_expired,
+            no_route,
+            unknown_peer,
+            spoofed_source,
+            foreign_destination,
+        } = o;
+        for (a, b) in [
+            (&mut self.forwarded, forwarded),
+            (&mut self.delivered, delivered),
+            (&mut self.unreachable_replies, unreachable_replies),
+            (&mut self.truncated, truncated),
+            (&mut self.not_ipv4, not_ipv4),
+            (&mut self.bad_header_length, bad_header_length),
+            (&mut self.bad_total_length, bad_total_length),
+            (&mut self.ttl_expired, ttl_expired),
+            (&mut self.no_route, no_route),
+            (&mut self.unknown_peer, unknown_peer),
+            (&mut self.spoofed_source, spoofed_source),
+            (&mut self.foreign_destination, foreign_destination),
+        ] {
+            *a = a.wrapping_add(b);
+        }
+    }
 }
 
 impl Counters {
@@ -156,6 +203,7 @@ impl Counters {
             DropReason::NoRoute => &mut self.no_route,
             DropReason::UnknownPeer => &mut self.unknown_peer,
             DropReason::SpoofedSource => &mut self.spoofed_source,
+            DropReason::ForeignDestination => &mut self.foreign_destination,
         };
         *c = c.wrapping_add(1);
     }
@@ -190,6 +238,7 @@ impl Counters {
             self.no_route,
             self.unknown_peer,
             self.spoofed_source,
+            self.foreign_destination,
         ]
         .iter()
         .fold(0u64, |a, b| a.wrapping_add(*b))
@@ -207,6 +256,11 @@ mod tests {
     const TUN: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 0);
     const PEER1: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 8285);
     const PEER2: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 2), 8285);
+
+    /// Our own lease (TUN's subnet).
+    fn local() -> Ipv4Net {
+        "198.18.0.0/24".parse().unwrap()
+    }
 
     fn table() -> PeerTable {
         let mut t = PeerTable::new();
@@ -329,7 +383,7 @@ mod tests {
             let mut a = p.clone();
             assert_eq!(outbound(&mut a, &t, TUN), Outbound::Drop(reason));
             let mut b = p.clone();
-            assert_eq!(inbound(&mut b, PEER1, &t), Inbound::Drop(reason));
+            assert_eq!(inbound(&mut b, PEER1, &t, local()), Inbound::Drop(reason));
             assert_eq!((a, b), (p.clone(), p), "dropped packets are not modified");
         }
     }
@@ -338,7 +392,7 @@ mod tests {
     fn inbound_delivers_from_the_owning_peer() {
         let mut p = pkt([198, 18, 1, 5], [198, 18, 0, 9], 64, 17, 2);
         assert_eq!(
-            inbound(&mut p, PEER1, &table()),
+            inbound(&mut p, PEER1, &table(), local()),
             Inbound::Deliver { len: 36 }
         );
         assert_eq!(p[8], 63);
@@ -356,7 +410,7 @@ mod tests {
         ] {
             let mut q = p.clone();
             assert_eq!(
-                inbound(&mut q, from, &t),
+                inbound(&mut q, from, &t, local()),
                 Inbound::Drop(DropReason::UnknownPeer)
             );
             assert_eq!(q, p);
@@ -364,21 +418,51 @@ mod tests {
         // A peer sending with another peer's source address, or an address nobody leases.
         let mut q = p.clone();
         assert_eq!(
-            inbound(&mut q, PEER2, &t),
+            inbound(&mut q, PEER2, &t, local()),
             Inbound::Drop(DropReason::SpoofedSource)
         );
         let mut q = pkt([10, 0, 0, 1], [198, 18, 0, 9], 64, 17, 0);
         assert_eq!(
-            inbound(&mut q, PEER2, &t),
+            inbound(&mut q, PEER2, &t, local()),
             Inbound::Drop(DropReason::SpoofedSource)
         );
+    }
+
+    #[test]
+    fn inbound_refuses_to_relay_to_foreign_destinations() {
+        let t = table();
+        // From the right peer with its own source, but addressed to another peer's pod, to an
+        // address outside the network, or to the neighbouring /24 of ours.
+        for dst in [
+            [198, 18, 2, 9],
+            [203, 0, 113, 1],
+            [198, 18, 1, 7],
+            [198, 19, 0, 9],
+        ] {
+            let p = pkt([198, 18, 1, 5], dst, 64, 17, 0);
+            let mut q = p.clone();
+            assert_eq!(
+                inbound(&mut q, PEER1, &t, local()),
+                Inbound::Drop(DropReason::ForeignDestination),
+                "{dst:?}"
+            );
+            assert_eq!(q, p, "dropped packets are not modified");
+        }
+        // Both ends of our own subnet are ours.
+        for dst in [[198, 18, 0, 0], [198, 18, 0, 255]] {
+            let mut q = pkt([198, 18, 1, 5], dst, 64, 17, 0);
+            assert_eq!(
+                inbound(&mut q, PEER1, &t, local()),
+                Inbound::Deliver { len: 36 }
+            );
+        }
     }
 
     #[test]
     fn inbound_drops_expired_ttl() {
         let mut p = pkt([198, 18, 1, 5], [198, 18, 0, 9], 1, 17, 0);
         assert_eq!(
-            inbound(&mut p, PEER1, &table()),
+            inbound(&mut p, PEER1, &table(), local()),
             Inbound::Drop(DropReason::TtlExpired)
         );
     }
@@ -399,6 +483,7 @@ mod tests {
             DropReason::NoRoute,
             DropReason::UnknownPeer,
             DropReason::SpoofedSource,
+            DropReason::ForeignDestination,
         ];
         for (i, r) in reasons.iter().enumerate() {
             for _ in 0..=i {
@@ -420,9 +505,10 @@ mod tests {
                 no_route: 7,
                 unknown_peer: 7,
                 spoofed_source: 8,
+                foreign_destination: 9,
             }
         );
-        assert_eq!(c.dropped(), 37);
+        assert_eq!(c.dropped(), 46);
     }
 
     /// Bytes that are often almost-valid IPv4 packets, with addresses near the table's.
@@ -468,10 +554,11 @@ mod tests {
             }
             let from = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, peer), port);
             let mut b = bytes.clone();
-            match inbound(&mut b, from, &t) {
+            match inbound(&mut b, from, &t, local()) {
                 Inbound::Deliver { len } => {
                     prop_assert!(len <= b.len());
                     prop_assert_eq!(t.lookup(Ipv4Addr::new(b[12], b[13], b[14], b[15])).map(|p| p.endpoint), Some(from));
+                    prop_assert!(local().contains(&Ipv4Addr::new(b[16], b[17], b[18], b[19])));
                     prop_assert!(ipv4_checksum_ok(&bytes) <= ipv4_checksum_ok(&b));
                 }
                 Inbound::Drop(_) => prop_assert_eq!(b, bytes),

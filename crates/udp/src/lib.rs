@@ -13,7 +13,9 @@
 //! The I/O around it:
 //!
 //! - [`device`]: opens the TUN device and binds the UDP socket.
-//! - [`proxy`]: the two forwarding loops (one packet per system call).
+//! - [`proxy`]: the two forwarding loops (one packet per system call): the simple path.
+//! - [`fastpath`]: the fast path (multi-queue offloaded TUN, UDP GSO/GRO, batched system
+//!   calls, one worker pair per queue); [`batch`] groups its outbound packets into sends.
 //!
 //! # Fuzzing
 //!
@@ -25,14 +27,17 @@
 //! cd crates/udp/fuzz && cargo +nightly fuzz run decide -- -max_total_time=60
 //! ```
 
+pub mod batch;
 pub mod decide;
 pub mod device;
+pub mod fastpath;
 pub mod packet;
 pub mod proxy;
 pub mod route;
 
 pub use decide::{inbound, outbound, Counters, DropReason, Inbound, Outbound};
 pub use device::{DeviceError, ENCAP_OVERHEAD, TUN_NAME};
+pub use fastpath::{FastPath, Features};
 pub use packet::IcmpUnreachable;
 pub use proxy::{Proxy, ProxyCounters};
 pub use route::{Peer, PeerTable, DEFAULT_PORT};

@@ -13,6 +13,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ipnet::Ipv4Net;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -43,14 +44,14 @@ pub struct ProxyCounters {
 pub struct Proxy {
     tun: Arc<AsyncDevice>,
     sock: Arc<UdpSocket>,
-    tun_addr: Ipv4Addr,
+    local: Ipv4Net,
     peers: watch::Receiver<PeerTable>,
 }
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Proxy")
-            .field("tun_addr", &self.tun_addr)
+            .field("local", &self.local)
             .field("sock", &self.sock)
             .field("peers", &self.peers.borrow().len())
             .finish_non_exhaustive()
@@ -58,18 +59,18 @@ impl std::fmt::Debug for Proxy {
 }
 
 impl Proxy {
-    /// A proxy between `tun` (whose address is `tun_addr`) and `sock`, forwarding to the peers
-    /// published on `peers`.
+    /// A proxy between `tun` (whose address is the network address of our lease `local`) and
+    /// `sock`, forwarding to the peers published on `peers`.
     pub fn new(
         tun: AsyncDevice,
         sock: UdpSocket,
-        tun_addr: Ipv4Addr,
+        local: Ipv4Net,
         peers: watch::Receiver<PeerTable>,
     ) -> Proxy {
         Proxy {
             tun: Arc::new(tun),
             sock: Arc::new(sock),
-            tun_addr,
+            local,
             peers,
         }
     }
@@ -79,13 +80,14 @@ impl Proxy {
         let out = tokio::spawn(tun_to_udp(
             Arc::clone(&self.tun),
             Arc::clone(&self.sock),
-            self.tun_addr,
+            self.local.network(),
             self.peers.clone(),
             cancel.clone(),
         ));
         let inb = tokio::spawn(udp_to_tun(
             Arc::clone(&self.tun),
             Arc::clone(&self.sock),
+            self.local,
             self.peers.clone(),
             cancel.clone(),
         ));
@@ -161,6 +163,7 @@ async fn tun_to_udp(
 async fn udp_to_tun(
     tun: Arc<AsyncDevice>,
     sock: Arc<UdpSocket>,
+    local: Ipv4Net,
     peers: watch::Receiver<PeerTable>,
     cancel: CancellationToken,
 ) -> (Counters, u64) {
@@ -184,7 +187,7 @@ async fn udp_to_tun(
         let pkt = &mut buf[..n];
         let decision = {
             let table = peers.borrow();
-            inbound(pkt, from, &table)
+            inbound(pkt, from, &table, local)
         };
         counters.record_inbound(&decision);
         match decision {

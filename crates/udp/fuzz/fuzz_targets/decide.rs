@@ -2,7 +2,8 @@
 //!
 //! Input layout: byte 0 picks the sender (low 2 bits: host 192.0.2.x) and whether its port is
 //! right (bit 2); the rest is the packet. Checks: no panic, lengths in bounds, ICMP replies
-//! carry a valid IP checksum, a delivered packet's source belongs to the sending peer.
+//! carry a valid IP checksum, a delivered packet's source belongs to the sending peer and its
+//! destination to our own subnet.
 #![no_main]
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -35,11 +36,14 @@ fuzz_target!(|data: &[u8]| {
     let port = if sel & 4 == 0 { 8285 } else { 8286 };
     let from = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, sel & 3), port);
     let mut inb = pkt.to_vec();
-    match inbound(&mut inb, from, &table) {
+    let local = "198.18.0.0/24".parse().expect("valid subnet");
+    match inbound(&mut inb, from, &table, local) {
         Inbound::Deliver { len } => {
             assert!(len <= inb.len());
             let src = Ipv4Addr::new(inb[12], inb[13], inb[14], inb[15]);
             assert_eq!(table.lookup(src).map(|p| p.endpoint), Some(from));
+            let dst = Ipv4Addr::new(inb[16], inb[17], inb[18], inb[19]);
+            assert!(local.contains(&dst));
         }
         Inbound::Drop(_) => assert_eq!(inb, pkt),
     }

@@ -1,0 +1,725 @@
+//! The udp backend's fast path: batched, offloaded, one worker per queue.
+//!
+//! Same decisions as [`crate::proxy`] ([`outbound`] / [`inbound`] for every packet), same wire
+//! format (one inner IPv4 packet per datagram, at most the TUN MTU), far fewer system calls:
+//!
+//! - **TUN**: multi-queue (`IFF_MULTI_QUEUE`, one queue per worker) with `IFF_VNET_HDR` and
+//!   `TUNSETOFFLOAD` (TSO4/TSO6/CSUM, plus USO4/USO6 where the kernel has them). The kernel
+//!   hands us TCP/UDP super-packets of up to 64 KiB; tun-rs's `recv_multiple` splits them into
+//!   MTU-sized packets *with complete IPv4 and TCP/UDP checksums* (also for single packets
+//!   that arrive `CHECKSUM_PARTIAL`), so a Go Flannel peer receives ordinary packets.
+//!   `send_multiple` with a [`GROTable`] coalesces what we deliver back into super-packets.
+//! - **UDP**: per worker one socket on `<ext addr>:<port>` with `SO_REUSEPORT`, driven through
+//!   quinn-udp: `recvmmsg` with UDP GRO (`UDP_GRO`; datagrams split again at the segment size
+//!   the kernel reports) and `sendmsg` with UDP GSO (`UDP_SEGMENT`: a run of equal-size
+//!   datagrams to one peer in one call, grouped by [`crate::batch`]).
+//! - **Workers**: per queue two OS threads, TUN → UDP and UDP → TUN, with non-blocking file
+//!   descriptors and `poll(2)` on the descriptor and a stop `eventfd`. Blocking threads beat
+//!   a tokio reactor here: each batch is one or two system calls and the threads never hand
+//!   work to each other. The peer table is read once per batch (a `watch` borrow held only
+//!   while deciding, never across I/O).
+//! - **Fallbacks**: each feature is tried and dropped on refusal, step by step: TUN offload,
+//!   then multi-queue (one queue), `SO_REUSEPORT` (one socket), UDP GSO/GRO (quinn-udp
+//!   detects them, and turns GSO off at run time if a send fails with `EIO`).
+//!   [`Features`] says what is in use.
+//!
+//! [`FastPath::run`] stops on cancel: it wakes every thread through the eventfd, joins them,
+//! and drops the queues, which removes `flannel0` as Flannel's proxy does.
+
+use std::fmt;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+use tun_rs::{DeviceBuilder, GROTable, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
+
+use crate::batch::{Grouper, Limits};
+use crate::decide::{inbound, outbound, Counters, Inbound, Outbound};
+use crate::device::DeviceError;
+use crate::packet::IcmpUnreachable;
+use crate::proxy::ProxyCounters;
+use crate::route::PeerTable;
+
+/// Most worker queues, whatever the core count.
+pub const MAX_QUEUES: usize = 4;
+
+/// Socket buffer size asked for (forced past `rmem_max`/`wmem_max` where we may).
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// A TUN read of a GSO packet needs room for its segments: keep reading into a batch only
+/// while at least this many slots are free.
+const MIN_FREE_SLOTS: usize = 64;
+
+/// The UDP receive buffers per `recvmmsg`, each large enough for a GRO super-datagram.
+const RX_BUFS: usize = 16;
+const RX_BUF_LEN: usize = 65_536;
+
+/// Packets handed to one `send_multiple` (coalescing window).
+const TUN_WRITE_BATCH: usize = IDEAL_BATCH_SIZE;
+
+/// Capacity of each TUN write buffer: a coalesced 64 KiB packet behind the virtio header
+/// (tun-rs wants twice the header's room).
+const TUN_WRITE_CAPACITY: usize = 65_536 + 2 * VIRTIO_NET_HDR_LEN;
+
+/// `poll` timeout, so that a lost wake-up still ends a worker in bounded time.
+const POLL_TIMEOUT_MS: u16 = 500;
+
+/// Pause after an unexpected I/O error, so a persistent one does not spin a core.
+const ERROR_PAUSE: Duration = Duration::from_millis(10);
+
+/// What the fast path runs with (the start-up log line prints it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Features {
+    /// Worker queues (TUN queues = UDP sockets = worker pairs).
+    pub queues: usize,
+    /// `IFF_VNET_HDR` with TSO4/TSO6/CSUM on the TUN device.
+    pub tun_offload: bool,
+    /// UDP segmentation offload (USO4/USO6) on the TUN device as well.
+    pub tun_uso: bool,
+    /// Most datagrams per UDP send (1: no UDP GSO).
+    pub udp_gso_segments: usize,
+    /// UDP GRO on receive.
+    pub udp_gro: bool,
+}
+
+impl fmt::Display for Features {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let offload = match (self.tun_offload, self.tun_uso) {
+            (false, _) => "off",
+            (true, false) => "tso4,tso6",
+            (true, true) => "tso4,tso6,uso",
+        };
+        let on = |b: bool| if b { "on" } else { "off" };
+        write!(
+            f,
+            "queues={} tun_offload={offload} udp_gso={} udp_gro={}",
+            self.queues,
+            on(self.udp_gso_segments > 1),
+            on(self.udp_gro)
+        )
+    }
+}
+
+/// One UDP socket with its quinn-udp state.
+struct Sock {
+    sock: UdpSocket,
+    state: UdpSocketState,
+}
+
+/// The opened fast path, ready to [`run`](FastPath::run).
+pub struct FastPath {
+    queues: Vec<SyncDevice>,
+    socks: Vec<Sock>,
+    local: Ipv4Net,
+    mtu: u16,
+    features: Features,
+}
+
+impl fmt::Debug for FastPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FastPath")
+            .field("local", &self.local)
+            .field("mtu", &self.mtu)
+            .field("features", &self.features)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The number of workers for this machine: available cores, at most [`MAX_QUEUES`].
+pub fn default_queues() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, MAX_QUEUES)
+}
+
+fn build_tun(
+    name: &str,
+    addr: Ipv4Addr,
+    mtu: u16,
+    offload: bool,
+    multi_queue: bool,
+) -> io::Result<SyncDevice> {
+    DeviceBuilder::new()
+        .name(name)
+        .mtu(mtu)
+        .packet_information(false)
+        .ipv4(addr, 32u8, None)
+        .offload(offload)
+        .multi_queue(multi_queue)
+        .enable(true)
+        .build_sync()
+}
+
+/// Opens `name` with up to `want` queues, dropping offload, then multi-queue, on refusal.
+/// Returns the queues and whether offload (and USO) is on.
+fn open_tun_queues(
+    name: &str,
+    addr: Ipv4Addr,
+    mtu: u16,
+    want: usize,
+) -> Result<(Vec<SyncDevice>, bool, bool), DeviceError> {
+    let mq = want > 1;
+    let mut attempts = vec![(true, mq), (false, mq)];
+    if mq {
+        attempts.extend([(true, false), (false, false)]);
+    }
+    let mut last = None;
+    for (offload, multi_queue) in attempts {
+        let first = match build_tun(name, addr, mtu, offload, multi_queue) {
+            Ok(d) => d,
+            Err(e) => {
+                debug!(offload, multi_queue, error = %e, "udp fast path: TUN refused");
+                last = Some(e);
+                continue;
+            }
+        };
+        let tso = first.tcp_gso();
+        let uso = first.udp_gso();
+        let mut queues = vec![first];
+        while multi_queue && queues.len() < want {
+            match queues[0].try_clone() {
+                Ok(q) => queues.push(q),
+                Err(e) => {
+                    debug!(error = %e, "udp fast path: no further TUN queue");
+                    break;
+                }
+            }
+        }
+        return Ok((queues, tso, uso));
+    }
+    Err(DeviceError::Tun {
+        name: name.to_owned(),
+        source: last.unwrap_or_else(|| io::Error::other("no attempt made")),
+    })
+}
+
+fn bind_one(addr: SocketAddrV4, reuse_port: bool) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    if reuse_port {
+        s.set_reuse_port(true)?;
+    }
+    s.bind(&SocketAddr::V4(addr).into())?;
+    let fd = s.as_fd();
+    if nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::RcvBufForce, &SOCKET_BUFFER)
+        .is_err()
+    {
+        let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    }
+    if nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::SndBufForce, &SOCKET_BUFFER)
+        .is_err()
+    {
+        let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    }
+    Ok(s.into())
+}
+
+/// Binds up to `want` sockets on `addr` (`SO_REUSEPORT` when more than one).
+fn bind_sockets(addr: SocketAddrV4, want: usize) -> Result<Vec<Sock>, DeviceError> {
+    let bind_err = |source| DeviceError::Bind { addr, source };
+    let wrap = |sock: UdpSocket| -> io::Result<Sock> {
+        let state = UdpSocketState::new(UdpSockRef::from(&sock))?;
+        Ok(Sock { sock, state })
+    };
+    let first = if want > 1 {
+        match bind_one(addr, true) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                debug!(error = %e, "udp fast path: SO_REUSEPORT refused, one socket");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let Some(first) = first else {
+        return Ok(vec![
+            wrap(bind_one(addr, false).map_err(bind_err)?).map_err(bind_err)?
+        ]);
+    };
+    let mut socks = vec![wrap(first).map_err(bind_err)?];
+    while socks.len() < want {
+        match bind_one(addr, true).and_then(wrap) {
+            Ok(s) => socks.push(s),
+            Err(e) => {
+                debug!(error = %e, "udp fast path: no further socket");
+                break;
+            }
+        }
+    }
+    Ok(socks)
+}
+
+impl FastPath {
+    /// Opens the TUN device `name` (address: the network address of our lease `local`, as a
+    /// /32; `mtu`) with up to `queues` queues, and as many UDP sockets on `bind`.
+    pub fn open(
+        name: &str,
+        local: Ipv4Net,
+        mtu: u16,
+        bind: SocketAddrV4,
+        queues: usize,
+    ) -> Result<FastPath, DeviceError> {
+        let want = queues.clamp(1, MAX_QUEUES);
+        let (mut tun_queues, tun_offload, tun_uso) =
+            open_tun_queues(name, local.network(), mtu, want)?;
+        let mut socks = bind_sockets(bind, tun_queues.len())?;
+        let n = tun_queues.len().min(socks.len());
+        tun_queues.truncate(n);
+        socks.truncate(n);
+        for q in &tun_queues {
+            q.set_nonblocking(true).map_err(|source| DeviceError::Tun {
+                name: name.to_owned(),
+                source,
+            })?;
+        }
+        let features = Features {
+            queues: n,
+            tun_offload,
+            tun_uso: tun_offload && tun_uso,
+            udp_gso_segments: socks
+                .iter()
+                .map(|s| s.state.max_gso_segments())
+                .min()
+                .unwrap_or(1),
+            udp_gro: socks.iter().all(|s| s.state.gro_segments() > 1),
+        };
+        Ok(FastPath {
+            queues: tun_queues,
+            socks,
+            local,
+            mtu,
+            features,
+        })
+    }
+
+    /// What is in use.
+    pub fn features(&self) -> Features {
+        self.features
+    }
+
+    /// Forwards packets both ways until `cancel` fires, then stops the workers and closes the
+    /// device and the sockets. Returns what the workers did.
+    pub async fn run(
+        self,
+        peers: watch::Receiver<PeerTable>,
+        cancel: CancellationToken,
+    ) -> ProxyCounters {
+        let stop = match Stop::new() {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                warn!(error = %e, "udp fast path: cannot create the stop eventfd; not forwarding");
+                cancel.cancelled().await;
+                return ProxyCounters::default();
+            }
+        };
+        let offload = self.features.tun_offload;
+        let mut handles = Vec::new();
+        for (i, (tun, sock)) in self.queues.into_iter().zip(self.socks).enumerate() {
+            let tun = Arc::new(tun);
+            let sock = Arc::new(sock);
+            let tx = TxWorker {
+                tun: Arc::clone(&tun),
+                sock: Arc::clone(&sock),
+                peers: peers.clone(),
+                tun_addr: self.local.network(),
+                stop: Arc::clone(&stop),
+                offload,
+                slot: usize::from(self.mtu),
+            };
+            let rx = RxWorker {
+                tun,
+                sock,
+                peers: peers.clone(),
+                local: self.local,
+                stop: Arc::clone(&stop),
+                offload,
+            };
+            for (what, h) in [
+                (
+                    "tx",
+                    std::thread::Builder::new()
+                        .name(format!("udp-tx{i}"))
+                        .spawn(move || Side::Out(tx.run())),
+                ),
+                (
+                    "rx",
+                    std::thread::Builder::new()
+                        .name(format!("udp-rx{i}"))
+                        .spawn(move || Side::In(rx.run())),
+                ),
+            ] {
+                match h {
+                    Ok(h) => handles.push(h),
+                    Err(e) => {
+                        warn!(error = %e, worker = what, "udp fast path: cannot start a worker")
+                    }
+                }
+            }
+        }
+        cancel.cancelled().await;
+        stop.fire();
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut total = ProxyCounters::default();
+            for h in handles {
+                match h.join() {
+                    Ok(Side::Out((c, e))) => {
+                        total.outbound += c;
+                        total.io_errors = total.io_errors.wrapping_add(e);
+                    }
+                    Ok(Side::In((c, e))) => {
+                        total.inbound += c;
+                        total.io_errors = total.io_errors.wrapping_add(e);
+                    }
+                    Err(_) => warn!("udp fast path: a worker panicked"),
+                }
+            }
+            total
+        })
+        .await;
+        joined.unwrap_or_else(|e| {
+            warn!(error = %e, "udp fast path: joining the workers failed");
+            ProxyCounters::default()
+        })
+    }
+}
+
+/// A worker's result: its direction's counters and failed writes.
+enum Side {
+    Out((Counters, u64)),
+    In((Counters, u64)),
+}
+
+/// The stop signal: a flag checked between batches and an eventfd that wakes `poll`.
+struct Stop {
+    flag: AtomicBool,
+    efd: EventFd,
+}
+
+enum Wake {
+    Ready,
+    Stop,
+}
+
+impl Stop {
+    fn new() -> io::Result<Stop> {
+        Ok(Stop {
+            flag: AtomicBool::new(false),
+            efd: EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+                .map_err(io::Error::from)?,
+        })
+    }
+
+    fn fire(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        if let Err(e) = self.efd.write(1) {
+            warn!(error = %e, "udp fast path: waking the workers failed; they stop within {POLL_TIMEOUT_MS} ms");
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `fd` has `events` or the stop fires.
+    fn wait(&self, fd: BorrowedFd<'_>, events: PollFlags) -> Wake {
+        if self.stopped() {
+            return Wake::Stop;
+        }
+        let mut fds = [
+            PollFd::new(fd, events),
+            PollFd::new(self.efd.as_fd(), PollFlags::POLLIN),
+        ];
+        // EINTR and the timeout both just mean "look again".
+        let _ = poll(&mut fds, PollTimeout::from(POLL_TIMEOUT_MS));
+        if self.stopped() {
+            Wake::Stop
+        } else {
+            Wake::Ready
+        }
+    }
+}
+
+/// Writes one packet (an ICMP reply) to the TUN device, behind an empty virtio header when
+/// offload is on.
+fn write_tun_one(tun: &SyncDevice, offload: bool, pkt: &[u8]) -> io::Result<usize> {
+    if offload {
+        let hdr = [0u8; VIRTIO_NET_HDR_LEN];
+        tun.send_vectored(&[IoSlice::new(&hdr), IoSlice::new(pkt)])
+    } else {
+        tun.send(pkt)
+    }
+}
+
+fn is_would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+/// TUN → UDP.
+struct TxWorker {
+    tun: Arc<SyncDevice>,
+    sock: Arc<Sock>,
+    peers: watch::Receiver<PeerTable>,
+    tun_addr: Ipv4Addr,
+    stop: Arc<Stop>,
+    offload: bool,
+    /// Bytes per packet slot: the TUN MTU.
+    slot: usize,
+}
+
+impl TxWorker {
+    fn run(self) -> (Counters, u64) {
+        let slot = self.slot.max(1);
+        let slots = IDEAL_BATCH_SIZE;
+        // Packets lie in fixed slots of one buffer: a run of full-size packets in consecutive
+        // slots is already the contiguous buffer a GSO send needs.
+        let mut big = vec![0u8; slots * slot];
+        let mut raw = vec![0u8; VIRTIO_NET_HDR_LEN + 65_535];
+        let mut sizes = vec![0usize; slots];
+        let mut lens = vec![0usize; slots];
+        let mut sendable: Vec<(usize, SocketAddrV4, usize)> = Vec::with_capacity(slots);
+        let mut replies: Vec<IcmpUnreachable> = Vec::new();
+        let mut grouper = Grouper::new();
+        let mut staging: Vec<u8> = Vec::with_capacity(crate::batch::GSO_MAX_BYTES);
+        let mut counters = Counters::default();
+        let mut io_errors = 0u64;
+        let mut warned = false;
+
+        while !self.stop.stopped() {
+            // Read until the device is empty or the batch is (nearly) full.
+            let mut n = 0;
+            while n < slots && (n == 0 || slots - n >= MIN_FREE_SLOTS) {
+                let r = if self.offload {
+                    let mut bufs: Vec<&mut [u8]> = big[n * slot..].chunks_mut(slot).collect();
+                    self.tun
+                        .recv_multiple(&mut raw, &mut bufs, &mut sizes[n..], 0)
+                } else {
+                    let b = &mut big[n * slot..(n + 1) * slot];
+                    self.tun.recv(b).map(|len| {
+                        sizes[n] = len;
+                        1
+                    })
+                };
+                match r {
+                    Ok(k) => n += k,
+                    Err(e) if is_would_block(&e) => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        io_errors = io_errors.wrapping_add(1);
+                        if !warned {
+                            warn!(error = %e, "udp fast path: reading from the TUN device failed");
+                            warned = true;
+                        } else {
+                            debug!(error = %e, "udp fast path: reading from the TUN device failed");
+                        }
+                        if n == 0 {
+                            std::thread::sleep(ERROR_PAUSE);
+                        }
+                        break;
+                    }
+                }
+            }
+            if n == 0 {
+                if let Wake::Stop = self.stop.wait(self.tun.as_fd(), PollFlags::POLLIN) {
+                    break;
+                }
+                continue;
+            }
+
+            sendable.clear();
+            {
+                let table = self.peers.borrow();
+                for i in 0..n {
+                    let pkt = &mut big[i * slot..i * slot + sizes[i].min(slot)];
+                    let d = outbound(pkt, &table, self.tun_addr);
+                    counters.record_outbound(&d);
+                    match d {
+                        Outbound::SendTo { to, len } => {
+                            lens[i] = len;
+                            sendable.push((i, to, len));
+                        }
+                        Outbound::Reply(icmp) => replies.push(icmp),
+                        Outbound::Drop(reason) => {
+                            debug!(?reason, "udp fast path: dropped an outbound packet");
+                        }
+                    }
+                }
+            }
+            for icmp in replies.drain(..) {
+                if let Err(e) = write_tun_one(&self.tun, self.offload, icmp.as_bytes()) {
+                    io_errors = io_errors.wrapping_add(1);
+                    debug!(error = %e, "udp fast path: writing an ICMP reply failed");
+                }
+            }
+
+            let limits = Limits::gso(self.sock.state.max_gso_segments());
+            grouper.group(sendable.iter().copied(), limits);
+            for send in grouper.sends() {
+                let ids = grouper.packets(send);
+                let (Some(&first), Some((_, init))) = (ids.first(), ids.split_last()) else {
+                    continue;
+                };
+                let contiguous = ids.windows(2).all(|w| w[1] == w[0] + 1)
+                    && init.iter().all(|&i| lens[i] == slot);
+                let contents: &[u8] = if contiguous {
+                    &big[first * slot..first * slot + send.bytes]
+                } else {
+                    staging.clear();
+                    for &i in ids {
+                        staging.extend_from_slice(&big[i * slot..i * slot + lens[i]]);
+                    }
+                    &staging
+                };
+                let t = Transmit {
+                    destination: SocketAddr::V4(send.to),
+                    ecn: None,
+                    contents,
+                    segment_size: (send.count > 1).then_some(send.segment_size),
+                    src_ip: None,
+                };
+                if let Err(e) = self.send(&t) {
+                    io_errors = io_errors.wrapping_add(1);
+                    debug!(error = %e, to = %send.to, "udp fast path: sending failed");
+                }
+            }
+        }
+        (counters, io_errors)
+    }
+
+    /// Sends one transmit, waiting for room in the socket buffer when it is full.
+    fn send(&self, t: &Transmit<'_>) -> io::Result<()> {
+        loop {
+            match self
+                .sock
+                .state
+                .try_send(UdpSockRef::from(&self.sock.sock), t)
+            {
+                Err(e) if is_would_block(&e) => {
+                    if let Wake::Stop = self.stop.wait(self.sock.sock.as_fd(), PollFlags::POLLOUT) {
+                        return Err(e);
+                    }
+                }
+                r => return r,
+            }
+        }
+    }
+}
+
+/// UDP → TUN.
+struct RxWorker {
+    tun: Arc<SyncDevice>,
+    sock: Arc<Sock>,
+    peers: watch::Receiver<PeerTable>,
+    local: Ipv4Net,
+    stop: Arc<Stop>,
+    offload: bool,
+}
+
+impl RxWorker {
+    fn run(self) -> (Counters, u64) {
+        let head = if self.offload { VIRTIO_NET_HDR_LEN } else { 0 };
+        let mut bufs: Vec<Vec<u8>> = (0..RX_BUFS).map(|_| vec![0u8; RX_BUF_LEN]).collect();
+        let mut metas = vec![RecvMeta::default(); RX_BUFS];
+        // Delivered packets, each behind `head` bytes for the virtio header; `used` of them
+        // are filled; each has room for a coalesced super-packet.
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        let mut used = 0usize;
+        let mut gro = GROTable::default();
+        let mut counters = Counters::default();
+        let mut io_errors = 0u64;
+        let mut warned = false;
+
+        while !self.stop.stopped() {
+            let r = {
+                let mut iovs: Vec<IoSliceMut<'_>> =
+                    bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+                self.sock
+                    .state
+                    .recv(UdpSockRef::from(&self.sock.sock), &mut iovs, &mut metas)
+            };
+            let m = match r {
+                Ok(m) => m,
+                Err(e) if is_would_block(&e) => {
+                    if let Wake::Stop = self.stop.wait(self.sock.sock.as_fd(), PollFlags::POLLIN) {
+                        break;
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    io_errors = io_errors.wrapping_add(1);
+                    if !warned {
+                        warn!(error = %e, "udp fast path: reading from the UDP socket failed");
+                        warned = true;
+                    }
+                    std::thread::sleep(ERROR_PAUSE);
+                    continue;
+                }
+            };
+            for (buf, meta) in bufs.iter_mut().zip(&metas).take(m) {
+                let SocketAddr::V4(from) = meta.addr else {
+                    continue;
+                };
+                let len = meta.len.min(buf.len());
+                let stride = if meta.stride == 0 { len } else { meta.stride };
+                {
+                    let table = self.peers.borrow();
+                    for seg in buf[..len].chunks_mut(stride.max(1)) {
+                        let d = inbound(seg, from, &table, self.local);
+                        counters.record_inbound(&d);
+                        match d {
+                            Inbound::Deliver { len } => {
+                                if used == out.len() {
+                                    // tun-rs coalesces into a buffer only within its
+                                    // capacity: room for a whole 64 KiB super-packet (only
+                                    // the bytes written become resident).
+                                    out.push(Vec::with_capacity(TUN_WRITE_CAPACITY));
+                                }
+                                let o = &mut out[used];
+                                o.clear();
+                                o.resize(head, 0);
+                                o.extend_from_slice(&seg[..len]);
+                                used += 1;
+                            }
+                            Inbound::Drop(reason) => {
+                                debug!(?reason, %from, "udp fast path: dropped an inbound datagram");
+                            }
+                        }
+                    }
+                }
+                if used >= TUN_WRITE_BATCH {
+                    io_errors =
+                        io_errors.wrapping_add(self.flush(&mut gro, &mut out[..used], head));
+                    used = 0;
+                }
+            }
+            if used > 0 {
+                io_errors = io_errors.wrapping_add(self.flush(&mut gro, &mut out[..used], head));
+                used = 0;
+            }
+        }
+        (counters, io_errors)
+    }
+
+    /// Writes `pkts` to the TUN device (coalesced when offload is on); returns 1 on failure.
+    fn flush(&self, gro: &mut GROTable, pkts: &mut [Vec<u8>], head: usize) -> u64 {
+        match self.tun.send_multiple(gro, pkts, head) {
+            Ok(_) => 0,
+            Err(e) => {
+                debug!(error = %e, "udp fast path: writing to the TUN device failed");
+                1
+            }
+        }
+    }
+}
