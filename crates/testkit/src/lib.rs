@@ -3,8 +3,10 @@
 //! - [`privileged`]: guards for tests that need root; they fail (never skip) under `CI=true`.
 //! - [`netns`]: private network namespaces for one test thread.
 //! - [`etcd`]: a real etcd process on a free loopback port with a temporary data directory.
+//! - [`kubeapi`]: an in-process fake Kubernetes API server (nodes, pods, list/watch/patch).
 
 pub mod etcd;
+pub mod kubeapi;
 pub mod netns;
 pub mod privileged;
 pub mod topology;
