@@ -1,6 +1,18 @@
-//! Pieces of the Kubernetes subnet manager (`flanneld --kube-subnet-mgr`).
+//! The Kubernetes subnet manager (`flanneld --kube-subnet-mgr`).
 //!
 //! - [`annotations`]: the node annotations Flannel reads and writes, node → lease conversion,
 //!   and the patch bodies flanneld sends for its own node. Pure code, no API client.
+//! - [`client`]: the API client from `--kube-api-url` / `--kubeconfig-file` / in-cluster
+//!   config, and our node's name.
+//! - [`watch`]: every flannel node as a lease, as a [`crate::WatchBatch`] stream (full-object
+//!   or metadata-only watch).
+//! - [`lease`]: our own lease (the node's podCIDR, our annotations, NetworkUnavailable) and
+//!   the peer events the daemon follows.
 
 pub mod annotations;
+pub mod client;
+pub mod lease;
+pub mod watch;
+
+/// The API client type, re-exported so users need no direct `kube` dependency.
+pub use ::kube::Client as KubeClient;
