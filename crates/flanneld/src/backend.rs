@@ -12,7 +12,7 @@ use flannel_model::{Lease, NetworkConfig, RawJson, SubnetKey};
 use flannel_planner::diff::Scope;
 use flannel_planner::hostgw;
 use flannel_planner::ondemand;
-use flannel_planner::state::{KernelState, Route};
+use flannel_planner::state::{KernelState, MacAddr, Route};
 use flannel_planner::vxlan::{
     self, ExtIface, Skipped, VtepMacs, VxlanLeaseData, VxlanMode, VxlanOptions,
 };
@@ -142,6 +142,22 @@ impl Backend {
             ),
             t => bail!("unknown backend type: {t}"),
         }
+    }
+
+    /// vxlan: use the VTEP MACs stored on our node by a previous flanneld (Kubernetes mode's
+    /// `backend-data` / `backend-v6-data`) instead of the derived ones, so peers' neighbour
+    /// and FDB entries for us stay valid across a restart (or a switch from Go flannel).
+    /// Other backends are returned unchanged.
+    pub fn with_stored_macs(mut self, v4: Option<[u8; 6]>, v6: Option<[u8; 6]>) -> Self {
+        if let Backend::Vxlan { macs, .. } = &mut self {
+            if let Some(mac) = v4 {
+                macs.v4 = MacAddr(mac);
+            }
+            if let (Some(slot), Some(mac)) = (macs.v6.as_mut(), v6) {
+                *slot = MacAddr(mac);
+            }
+        }
+        self
     }
 
     /// Short name for logs.
@@ -338,6 +354,38 @@ mod tests {
             b.public_ipv6(&ext(true)),
             Some("2001:db8:1::1".parse().expect("ip"))
         );
+    }
+
+    #[test]
+    fn stored_vtep_macs_replace_the_derived_ones() {
+        let stored = [0x12, 0xc6, 0x65, 0x89, 0xb4, 0xe3];
+        let stored6 = [0x0a, 0x00, 0x00, 0x00, 0x00, 0x06];
+        let b = Backend::new(&network(DUAL), &ext(true))
+            .expect("backend")
+            .with_stored_macs(Some(stored), Some(stored6));
+        assert_eq!(
+            b.backend_data().expect("data").as_str(),
+            r#"{"VNI":1,"VtepMAC":"12:c6:65:89:b4:e3"}"#
+        );
+        assert_eq!(
+            b.backend_v6_data().expect("v6 data").as_str(),
+            r#"{"VNI":1,"VtepMAC":"0a:00:00:00:00:06"}"#
+        );
+        // Only the v4 MAC stored: the v6 one stays derived.
+        let b = Backend::new(&network(DUAL), &ext(true))
+            .expect("backend")
+            .with_stored_macs(Some(stored), None);
+        let mac6 = vxlan::derive_vtep_mac(1, "2001:db8:1::1".parse::<Ipv6Addr>().expect("ip"));
+        assert_eq!(
+            b.backend_v6_data().expect("v6 data").as_str(),
+            format!(r#"{{"VNI":1,"VtepMAC":"{mac6}"}}"#)
+        );
+        // Other backends ignore it.
+        let hg = network(r#"{"Network":"198.18.0.0/16","Backend":{"Type":"host-gw"}}"#);
+        let b = Backend::new(&hg, &ext(false))
+            .expect("backend")
+            .with_stored_macs(Some(stored), None);
+        assert_eq!(b.backend_data(), None);
     }
 
     #[test]

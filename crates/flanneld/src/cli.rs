@@ -183,6 +183,12 @@ pub struct Flags {
           default_missing_value = "true", value_parser = parse_go_bool, action = ArgAction::Set)]
     pub ip_blackhole_route: bool,
 
+    /// udp backend (flannel-rs only): batched, offloaded multi-queue datapath; false selects
+    /// the simple one-packet-per-system-call proxy.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_value = "true",
+          default_missing_value = "true", value_parser = parse_go_bool, action = ArgAction::Set)]
+    pub udp_fast_path: bool,
+
     /// Network configuration file (Kubernetes mode).
     #[arg(
         long,
@@ -964,6 +970,29 @@ mod tests {
     }
 
     #[test]
+    fn udp_fast_path_defaults_on_and_turns_off_like_other_bools() {
+        assert!(ok(&[]).udp_fast_path);
+        assert!(ok(&["--udp-fast-path"]).udp_fast_path);
+        assert!(!ok(&["--udp-fast-path=false"]).udp_fast_path);
+        assert!(!ok(&["-udp-fast-path=0"]).udp_fast_path);
+        let env = |v: &str| {
+            parse_env(&[], &[("FLANNELD_UDP_FAST_PATH", v)])
+                .expect("valid flags")
+                .udp_fast_path
+        };
+        assert!(!env("false"));
+        assert!(env("true"));
+        // The command line wins over the environment.
+        let f = parse_env(
+            &["--udp-fast-path=true"],
+            &[("FLANNELD_UDP_FAST_PATH", "false")],
+        )
+        .expect("valid flags");
+        assert!(f.udp_fast_path);
+        assert!(usage_err(&["--udp-fast-path=maybe"]).contains("--udp-fast-path"));
+    }
+
+    #[test]
     fn command_line_wins_over_env() {
         let env = [
             ("FLANNELD_ETCD_PREFIX", "/env"),
@@ -1223,6 +1252,7 @@ mod tests {
             "iptables-forward-rules",
             "ip-blackhole-route",
             "set-node-network-unavailable",
+            "udp-fast-path",
             "version",
         ] {
             assert!(b(n), "{n} should be boolean");
@@ -1238,7 +1268,8 @@ mod tests {
         }
         assert!(e("public-ip") && e("etcd-password") && e("iface-can-reach"));
         assert!(!e("iface") && !e("etcd-prefix") && !e("vmodule"));
-        assert_eq!(t.flags.len(), 32);
+        // Flannel's 32 flags plus flannel-rs's `--udp-fast-path`.
+        assert_eq!(t.flags.len(), 33);
     }
 
     #[test]

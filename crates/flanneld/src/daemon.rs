@@ -3,20 +3,20 @@
 //! the packet-filter rules, write `subnet.env`, report ready, then keep the lease, follow peers
 //! and keep the kernel matching until SIGTERM/SIGINT.
 //!
-//! Nothing is torn down on exit: the lease stays in etcd and the kernel state stays in place,
-//! so a restart disturbs no traffic. The exception is the `udp` backend, as in Flannel: its
+//! Network config and leases come from etcd or, with `--kube-subnet-mgr`, from Kubernetes
+//! (see `leases`). Nothing is torn down on exit: the lease stays in etcd (or on the node) and
+//! the kernel state stays in place, so a restart disturbs no traffic. The exception is the `udp` backend, as in Flannel: its
 //! TUN device `flannel0` lives as long as the process, so a restart interrupts its traffic
 //! briefly (until the new process has reopened the device and the route is back).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use flannel_kernel::iface::{discover_external_interface, ExternalInterface, IfaceRequest};
 use flannel_model::{Lease, LeaseAttrs, NetworkConfig, SubnetEnv, SubnetKey};
-use flannel_planner::allocator::Ranges;
-use flannel_registry::etcd::{EtcdConfig, EtcdStore};
-use flannel_registry::{LeaseManager, ManagerConfig, ManagerEvent, StoreError, SubnetStore};
+use flannel_registry::etcd::EtcdConfig;
+use flannel_registry::{ManagerConfig, ManagerEvent};
 use ipnet::IpNet;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -27,12 +27,15 @@ use crate::datapath::{Command, Datapath, DatapathOptions};
 use crate::firewall::{networks_of_env, RuleFlags, Rules};
 use crate::health::Readiness;
 use crate::journal::RouteJournal;
+use crate::leases::{KubeSettings, LeaseSource};
 use crate::udp::UdpBackend;
 
 /// Everything the daemon needs, already validated (built from the command line in `main`).
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
     pub etcd: EtcdConfig,
+    /// `--kube-subnet-mgr`: take the network config and leases from Kubernetes instead.
+    pub kube: Option<KubeSettings>,
     pub subnet_file: PathBuf,
     pub iface: IfaceRequest,
     pub ip_masq: bool,
@@ -40,21 +43,32 @@ pub struct DaemonConfig {
     pub manager: ManagerConfig,
     /// `--ip-blackhole-route` (checked every `rules.resync`, as Flannel does).
     pub ip_blackhole_route: bool,
+    /// `--udp-fast-path`: the udp backend's batched datapath (false: the simple proxy).
+    pub udp_fast_path: bool,
 }
 
 /// Run until `cancel` fires. Returns an error only for conditions a restart would not fix.
 pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken) -> Result<()> {
-    let store = EtcdStore::connect(cfg.etcd.clone()).context("setting up the etcd client")?;
-    info!(endpoints = ?cfg.etcd.endpoints, prefix = %cfg.etcd.prefix, "using etcd");
-
-    let Some(network) = load_network_config(&store, &cancel).await else {
+    let mut source = LeaseSource::connect(&cfg.etcd, &cfg.manager, cfg.kube.as_ref()).await?;
+    let Some(network) = source.network_config(&cancel).await? else {
         return Ok(());
     };
-    let ranges = ranges_of(&network)?;
 
     let mut iface_req = cfg.iface.clone();
     iface_req.ipv4 = network.enable_ipv4;
     iface_req.ipv6 = network.enable_ipv6;
+    // Kubernetes: the node-public-ip(v6) annotations override --public-ip(v6).
+    let Some(stored) = source.own_node_facts(&cancel).await? else {
+        return Ok(());
+    };
+    if let Some(ip) = stored.public_ip {
+        info!(public_ip = %ip, "using the public IP from our node's node-public-ip annotation");
+        iface_req.public_ip = Some(ip);
+    }
+    if let Some(ip) = stored.public_ipv6 {
+        info!(public_ipv6 = %ip, "using the public IPv6 from our node's node-public-ipv6 annotation");
+        iface_req.public_ipv6 = Some(ip);
+    }
     let ext = discover_external_interface(&iface_req)
         .await
         .context("choosing the external interface")?;
@@ -66,7 +80,8 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
         "using external interface"
     );
 
-    let backend = Backend::new(&network, &ext)?;
+    let backend =
+        Backend::new(&network, &ext)?.with_stored_macs(stored.vtep_mac, stored.vtep_mac_v6);
     let attrs = lease_attrs(&ext, &backend)?;
     if let Some(v6) = attrs.public_ipv6 {
         info!(public_ipv6 = %v6, iface_v6_addr = ?ext.iface_v6_addr, "IPv6 enabled");
@@ -87,17 +102,16 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     let previous = previous_env
         .as_ref()
         .and_then(|env| previous_subnet(env, &network));
-    let mut manager = LeaseManager::new(store, ranges, attrs, cfg.manager.clone());
-    let lease = match manager.acquire(previous, &cancel).await {
-        Ok(lease) => lease,
-        Err(flannel_registry::AcquireError::Cancelled) => return Ok(()),
-        Err(e) => return Err(e).context("acquiring a subnet lease"),
+    let Some((lease, manager)) = source.acquire(&network, attrs, previous, &cancel).await? else {
+        return Ok(());
     };
     info!(subnet = %lease.subnet, "lease acquired");
 
     // udp: the TUN device and the socket exist before the route to the device is added.
     let udp = match &backend {
-        Backend::Udp { ext, port, .. } => Some(UdpBackend::open(ext, *port, &lease).await?),
+        Backend::Udp { ext, port, .. } => {
+            Some(UdpBackend::open(ext, *port, &lease, cfg.udp_fast_path).await?)
+        }
         _ => None,
     };
 
@@ -210,68 +224,6 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
         );
     }
     Ok(())
-}
-
-/// Read and check `<prefix>/config`, retrying every second until it is there and valid (an
-/// operator can fix it in etcd without restarting us). `None` when cancelled first.
-async fn load_network_config(
-    store: &EtcdStore,
-    cancel: &CancellationToken,
-) -> Option<NetworkConfig> {
-    let mut last_error = String::new();
-    let mut last_logged = tokio::time::Instant::now();
-    loop {
-        let result = match store.get_network_config().await {
-            Ok(text) => NetworkConfig::parse(&text)
-                .and_then(|mut c| {
-                    c.check()?;
-                    c.ip_stack()?;
-                    Ok(c)
-                })
-                .map_err(|e| format!("invalid network config: {e}")),
-            Err(StoreError::ConfigNotFound) => Err(StoreError::ConfigNotFound.to_string()),
-            Err(e) => Err(format!("cannot read the network config: {e}")),
-        };
-        match result {
-            Ok(config) => {
-                info!(
-                    network = ?config.network,
-                    ipv6_network = ?config.ipv6_network,
-                    backend = config.backend_type(),
-                    "network config loaded"
-                );
-                return Some(config);
-            }
-            Err(message) => {
-                // Log a repeated error every 30 s, a new one at once.
-                if message != last_error || last_logged.elapsed() >= Duration::from_secs(30) {
-                    error!("{message} (retrying every second)");
-                    last_logged = tokio::time::Instant::now();
-                    last_error = message;
-                }
-            }
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return None,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    }
-}
-
-fn ranges_of(network: &NetworkConfig) -> Result<Ranges> {
-    let Some(v4) = network.ipv4_range() else {
-        bail!("etcd mode needs an IPv4 Network: Flannel's subnet keys always carry an IPv4 part");
-    };
-    let v6 = if network.enable_ipv6 {
-        Some(
-            network
-                .ipv6_range()
-                .context("IPv6 is enabled but no IPv6 range is configured")?,
-        )
-    } else {
-        None
-    };
-    Ok(Ranges { v4, v6 })
 }
 
 fn lease_attrs(ext: &ExternalInterface, backend: &Backend) -> Result<LeaseAttrs> {

@@ -11,6 +11,7 @@ mod datapath;
 mod firewall;
 mod health;
 mod journal;
+mod leases;
 mod logging;
 mod udp;
 
@@ -20,6 +21,8 @@ use std::time::Duration;
 
 use flannel_kernel::iface::IfaceRequest;
 use flannel_registry::etcd::EtcdConfig;
+use flannel_registry::kube::client::ClientOptions;
+use flannel_registry::kube::watch::WatchMode;
 use flannel_registry::ManagerConfig;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
@@ -54,11 +57,6 @@ fn main() -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         flags.log_summary()
     );
-    if flags.kube_subnet_mgr {
-        error!("--kube-subnet-mgr is not available in this build of flannel-rs yet; use etcd");
-        return ExitCode::from(1);
-    }
-
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -110,6 +108,16 @@ fn daemon_config(flags: &Flags) -> daemon::DaemonConfig {
             password: nonempty(&flags.etcd_password),
             ..EtcdConfig::default()
         },
+        kube: flags.kube_subnet_mgr.then(|| leases::KubeSettings {
+            client: ClientOptions {
+                api_url: nonempty(&flags.kube_api_url),
+                kubeconfig: flags.kubeconfig_file.clone(),
+            },
+            annotation_prefix: flags.kube_annotation_prefix.clone(),
+            net_config_path: flags.net_config_path.clone(),
+            set_node_network_unavailable: flags.set_node_network_unavailable,
+            watch_mode: WatchMode::MetadataThenGet,
+        }),
         subnet_file: flags.subnet_file.clone(),
         iface: IfaceRequest {
             ifaces: flags.iface.clone(),
@@ -133,6 +141,7 @@ fn daemon_config(flags: &Flags) -> daemon::DaemonConfig {
             ..ManagerConfig::default()
         },
         ip_blackhole_route: flags.ip_blackhole_route,
+        udp_fast_path: flags.udp_fast_path,
     }
 }
 

@@ -10,10 +10,20 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// The proxy, ready to run.
+/// The datapath, ready to run.
 pub struct UdpBackend {
-    proxy: flannel_udp::Proxy,
+    datapath: Datapath,
     peers: PeerFeed,
+}
+
+enum Datapath {
+    /// One packet per system call (`--udp-fast-path=false`, or the fast path failed to open).
+    Simple(flannel_udp::Proxy),
+    /// Batched, offloaded, one worker pair per queue.
+    Fast(
+        flannel_udp::FastPath,
+        watch::Receiver<flannel_udp::PeerTable>,
+    ),
 }
 
 /// Where lease events go once the proxy runs.
@@ -23,23 +33,48 @@ pub struct PeerFeed {
 }
 
 impl UdpBackend {
-    /// Opens `flannel0` with our subnet's address and binds `<iface addr>:<port>`.
-    pub async fn open(ext: &ExtIface, port: u16, lease: &Lease) -> Result<Self> {
-        let tun_addr = lease.subnet.ipv4.network();
+    /// Opens `flannel0` with our subnet's address and binds `<iface addr>:<port>`; with
+    /// `fast_path`, as the multi-queue offloaded fast path (falling back to the simple proxy
+    /// if even its most basic form cannot be opened).
+    pub async fn open(ext: &ExtIface, port: u16, lease: &Lease, fast_path: bool) -> Result<Self> {
+        let local = lease.subnet.ipv4.trunc();
+        let tun_addr = local.network();
         let mtu = flannel_udp::device::tun_mtu(ext.mtu)?;
-        let tun = flannel_udp::device::open_tun(flannel_udp::TUN_NAME, tun_addr, mtu)?;
-        let sock =
-            flannel_udp::device::bind_udp(std::net::SocketAddrV4::new(ext.addr, port)).await?;
+        let bind = std::net::SocketAddrV4::new(ext.addr, port);
+        let (table, rx) = watch::channel(flannel_udp::PeerTable::new());
+        let fast = if fast_path {
+            let queues = flannel_udp::fastpath::default_queues();
+            match flannel_udp::FastPath::open(flannel_udp::TUN_NAME, local, mtu, bind, queues) {
+                Ok(f) => {
+                    info!("udp fast path: {}", f.features());
+                    Some(f)
+                }
+                Err(e) => {
+                    warn!(error = %e, "udp fast path unavailable, using the simple proxy");
+                    None
+                }
+            }
+        } else {
+            info!("udp fast path: off (--udp-fast-path=false), one packet per system call");
+            None
+        };
+        let datapath = match fast {
+            Some(f) => Datapath::Fast(f, rx),
+            None => {
+                let tun = flannel_udp::device::open_tun(flannel_udp::TUN_NAME, tun_addr, mtu)?;
+                let sock = flannel_udp::device::bind_udp(bind).await?;
+                Datapath::Simple(flannel_udp::Proxy::new(tun, sock, local, rx))
+            }
+        };
         info!(
             dev = flannel_udp::TUN_NAME,
             addr = %tun_addr,
             mtu,
-            listen = %format!("{}:{port}", ext.addr),
+            listen = %bind,
             "udp backend: TUN device open"
         );
-        let (table, rx) = watch::channel(flannel_udp::PeerTable::new());
         Ok(UdpBackend {
-            proxy: flannel_udp::Proxy::new(tun, sock, tun_addr, rx),
+            datapath,
             peers: PeerFeed { table, port },
         })
     }
@@ -50,7 +85,11 @@ impl UdpBackend {
         self,
         cancel: CancellationToken,
     ) -> (PeerFeed, JoinHandle<flannel_udp::ProxyCounters>) {
-        (self.peers, tokio::spawn(self.proxy.run(cancel)))
+        let task = match self.datapath {
+            Datapath::Simple(p) => tokio::spawn(p.run(cancel)),
+            Datapath::Fast(f, rx) => tokio::spawn(f.run(rx, cancel)),
+        };
+        (self.peers, task)
     }
 }
 

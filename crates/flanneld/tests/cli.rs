@@ -67,3 +67,16 @@ fn renew_margin_out_of_range_exits_1() {
     assert!(text(&out.stderr)
         .contains("Invalid subnet-lease-renew-margin option, out of acceptable range"));
 }
+
+#[test]
+fn udp_fast_path_is_a_flag_with_a_checked_value() {
+    let out = flanneld(&["--help"]);
+    assert!(text(&out.stdout).contains("--udp-fast-path"));
+    let out = flanneld(&["--udp-fast-path=sometimes"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--udp-fast-path"),
+        "{}",
+        text(&out.stderr)
+    );
+}

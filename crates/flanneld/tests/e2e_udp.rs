@@ -1,11 +1,14 @@
 //! The udp backend against the real kernel: two hosts, `flannel0` TUN devices and the
-//! userspace proxy on UDP 8285; pods reach each other both ways without loss; the lease
-//! carries no `BackendType` (as Flannel writes it); `flannel0` disappears when flanneld stops.
+//! userspace datapath on UDP 8285; pods reach each other both ways without loss and carry a
+//! TCP bulk transfer; the lease carries no `BackendType` (as Flannel writes it); a restarted
+//! flanneld re-creates `flannel0` and traffic resumes; `flannel0` disappears when flanneld
+//! stops. Every check runs on both datapaths: the fast path (default) and the simple proxy
+//! (`--udp-fast-path=false`).
 
 use std::time::Duration;
 
 use flannel_testkit::privileged::require_root;
-use flannel_testkit::topology::{wait_until, Etcd, Flanneld, Host, Lab};
+use flannel_testkit::topology::{wait_until, Etcd, Flanneld, Host, Lab, Pod};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flanneld");
 const READY: Duration = Duration::from_secs(30);
@@ -19,7 +22,7 @@ struct Two {
 }
 
 impl Two {
-    fn new(name: &str, config: &str) -> Two {
+    fn new(name: &str, config: &str, args: &[&str]) -> Two {
         let lab = Lab::new(name).expect("lab");
         let etcd = lab.start_etcd().expect("etcd");
         etcd.put_config(config).expect("config");
@@ -31,7 +34,7 @@ impl Two {
         };
         for n in 1..=2u8 {
             let host = two._lab.add_host(n).expect("host");
-            let mut f = host.start_flanneld(BIN, &[]).expect("start");
+            let mut f = host.start_flanneld(BIN, args).expect("start");
             if let Err(e) = f.wait_ready(READY) {
                 panic!("h{n} not ready: {e:#}\n{}", f.log_tail(40));
             }
@@ -50,11 +53,86 @@ impl Two {
 }
 
 #[test]
-fn udp_backend_carries_pod_traffic_both_ways() {
-    if !require_root("udp_backend_carries_pod_traffic_both_ways") {
+fn udp_fast_path_carries_pod_traffic_both_ways() {
+    if !require_root("udp_fast_path_carries_pod_traffic_both_ways") {
         return;
     }
-    let mut two = Two::new("udp", UDP);
+    pod_traffic_both_ways(true);
+}
+
+#[test]
+fn udp_simple_proxy_carries_pod_traffic_both_ways() {
+    if !require_root("udp_simple_proxy_carries_pod_traffic_both_ways") {
+        return;
+    }
+    pod_traffic_both_ways(false);
+}
+
+/// Pings `to` from `from` until one answer (the peer table fills from etcd), then 10 more
+/// that must all be answered.
+fn pings(two: &Two, from: &Pod, to: &Pod, what: &str) {
+    let first = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        Ok(from
+            .ping(to.addr(), 1, Duration::from_millis(200))?
+            .all_received())
+    });
+    assert!(first, "{what} unreachable{}", two.logs());
+    let r = from
+        .ping(to.addr(), 10, Duration::from_millis(50))
+        .expect("ping");
+    assert!(r.all_received(), "{what}: {r:?}{}", two.logs());
+}
+
+/// A 30 MiB TCP transfer from `from` to `to` (iperf3), which must complete.
+fn tcp_transfer(two: &Two, from: &Pod, to: &Pod, what: &str) {
+    let port = "5301";
+    to.exec(&["iperf3", "-s", "-1", "-D", "-p", port])
+        .expect("iperf3 server");
+    let addr = to.addr().to_string();
+    let mut out = Err(anyhow::anyhow!("not run"));
+    // The daemonised server may need a moment to listen.
+    for _ in 0..20 {
+        out = from.exec(&["iperf3", "-c", &addr, "-p", port, "-n", "30M", "-J"]);
+        if out.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let json = out.unwrap_or_else(|e| panic!("{what}: iperf3 failed: {e:#}{}", two.logs()));
+    assert!(
+        json.contains("\"sum_received\""),
+        "{what}: no iperf3 summary: {json}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).expect("iperf3 JSON");
+    let sent = v["end"]["sum_sent"]["bytes"].as_u64().unwrap_or(0);
+    let received = v["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
+    assert!(sent >= 30 << 20, "{what}: sent {sent} bytes");
+    // The server's count stops at the test's end marker, a little before the last bytes.
+    assert!(
+        received >= sent / 10 * 8,
+        "{what}: received {received} of {sent} bytes"
+    );
+}
+
+fn pod_traffic_both_ways(fast: bool) {
+    let args: &[&str] = if fast {
+        &[]
+    } else {
+        &["--udp-fast-path=false"]
+    };
+    let mut two = Two::new(if fast { "udpf" } else { "udps" }, UDP, args);
+    for f in &two.flanneld {
+        let log = f.log();
+        if fast {
+            assert!(
+                log.contains("udp fast path: queues="),
+                "the features line: {}",
+                f.log_tail(40)
+            );
+        } else {
+            assert!(log.contains("udp fast path: off"), "{}", f.log_tail(40));
+        }
+    }
 
     for host in &two.hosts {
         let subnet = host.subnet().expect("subnet.env");
@@ -71,6 +149,12 @@ fn udp_backend_carries_pod_traffic_both_ways() {
             "gone with the process: {link}"
         );
         assert!(link.contains(",UP"), "up: {link}");
+        if fast {
+            assert!(link.contains("vnet_hdr on"), "offloads: {link}");
+            assert!(link.contains("multi_queue"), "multi-queue: {link}");
+        } else {
+            assert!(link.contains("vnet_hdr off"), "no offloads: {link}");
+        }
         let underlay = host
             .exec(&["ip", "-o", "link", "show", "eth0"])
             .expect("eth0");
@@ -107,17 +191,8 @@ fn udp_backend_carries_pod_traffic_both_ways() {
     let p1 = two.hosts[0].add_pod(1).expect("pod 1");
     let p2 = two.hosts[1].add_pod(1).expect("pod 2");
     for (from, to, what) in [(&p1, &p2, "h1 → h2"), (&p2, &p1, "h2 → h1")] {
-        // The peer table fills from etcd; allow a moment for it, then require no loss.
-        let first = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
-            Ok(from
-                .ping(to.addr(), 1, Duration::from_millis(200))?
-                .all_received())
-        });
-        assert!(first, "{what} unreachable{}", two.logs());
-        let r = from
-            .ping(to.addr(), 10, Duration::from_millis(50))
-            .expect("ping");
-        assert!(r.all_received(), "{what}: {r:?}{}", two.logs());
+        pings(&two, from, to, what);
+        tcp_transfer(&two, from, to, what);
     }
 
     let leases = two.etcd.leases().expect("leases");
@@ -129,6 +204,20 @@ fn udp_backend_carries_pod_traffic_both_ways() {
         );
         assert!(value.contains(r#""PublicIP":"#), "{key} = {value}");
     }
+
+    // A restart re-creates flannel0 (with as many queues as before) and traffic resumes: the
+    // reconciler puts the network's route back on the new device.
+    two.flanneld[0].restart().expect("restart h1");
+    if let Err(e) = two.flanneld[0].wait_ready(READY) {
+        panic!("h1 not ready after restart: {e:#}{}", two.logs());
+    }
+    for (from, to, what) in [
+        (&p1, &p2, "h1 → h2 after restart"),
+        (&p2, &p1, "h2 → h1 after restart"),
+    ] {
+        pings(&two, from, to, what);
+    }
+    tcp_transfer(&two, &p1, &p2, "h1 → h2 after restart");
 
     // As in Flannel, the TUN device lives as long as the process.
     two.flanneld[0].stop().expect("stop h1");
