@@ -6,6 +6,8 @@
 //! flannel-bench memory --peers 5000
 //! flannel-bench all
 //! flannel-bench modes --csv bench/plots/vxlan_modes.csv
+//! flannel-bench throughput --rounds 3 --csv bench/plots/throughput.csv
+//! flannel-bench kube-watch --nodes 250 --intervals 6
 //! ```
 //!
 //! Needs root (it creates network namespaces), `etcd`, iproute2 and a release flanneld
@@ -15,6 +17,7 @@
 mod bench;
 mod etcd;
 mod flanneld;
+mod kubewatch;
 mod lab;
 mod modes;
 mod monitor;
@@ -22,7 +25,10 @@ mod plan;
 mod probe;
 mod report;
 mod stats;
+mod throughput;
+mod throughput_report;
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -109,6 +115,48 @@ enum Cmd {
         #[arg(long)]
         csv: Option<PathBuf>,
     },
+    /// Pod-to-pod iperf3 throughput (1 and 4 TCP streams), ping latency and CPU per GB of
+    /// vxlan, host-gw, udp and udp with `--udp-fast-path=false`, interleaved by rounds.
+    Throughput {
+        /// Rounds (each: every backend once, in a rotating order).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Seconds of each iperf3 run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Parallel TCP streams of the iperf3 runs (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "1,4")]
+        streams: Vec<u32>,
+        /// Backends, in table order (comma-separated): vxlan, host-gw, udp, udp-baseline.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "vxlan,host-gw,udp,udp-baseline"
+        )]
+        backends: Vec<String>,
+        /// Pings per measurement.
+        #[arg(long, default_value_t = 50)]
+        pings: u32,
+        /// Interval between pings, in milliseconds.
+        #[arg(long, default_value_t = 50)]
+        ping_interval_ms: u64,
+        /// Also write the per-backend rows as CSV here (input of `bench/plots/throughput.py`).
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
+    /// Bytes a node watch receives from the Kubernetes API server: Flannel's full-object
+    /// watch vs flanneld-rs's metadata watch, against an in-process fake (no root needed).
+    KubeWatch {
+        /// Nodes in the cluster.
+        #[arg(long, default_value_t = 250)]
+        nodes: usize,
+        /// Heartbeat intervals (each: every node's kubelet updates its status once).
+        #[arg(long, default_value_t = 6)]
+        intervals: usize,
+        /// Kubelet status update period the rates are computed for, in seconds.
+        #[arg(long, default_value_t = 10)]
+        heartbeat_secs: u64,
+    },
     /// Everything with the defaults: program (1,000 and 5,000), propagation, memory.
     All {
         /// Recorded runs of each programming benchmark.
@@ -138,6 +186,22 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Cmd::KubeWatch {
+        nodes,
+        intervals,
+        heartbeat_secs,
+    } = cli.command
+    {
+        let params = kubewatch::Params {
+            nodes: nodes.clamp(1, 10_000),
+            intervals: intervals.max(1),
+            heartbeat_secs: heartbeat_secs.max(1),
+            timeout: Duration::from_secs(cli.timeout.max(1)),
+        };
+        let outcome = kubewatch::run(&params)?;
+        print!("{}", kubewatch::report(&outcome));
+        return Ok(());
+    }
     if !nix::unistd::Uid::effective().is_root() {
         bail!("flannel-bench creates network namespaces: run it as root");
     }
@@ -199,6 +263,72 @@ fn run(cli: Cli) -> Result<()> {
         print!("{out}");
         return Ok(());
     }
+    if let Cmd::Throughput {
+        rounds,
+        seconds,
+        streams,
+        backends,
+        pings,
+        ping_interval_ms,
+        csv,
+    } = &cli.command
+    {
+        if !bin.is_file() {
+            bail!(
+                "{} not found: build it with `cargo build --release -p flanneld`",
+                bin.display()
+            );
+        }
+        let cases = backends
+            .iter()
+            .map(|b| {
+                throughput::case(b).with_context(|| {
+                    format!("--backends: unknown backend {b:?} (vxlan, host-gw, udp, udp-baseline)")
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let streams: Vec<u32> = streams
+            .iter()
+            .copied()
+            .filter(|n| (1..=128).contains(n))
+            .collect();
+        if cases.is_empty() || streams.is_empty() {
+            bail!("give at least one backend and one stream count in 1..=128");
+        }
+        let params = throughput::Params {
+            cases,
+            streams,
+            rounds: (*rounds).max(1),
+            seconds: (*seconds).clamp(1, 3600),
+            pings: (*pings).clamp(1, 10_000),
+            ping_interval: Duration::from_millis((*ping_interval_ms).max(10)),
+            timeout,
+            settle: Duration::from_millis(cli.settle_ms),
+        };
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let outcome = throughput::run(&bin, &params)?;
+        if let Some(path) = csv {
+            std::fs::write(path, throughput::csv(&outcome, &params))
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        let _ = writeln!(
+            out,
+            "Load average before the run: {}\n",
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        out += &throughput::report(&outcome, &params);
+        print!("{out}");
+        if !outcome.failures.is_empty() {
+            bail!(
+                "{} measurement(s) failed (listed in the report)",
+                outcome.failures.len()
+            );
+        }
+        return Ok(());
+    }
     let mut env = bench::Env::new(
         bin.clone(),
         timeout,
@@ -247,7 +377,7 @@ fn run(cli: Cli) -> Result<()> {
             out += "\n";
             out += &report::memory(&[idle, loaded]);
         }
-        Cmd::Modes { .. } => {}
+        Cmd::Modes { .. } | Cmd::Throughput { .. } | Cmd::KubeWatch { .. } => {}
     }
     drop(env);
     print!("{out}");
