@@ -25,9 +25,9 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, SystemTime};
 
+use super::objects::Node;
 use flannel_model::{goip, IpStack, Lease, LeaseAttrs, NetworkConfig, SubnetKey};
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::Node;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::value::RawValue;

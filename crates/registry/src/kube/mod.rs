@@ -6,12 +6,14 @@
 //!   config, and our node's name.
 //! - [`watch`]: every flannel node as a lease, as a [`crate::WatchBatch`] stream (full-object
 //!   or metadata-only watch).
+//! - [`objects`]: the Node and Pod types, cut down to the fields flanneld reads.
 //! - [`lease`]: our own lease (the node's podCIDR, our annotations, NetworkUnavailable) and
 //!   the peer events the daemon follows.
 
 pub mod annotations;
 pub mod client;
 pub mod lease;
+pub mod objects;
 pub mod watch;
 
 /// The API client type, re-exported so users need no direct `kube` dependency.

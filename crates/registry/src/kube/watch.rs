@@ -32,10 +32,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use super::objects::Node;
 use flannel_model::{IpStack, Lease};
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::Node;
 use kube::api::{ListParams, PartialObjectMeta};
 use kube::runtime::watcher;
 use kube::{Api, Client};
