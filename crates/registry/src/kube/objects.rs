@@ -100,6 +100,7 @@ impl k8s_openapi::Metadata for Pod {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
