@@ -127,7 +127,7 @@ struct UpArgs {
     name: NameArg,
     #[command(flatten)]
     shape: Shape,
-    /// flanneld's backend: vxlan, host-gw or alloc.
+    /// flanneld's backend: vxlan, host-gw, udp or alloc.
     #[arg(long, default_value = "vxlan", value_parser = parse_backend)]
     backend: Backend,
     #[command(flatten)]
@@ -172,7 +172,7 @@ struct DemoArgs {
     #[command(flatten)]
     shape: Shape,
     /// Backends to show, in order.
-    #[arg(long, value_delimiter = ',', default_value = "vxlan,host-gw", value_parser = parse_backend)]
+    #[arg(long, value_delimiter = ',', default_value = "vxlan,host-gw,udp", value_parser = parse_backend)]
     backends: Vec<Backend>,
     #[command(flatten)]
     binaries: Binaries,
@@ -633,11 +633,14 @@ mod tests {
         };
         assert_eq!(a.backend, Backend::HostGw);
         assert_eq!(a.binaries.flanneld_arg, vec!["-v=2", "--iptables-resync=1"]);
-        assert!(Cli::try_parse_from(["flannelctl", "lab", "up", "--backend", "udp"]).is_err());
+        assert!(Cli::try_parse_from(["flannelctl", "lab", "up", "--backend", "geneve"]).is_err());
         let LabCommand::Demo(d) = parse(&["flannelctl", "lab", "demo"]) else {
             panic!("not demo");
         };
-        assert_eq!(d.backends, vec![Backend::Vxlan, Backend::HostGw]);
+        assert_eq!(
+            d.backends,
+            vec![Backend::Vxlan, Backend::HostGw, Backend::Udp]
+        );
         assert!(
             Cli::try_parse_from(["flannelctl", "lab", "down", "--all", "--name", "x"]).is_err()
         );

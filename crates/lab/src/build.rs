@@ -467,6 +467,9 @@ impl Builder<'_> {
             })?;
             subnets.push((h.clone(), subnet));
         }
+        // vxlan/host-gw: a route per other host's subnet; udp: the whole network to flannel0.
+        let per_host = self.state.spec.backend.routes_per_host();
+        let network = self.state.spec.network.to_string();
         let mut missing = Vec::new();
         let waited = sys::wait_for(
             "routes to every host's subnet on every host",
@@ -476,11 +479,15 @@ impl Builder<'_> {
                 missing.clear();
                 for (h, _) in &subnets {
                     let table = sys::ip_in(&h.ns, &["-4", "route", "show"])?;
-                    let others: Vec<String> = subnets
-                        .iter()
-                        .filter(|(o, _)| o.n != h.n)
-                        .map(|(_, s)| s.to_string())
-                        .collect();
+                    let others: Vec<String> = if per_host {
+                        subnets
+                            .iter()
+                            .filter(|(o, _)| o.n != h.n)
+                            .map(|(_, s)| s.to_string())
+                            .collect()
+                    } else {
+                        vec![network.clone()]
+                    };
                     for cidr in missing_routes(&table, &others) {
                         missing.push(format!("{} has no route to {cidr}", h.name));
                     }

@@ -51,11 +51,19 @@ pub enum Backend {
     /// Leases only, no datapath: pods on different hosts cannot reach each other.
     #[serde(rename = "alloc")]
     Alloc,
+    /// flanneld carries packets itself through the TUN device `flannel0` (UDP port 8285).
+    #[serde(rename = "udp")]
+    Udp,
 }
 
 impl Backend {
     /// Every backend the lab knows.
-    pub const ALL: [Backend; 3] = [Backend::Vxlan, Backend::HostGw, Backend::Alloc];
+    pub const ALL: [Backend; 4] = [
+        Backend::Vxlan,
+        Backend::HostGw,
+        Backend::Alloc,
+        Backend::Udp,
+    ];
 
     /// The `Backend.Type` text.
     pub fn as_str(&self) -> &'static str {
@@ -63,6 +71,7 @@ impl Backend {
             Backend::Vxlan => "vxlan",
             Backend::HostGw => "host-gw",
             Backend::Alloc => "alloc",
+            Backend::Udp => "udp",
         }
     }
 
@@ -70,6 +79,12 @@ impl Backend {
     /// hosts reach each other).
     pub fn connects_hosts(&self) -> bool {
         !matches!(self, Backend::Alloc)
+    }
+
+    /// Whether every host gets one route per other host's subnet (udp instead routes the whole
+    /// network to `flannel0` and looks peers up itself).
+    pub fn routes_per_host(&self) -> bool {
+        matches!(self, Backend::Vxlan | Backend::HostGw)
     }
 }
 
@@ -87,7 +102,7 @@ impl FromStr for Backend {
             .find(|b| b.as_str() == s)
             .ok_or_else(|| {
                 LabError::Invalid(format!(
-                    "unknown backend {s:?} (the lab runs vxlan, host-gw or alloc)"
+                    "unknown backend {s:?} (the lab runs vxlan, host-gw, udp or alloc)"
                 ))
             })
     }
@@ -273,8 +288,10 @@ mod tests {
                 format!("\"{}\"", b.as_str())
             );
         }
-        assert!("udp".parse::<Backend>().is_err());
+        assert!("udp-fast".parse::<Backend>().is_err());
         assert!(!Backend::Alloc.connects_hosts());
+        assert!(Backend::Udp.connects_hosts() && !Backend::Udp.routes_per_host());
+        assert!(Backend::Vxlan.routes_per_host() && Backend::HostGw.routes_per_host());
     }
 
     #[test]
