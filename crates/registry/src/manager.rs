@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::peers::{OwnEvent, PeerEvent, PeerTracker};
+use crate::peers::{log_peers, OwnEvent, PeerEvent, PeerTracker};
 use crate::store::{StoreError, StoredLease, SubnetStore};
 
 /// Timing and retry knobs. [`ManagerConfig::default`] is Flannel's.
@@ -453,20 +453,8 @@ impl<S: SubnetStore> LeaseManager<S> {
     }
 }
 
-fn log_peers(events: &[PeerEvent]) {
-    for e in events {
-        match e {
-            PeerEvent::Added(l) => {
-                info!(subnet = %l.subnet, public_ip = %l.attrs.public_ip, backend = %l.attrs.backend_type, "peer added")
-            }
-            PeerEvent::Removed(l) => {
-                info!(subnet = %l.subnet, public_ip = %l.attrs.public_ip, "peer removed")
-            }
-        }
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
+/// Sleep until `at`, or forever when there is nothing to wait for.
+pub(crate) async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,

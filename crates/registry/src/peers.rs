@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use flannel_model::{Lease, SubnetKey};
+use tracing::info;
 
 use crate::store::{StoredLease, WatchBatch, WatchEvent};
 
@@ -160,6 +161,20 @@ impl PeerTracker {
             changes.own.push(OwnEvent::Deleted);
         } else {
             changes.peers.push(PeerEvent::Removed(previous.lease));
+        }
+    }
+}
+
+/// Log each peer change at info level (the lines operators grep for).
+pub(crate) fn log_peers(events: &[PeerEvent]) {
+    for e in events {
+        match e {
+            PeerEvent::Added(l) => {
+                info!(subnet = %l.subnet, public_ip = %l.attrs.public_ip, backend = %l.attrs.backend_type, "peer added")
+            }
+            PeerEvent::Removed(l) => {
+                info!(subnet = %l.subnet, public_ip = %l.attrs.public_ip, "peer removed")
+            }
         }
     }
 }

@@ -41,8 +41,8 @@ use super::annotations::{
     own_pod_cidrs, restore_vtep_mac, AnnotationNames, KubeError, NodeInfo,
 };
 use super::watch::{lease_watch_stack, node_info, WatchMode};
-use crate::manager::ManagerEvent;
-use crate::peers::{OwnEvent, PeerEvent, PeerTracker};
+use crate::manager::{sleep_until_opt, ManagerEvent};
+use crate::peers::{log_peers, OwnEvent, PeerTracker};
 
 /// Settings of the Kubernetes lease manager.
 #[derive(Debug, Clone)]
@@ -528,25 +528,5 @@ impl KubeLeaseManager {
             })
             .await
             .is_ok())
-    }
-}
-
-fn log_peers(events: &[PeerEvent]) {
-    for e in events {
-        match e {
-            PeerEvent::Added(l) => {
-                info!(subnet = %l.subnet, public_ip = %l.attrs.public_ip, backend = %l.attrs.backend_type, "peer added")
-            }
-            PeerEvent::Removed(l) => {
-                info!(subnet = %l.subnet, public_ip = %l.attrs.public_ip, "peer removed")
-            }
-        }
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
