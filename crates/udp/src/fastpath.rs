@@ -53,8 +53,18 @@ use crate::route::PeerTable;
 /// Most worker queues, whatever the core count.
 pub const MAX_QUEUES: usize = 4;
 
-/// Socket buffer size asked for (forced past `rmem_max`/`wmem_max` where we may).
-const SOCKET_BUFFER: usize = 4 << 20;
+/// Receive buffer size asked for (forced past `rmem_max` where we may; the kernel doubles it).
+///
+/// The receiving worker is the bottleneck of a busy tunnel, so the standing queue of the TCP
+/// flows inside sits in this buffer: it must hold what they keep in flight, up to
+/// `tcp_wmem`'s maximum (4 MiB by default) per flow. At 4 MiB (8 MiB effective), 4 parallel
+/// streams overflowed it (`Udp: RcvbufErrors`), and each overflow drops a whole GRO
+/// super-datagram: up to 64 inner TCP segments at once, ~4,000 retransmits per 10 s run.
+const RECV_BUFFER: usize = 16 << 20;
+
+/// Send buffer size asked for (forced past `wmem_max` where we may). A full send buffer only
+/// makes the worker wait (`EAGAIN`, then `poll`), it drops nothing.
+const SEND_BUFFER: usize = 4 << 20;
 
 /// A TUN read of a GSO packet needs room for its segments: keep reading into a batch only
 /// while at least this many slots are free.
@@ -212,15 +222,15 @@ fn bind_one(addr: SocketAddrV4, reuse_port: bool) -> io::Result<UdpSocket> {
     }
     s.bind(&SocketAddr::V4(addr).into())?;
     let fd = s.as_fd();
-    if nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::RcvBufForce, &SOCKET_BUFFER)
+    if nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::RcvBufForce, &RECV_BUFFER)
         .is_err()
     {
-        let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+        let _ = s.set_recv_buffer_size(RECV_BUFFER);
     }
-    if nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::SndBufForce, &SOCKET_BUFFER)
+    if nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::SndBufForce, &SEND_BUFFER)
         .is_err()
     {
-        let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+        let _ = s.set_send_buffer_size(SEND_BUFFER);
     }
     Ok(s.into())
 }
