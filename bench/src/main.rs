@@ -26,6 +26,7 @@ mod probe;
 mod report;
 mod stats;
 mod throughput;
+mod throughput_drops;
 mod throughput_report;
 
 use std::fmt::Write as _;

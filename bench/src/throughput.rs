@@ -17,7 +17,12 @@
 //!    before and right after the client, giving the machine's busy CPU seconds and flanneld's
 //!    own CPU seconds during the run.
 //!
-//! The pure half (parsing, medians, table, CSV) is [`crate::throughput_report`].
+//! Right before and after each client run (outside the CPU window), the loss counters of every
+//! lab namespace and the machine's softnet drops are read: the report's "drops by place"
+//! ([`crate::throughput_drops`]).
+//!
+//! The pure half (parsing, medians, table, CSV) is [`crate::throughput_report`] and
+//! [`crate::throughput_drops`].
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -29,6 +34,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::lab::run_output;
+use crate::throughput_drops::{self as drops, DropSample, Snapshot};
 use crate::throughput_report::{
     parse_iperf, parse_pid_cpu, parse_ping_rtts, parse_proc_stat, summarize, summarize_latency,
     table, CpuTimes, Latency, Sample,
@@ -115,6 +121,8 @@ pub struct Outcome {
     pub latency: Vec<Latency>,
     /// Measurements that failed (the run goes on with the others).
     pub failures: Vec<Failure>,
+    /// Loss counters that grew, per case, round and stream count.
+    pub drops: Vec<DropSample>,
     /// Per case, the line of the first flanneld log that says which udp fast-path features are
     /// in use, if any.
     pub notes: Vec<(String, String)>,
@@ -144,7 +152,19 @@ pub fn run(bin: &Path, p: &Params) -> Result<Outcome> {
                             s.flanneld_cpu_s
                         );
                     }
+                    for d in &m.drops {
+                        if !d.deltas.is_empty() {
+                            let list: Vec<String> =
+                                d.deltas.iter().map(|(k, v)| format!("{k} +{v}")).collect();
+                            eprintln!(
+                                "   {} streams, drops by place: {}",
+                                d.streams,
+                                list.join(", ")
+                            );
+                        }
+                    }
                     out.samples.extend(m.samples);
+                    out.drops.extend(m.drops);
                     out.latency.push(m.latency);
                     if let Some(note) = m.note {
                         if !out.notes.iter().any(|(b, _)| b == case.name) {
@@ -179,6 +199,7 @@ pub fn report(o: &Outcome, p: &Params) -> String {
     let rows = summarize(&o.samples, &names, &p.streams);
     let lat = summarize_latency(&o.latency, &names);
     let mut s = table(&rows, &lat, p.seconds);
+    s += &drops::section(&drops::summarize(&o.drops, &names, &p.streams));
     if !o.notes.is_empty() {
         s += "\nflanneld (host 1, first round) said:\n\n";
         for (b, note) in &o.notes {
@@ -215,6 +236,7 @@ fn clock_ticks_per_second() -> Result<f64> {
 
 struct Measured {
     samples: Vec<Sample>,
+    drops: Vec<DropSample>,
     latency: Latency,
     note: Option<String>,
 }
@@ -297,6 +319,13 @@ fn measure(bin: &Path, p: &Params, case: Case, round: usize, clk_tck: f64) -> Re
     }
     std::thread::sleep(p.settle);
     let pids = c.flanneld_pids(bin)?;
+    let places = [
+        ("h1", c.hosts[0].ns()),
+        ("h2", c.hosts[1].ns()),
+        ("p1", src.ns()),
+        ("p2", dst.ns()),
+        ("sw", c.lab.switch_ns()),
+    ];
 
     let latency = Latency {
         backend: case.name.to_owned(),
@@ -305,9 +334,19 @@ fn measure(bin: &Path, p: &Params, case: Case, round: usize, clk_tck: f64) -> Re
         rtts_ms: ping(&src, &dst, p.pings, p.ping_interval)?,
     };
     let mut samples = Vec::new();
+    let mut dropped = Vec::new();
     for &streams in &p.streams {
+        let before = read_drops(&places);
         let (iperf, machine_ticks, flanneld_ticks) = iperf_run(&src, &dst, streams, p, &pids)
             .with_context(|| format!("iperf3 with {streams} stream(s)"))?;
+        if let (Some(before), Some(after)) = (before, read_drops(&places)) {
+            dropped.push(DropSample {
+                backend: case.name.to_owned(),
+                round,
+                streams,
+                deltas: drops::deltas(&before, &after),
+            });
+        }
         samples.push(Sample {
             backend: case.name.to_owned(),
             round,
@@ -331,9 +370,50 @@ fn measure(bin: &Path, p: &Params, case: Case, round: usize, clk_tck: f64) -> Re
     eprintln!("   {lab_prefix}: removed");
     Ok(Measured {
         samples,
+        drops: dropped,
         latency,
         note,
     })
+}
+
+/// The loss counters of every place (`(label, namespace)`) and the machine's softnet drops;
+/// `None` (with a warning) when something cannot be read: drops by place are best effort.
+fn read_drops(places: &[(&str, &str)]) -> Option<Snapshot> {
+    match try_read_drops(places) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("   warning: drops by place not read: {e:#}");
+            None
+        }
+    }
+}
+
+fn try_read_drops(places: &[(&str, &str)]) -> Result<Snapshot> {
+    let t = crate::lab::CMD_TIMEOUT;
+    let mut snap = Snapshot::new();
+    for (label, ns) in places {
+        let proc_net = crate::lab::run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                ns,
+                "cat",
+                "/proc/net/snmp",
+                "/proc/net/netstat",
+            ],
+            t,
+        )?;
+        drops::record(&mut snap, label, drops::parse_proc_net(&proc_net));
+        let links = crate::lab::run("ip", &["-n", ns, "-s", "-j", "link", "show"], t)?;
+        drops::record(&mut snap, label, drops::parse_ip_link(&links)?);
+        let qdiscs = crate::lab::run("tc", &["-n", ns, "-s", "-j", "qdisc", "show"], t)?;
+        drops::record(&mut snap, label, drops::parse_tc_qdisc(&qdiscs)?);
+    }
+    let softnet =
+        std::fs::read_to_string("/proc/net/softnet_stat").context("reading softnet_stat")?;
+    drops::record(&mut snap, "cpu", drops::parse_softnet(&softnet)?);
+    Ok(snap)
 }
 
 /// Ping `dst` from `src` (one packet at a time) until a reply, within `timeout`.
