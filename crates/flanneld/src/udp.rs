@@ -1,6 +1,8 @@
 //! The udp backend's runtime side: opening `flannel0` and the UDP socket, running the proxy,
 //! and feeding it peer changes. The per-packet decisions live in `flannel_udp`.
 
+use std::time::Duration;
+
 use anyhow::Result;
 use flannel_model::Lease;
 use flannel_planner::vxlan::ExtIface;
@@ -8,7 +10,7 @@ use flannel_registry::PeerEvent;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// The datapath, ready to run.
 pub struct UdpBackend {
@@ -80,16 +82,53 @@ impl UdpBackend {
     }
 
     /// Start forwarding until `cancel` fires; returns the peer feed and the task (which ends
-    /// with the counters, after closing the TUN).
+    /// with the counters, after closing the TUN). Drops are reported every
+    /// [`DROP_REPORT_INTERVAL`] while it runs.
     pub fn spawn(
         self,
         cancel: CancellationToken,
     ) -> (PeerFeed, JoinHandle<flannel_udp::ProxyCounters>) {
+        let stats = flannel_udp::Stats::new();
+        tokio::spawn(report_drops(stats.clone(), cancel.clone()));
         let task = match self.datapath {
-            Datapath::Simple(p) => tokio::spawn(p.run(cancel)),
-            Datapath::Fast(f, rx) => tokio::spawn(f.run(rx, cancel)),
+            Datapath::Simple(p) => tokio::spawn(p.run(stats, cancel)),
+            Datapath::Fast(f, rx) => tokio::spawn(f.run(rx, stats, cancel)),
         };
         (self.peers, task)
+    }
+}
+
+/// How often dropped packets are reported (one line per interval with drops, none without).
+pub const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Log, once per interval, the drop reasons that grew: a datagram from a host that holds no
+/// lease, a spoofed inner source, a packet to an address no lease covers, ... An operator sees
+/// them while flanneld runs, not only in its last words.
+async fn report_drops(stats: flannel_udp::Stats, cancel: CancellationToken) {
+    let mut before = stats.snapshot();
+    let mut tick = tokio::time::interval(DROP_REPORT_INTERVAL);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = stats.snapshot();
+        let forwarded = now
+            .outbound
+            .forwarded
+            .wrapping_sub(before.outbound.forwarded);
+        let delivered = now.inbound.delivered.wrapping_sub(before.inbound.delivered);
+        match flannel_udp::drop_report(&before, &now) {
+            Some(drops) => warn!(
+                forwarded,
+                delivered,
+                "udp: dropped packets in the last {} s: {drops}",
+                DROP_REPORT_INTERVAL.as_secs()
+            ),
+            None => debug!(forwarded, delivered, "udp: no packets dropped"),
+        }
+        before = now;
     }
 }
 

@@ -68,6 +68,72 @@ fn udp_simple_proxy_carries_pod_traffic_both_ways() {
     pod_traffic_both_ways(false);
 }
 
+/// The pod's count of ICMP echo requests received (`Icmp: InEchos` of /proc/net/snmp).
+fn in_echos(pod: &Pod) -> u64 {
+    let snmp = pod.exec(&["cat", "/proc/net/snmp"]).expect("snmp");
+    let mut icmp = snmp.lines().filter(|l| l.starts_with("Icmp:"));
+    let (names, values) = (icmp.next().expect("names"), icmp.next().expect("values"));
+    let i = names
+        .split_whitespace()
+        .position(|n| n == "InEchos")
+        .expect("InEchos");
+    values
+        .split_whitespace()
+        .nth(i)
+        .and_then(|v| v.parse().ok())
+        .expect("InEchos value")
+}
+
+/// An IPv4 ICMP echo request from `src` to `dst`, as a udp-backend datagram carries it.
+fn echo_request(src: std::net::Ipv4Addr, dst: std::net::Ipv4Addr) -> Vec<u8> {
+    let mut p = vec![0u8; 28];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&28u16.to_be_bytes());
+    p[8] = 64;
+    p[9] = 1;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    let c = flannel_udp::packet::internet_checksum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p[20] = 8; // echo request
+    p[24..28].copy_from_slice(&[0x12, 0x34, 0, 1]);
+    let c = flannel_udp::packet::internet_checksum(&p[20..]);
+    p[22..24].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// Datagrams that are not from a current peer's address and port never reach a pod: from a
+/// host without a lease (with a peer pod's source, and with a source in no lease), and from a
+/// peer's address but another port. A genuine ping afterwards is counted, so the counter
+/// would have shown a forged one. (The decision itself, including a peer forging another
+/// subnet's source, is unit-tested in flannel-udp's `decide`.)
+fn forged_datagrams_are_dropped(two: &Two, p1: &Pod, p2: &Pod) {
+    let h1 = std::net::SocketAddrV4::new(two.hosts[0].addr(), 8285);
+    let stranger = two._lab.add_host(3).expect("host 3, no flanneld");
+    let before = in_echos(p1);
+    let forged = echo_request(p2.addr(), p1.addr());
+    stranger
+        .send_udp(8285, h1, &forged)
+        .expect("from a host without a lease");
+    two.hosts[1]
+        .send_udp(18285, h1, &forged)
+        .expect("from a peer's address, another port");
+    let outside = std::net::Ipv4Addr::new(198, 18, 255, 9); // in no lease
+    stranger
+        .send_udp(8285, h1, &echo_request(outside, p1.addr()))
+        .expect("a source in no lease");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        in_echos(p1),
+        before,
+        "a forged datagram reached the pod{}",
+        two.logs()
+    );
+    let r = p2.ping(p1.addr(), 1, Duration::from_secs(2)).expect("ping");
+    assert!(r.all_received(), "{r:?}{}", two.logs());
+    assert_eq!(in_echos(p1), before + 1, "the genuine ping is counted");
+}
+
 /// Pings `to` from `from` until one answer (the peer table fills from etcd), then 10 more
 /// that must all be answered.
 fn pings(two: &Two, from: &Pod, to: &Pod, what: &str) {
@@ -194,6 +260,8 @@ fn pod_traffic_both_ways(fast: bool) {
         pings(&two, from, to, what);
         tcp_transfer(&two, from, to, what);
     }
+
+    forged_datagrams_are_dropped(&two, &p1, &p2);
 
     let leases = two.etcd.leases().expect("leases");
     assert_eq!(leases.len(), 2, "{leases:?}");

@@ -34,7 +34,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -460,6 +460,25 @@ impl Host {
         let path = path.to_owned();
         in_netns(&self.ns, move || {
             http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), &path)
+        })?
+    }
+
+    /// Send one UDP datagram from this host's underlay address, port `from_port`, to `to`
+    /// (e.g. a forged udp-backend datagram, to check that flanneld drops it).
+    pub fn send_udp(&self, from_port: u16, to: SocketAddrV4, payload: &[u8]) -> Result<()> {
+        let from = SocketAddrV4::new(self.addr, from_port);
+        let payload = payload.to_vec();
+        in_netns(&self.ns, move || -> Result<()> {
+            let sock = UdpSocket::bind(from).with_context(|| format!("binding {from}"))?;
+            let sent = sock
+                .send_to(&payload, to)
+                .with_context(|| format!("sending from {from} to {to}"))?;
+            ensure!(
+                sent == payload.len(),
+                "sent {sent} of {} bytes",
+                payload.len()
+            );
+            Ok(())
         })?
     }
 

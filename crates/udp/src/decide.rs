@@ -227,6 +227,21 @@ impl Counters {
         }
     }
 
+    /// Drops per reason, named as the fields are (the order of [`DropReason`]).
+    pub fn drops(&self) -> [(&'static str, u64); 9] {
+        [
+            ("truncated", self.truncated),
+            ("not_ipv4", self.not_ipv4),
+            ("bad_header_length", self.bad_header_length),
+            ("bad_total_length", self.bad_total_length),
+            ("ttl_expired", self.ttl_expired),
+            ("no_route", self.no_route),
+            ("unknown_peer", self.unknown_peer),
+            ("spoofed_source", self.spoofed_source),
+            ("foreign_destination", self.foreign_destination),
+        ]
+    }
+
     /// Total drops over all reasons.
     pub fn dropped(&self) -> u64 {
         [

@@ -49,6 +49,7 @@ use crate::device::DeviceError;
 use crate::packet::IcmpUnreachable;
 use crate::proxy::ProxyCounters;
 use crate::route::PeerTable;
+use crate::stats::{Slot, Stats};
 
 /// Most worker queues, whatever the core count.
 pub const MAX_QUEUES: usize = 4;
@@ -321,9 +322,11 @@ impl FastPath {
 
     /// Forwards packets both ways until `cancel` fires, then stops the workers and closes the
     /// device and the sockets. Returns what the workers did.
+    /// The running totals are published to `stats` after every batch.
     pub async fn run(
         self,
         peers: watch::Receiver<PeerTable>,
+        stats: Stats,
         cancel: CancellationToken,
     ) -> ProxyCounters {
         let stop = match Stop::new() {
@@ -347,6 +350,7 @@ impl FastPath {
                 stop: Arc::clone(&stop),
                 offload,
                 slot: usize::from(self.mtu),
+                stats: stats.slot(),
             };
             let rx = RxWorker {
                 tun,
@@ -355,6 +359,7 @@ impl FastPath {
                 local: self.local,
                 stop: Arc::clone(&stop),
                 offload,
+                stats: stats.slot(),
             };
             for (what, h) in [
                 (
@@ -486,6 +491,8 @@ struct TxWorker {
     offload: bool,
     /// Bytes per packet slot: the TUN MTU.
     slot: usize,
+    /// Where the running totals go after each batch.
+    stats: Slot,
 }
 
 impl TxWorker {
@@ -603,6 +610,11 @@ impl TxWorker {
                     debug!(error = %e, to = %send.to, "udp fast path: sending failed");
                 }
             }
+            self.stats.publish(ProxyCounters {
+                outbound: counters,
+                io_errors,
+                ..ProxyCounters::default()
+            });
         }
         (counters, io_errors)
     }
@@ -634,6 +646,8 @@ struct RxWorker {
     local: Ipv4Net,
     stop: Arc<Stop>,
     offload: bool,
+    /// Where the running totals go after each batch.
+    stats: Slot,
 }
 
 impl RxWorker {
@@ -718,6 +732,11 @@ impl RxWorker {
                 io_errors = io_errors.wrapping_add(self.flush(&mut gro, &mut out[..used], head));
                 used = 0;
             }
+            self.stats.publish(ProxyCounters {
+                inbound: counters,
+                io_errors,
+                ..ProxyCounters::default()
+            });
         }
         (counters, io_errors)
     }

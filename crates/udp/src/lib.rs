@@ -16,6 +16,7 @@
 //! - [`proxy`]: the two forwarding loops (one packet per system call): the simple path.
 //! - [`fastpath`]: the fast path (multi-queue offloaded TUN, UDP GSO/GRO, batched system
 //!   calls, one worker pair per queue); [`batch`] groups its outbound packets into sends.
+//! - [`stats`]: the counters of a running datapath, and which drop reasons grew.
 //!
 //! # Fuzzing
 //!
@@ -34,6 +35,7 @@ pub mod fastpath;
 pub mod packet;
 pub mod proxy;
 pub mod route;
+pub mod stats;
 
 pub use decide::{inbound, outbound, Counters, DropReason, Inbound, Outbound};
 pub use device::{DeviceError, ENCAP_OVERHEAD, TUN_NAME};
@@ -41,3 +43,4 @@ pub use fastpath::{FastPath, Features};
 pub use packet::IcmpUnreachable;
 pub use proxy::{Proxy, ProxyCounters};
 pub use route::{Peer, PeerTable, DEFAULT_PORT};
+pub use stats::{drop_report, Stats};

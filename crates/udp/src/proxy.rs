@@ -22,6 +22,7 @@ use tun_rs::AsyncDevice;
 
 use crate::decide::{inbound, outbound, Counters, Inbound, Outbound};
 use crate::route::PeerTable;
+use crate::stats::{Slot, Stats};
 
 /// Receive buffer size: any IPv4 packet fits, so nothing is cut short.
 const BUF_LEN: usize = 65_536;
@@ -76,12 +77,14 @@ impl Proxy {
     }
 
     /// Forwards packets both ways until `cancel` fires, then closes the device and the socket.
-    pub async fn run(self, cancel: CancellationToken) -> ProxyCounters {
+    /// The running totals are published to `stats` after every packet.
+    pub async fn run(self, stats: Stats, cancel: CancellationToken) -> ProxyCounters {
         let out = tokio::spawn(tun_to_udp(
             Arc::clone(&self.tun),
             Arc::clone(&self.sock),
             self.local.network(),
             self.peers.clone(),
+            stats.slot(),
             cancel.clone(),
         ));
         let inb = tokio::spawn(udp_to_tun(
@@ -89,6 +92,7 @@ impl Proxy {
             Arc::clone(&self.sock),
             self.local,
             self.peers.clone(),
+            stats.slot(),
             cancel.clone(),
         ));
         let mut total = ProxyCounters::default();
@@ -121,6 +125,7 @@ async fn tun_to_udp(
     sock: Arc<UdpSocket>,
     tun_addr: Ipv4Addr,
     peers: watch::Receiver<PeerTable>,
+    slot: Slot,
     cancel: CancellationToken,
 ) -> (Counters, u64) {
     let mut buf = vec![0u8; BUF_LEN];
@@ -155,6 +160,11 @@ async fn tun_to_udp(
             io_errors = io_errors.wrapping_add(1);
             debug!(error = %e, "udp proxy: sending an outbound packet failed");
         }
+        slot.publish(ProxyCounters {
+            outbound: counters,
+            io_errors,
+            ..ProxyCounters::default()
+        });
     }
     (counters, io_errors)
 }
@@ -165,6 +175,7 @@ async fn udp_to_tun(
     sock: Arc<UdpSocket>,
     local: Ipv4Net,
     peers: watch::Receiver<PeerTable>,
+    slot: Slot,
     cancel: CancellationToken,
 ) -> (Counters, u64) {
     let mut buf = vec![0u8; BUF_LEN];
@@ -201,6 +212,11 @@ async fn udp_to_tun(
                 debug!(?reason, %from, "udp proxy: dropped an inbound datagram");
             }
         }
+        slot.publish(ProxyCounters {
+            inbound: counters,
+            io_errors,
+            ..ProxyCounters::default()
+        });
     }
     (counters, io_errors)
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use flannel_testkit::netns::{enter_private_netns, sh};
 use flannel_testkit::privileged::require_root;
 use flannel_udp::packet::{internet_checksum, ipv4_checksum_ok};
-use flannel_udp::{FastPath, PeerTable};
+use flannel_udp::{FastPath, PeerTable, Stats};
 use ipnet::Ipv4Net;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -87,14 +87,16 @@ fn split_tso_packets_reach_the_wire_with_complete_checksums() {
     table.upsert("198.18.1.0/24".parse().expect("net"), PEER);
     let (_tx, rx) = watch::channel(table);
     let cancel = CancellationToken::new();
+    let stats = Stats::new();
     let runner = {
         let cancel = cancel.clone();
+        let live = stats.clone();
         std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("runtime")
-                .block_on(fp.run(rx, cancel))
+                .block_on(fp.run(rx, live, cancel))
         })
     };
 
@@ -148,15 +150,30 @@ fn split_tso_packets_reach_the_wire_with_complete_checksums() {
             data_segments.push(n);
         }
     }
+    // The live counters show the traffic while the workers run (published after each batch).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while stats.snapshot().outbound.forwarded < 11 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        stats.snapshot().outbound.forwarded >= 11,
+        "live counters: {:?}",
+        stats.snapshot()
+    );
     // The device counts each skb it handed us once: fewer than the packets we forwarded means
     // super-packets came through and were split.
-    let stats = sh("ip", &["-s", "-j", "link", "show", "fp0"]).expect("stats");
-    let stats: serde_json::Value = serde_json::from_str(&stats).expect("ip -j");
-    let tun_tx = stats[0]["stats64"]["tx"]["packets"]
+    let link = sh("ip", &["-s", "-j", "link", "show", "fp0"]).expect("stats");
+    let link: serde_json::Value = serde_json::from_str(&link).expect("ip -j");
+    let tun_tx = link[0]["stats64"]["tx"]["packets"]
         .as_u64()
         .expect("tx packets");
     cancel.cancel();
     let counters = runner.join().expect("runner");
+    assert_eq!(
+        stats.snapshot(),
+        counters,
+        "the last published totals are the final ones"
+    );
     assert!(
         tun_tx < counters.outbound.forwarded,
         "super-packets were split: {tun_tx} skbs for {} packets",
