@@ -658,3 +658,71 @@ async fn node_name_from_the_environment_or_our_pod() -> Result<()> {
     );
     Ok(())
 }
+
+const NET_DUAL: &str = r#"{"Network":"198.18.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:f000::/48","IPv6SubnetLen":64,"Backend":{"Type":"vxlan"}}"#;
+
+fn vx6_data(last: u8) -> String {
+    format!(r#"{{"VNI":1,"VtepMAC":"0a:00:00:00:06:{last:02x}"}}"#)
+}
+
+fn attrs_dual(last: u8) -> LeaseAttrs {
+    LeaseAttrs {
+        public_ipv6: Some(format!("2001:db8::{last}").parse().expect("v6")),
+        backend_v6_data: Some(RawJson::new(&vx6_data(last)).expect("json")),
+        ..attrs(last)
+    }
+}
+
+/// Dual-stack: the lease takes both podCIDRs, the IPv6 annotations are written as Flannel
+/// writes them, and a dual-stack peer arrives with both parts.
+#[tokio::test]
+async fn dual_stack_leases_and_annotations() -> Result<()> {
+    let api = FakeApiServer::start().await;
+    api.add_node("n1", &["198.18.1.0/24", "2001:db8:f000:1::/64"]);
+    api.add_node("n2", &["198.18.2.0/24", "2001:db8:f000:2::/64"]);
+    let mut cfg = KubeLeaseConfig::new("n1".to_owned(), names());
+    cfg.poll_interval = Duration::from_millis(50);
+    cfg.max_backoff = Duration::from_millis(200);
+    let network = NetworkConfig::parse(NET_DUAL).expect("config");
+    let mut m = KubeLeaseManager::new(connect(&api).await, network, cfg).expect("manager");
+    let cancel = CancellationToken::new();
+
+    let lease = m.acquire(attrs_dual(1), &cancel).await?;
+    assert_eq!(lease.subnet.ipv4, "198.18.1.0/24".parse()?);
+    assert_eq!(lease.subnet.ipv6, Some("2001:db8:f000:1::/64".parse()?));
+    assert_eq!(
+        flannel_annotations(&api, "n1"),
+        BTreeMap::from([
+            (a("backend-data"), vx_data(1)),
+            (a("backend-type"), "vxlan".to_owned()),
+            (a("backend-v6-data"), vx6_data(1)),
+            (a("kube-subnet-manager"), "true".to_owned()),
+            (a("public-ip"), "192.0.2.1".to_owned()),
+            (a("public-ipv6"), "2001:db8::1".to_owned()),
+        ])
+    );
+
+    // n2, annotated by its own (dual-stack) flanneld.
+    make_managed(&api, "n2", 2);
+    api.set_annotation("n2", &a("backend-v6-data"), Some(&vx6_data(2)));
+    api.set_annotation("n2", &a("public-ipv6"), Some("2001:db8::2"));
+    let (tx, mut rx) = mpsc::channel(16);
+    let task = tokio::spawn(m.run(tx, cancel.clone()));
+    let peers = next_peers(&mut rx).await?;
+    let [PeerEvent::Added(peer)] = peers.as_slice() else {
+        bail!("expected n2 added, got {peers:?}");
+    };
+    assert_eq!(peer.subnet.ipv4, "198.18.2.0/24".parse()?);
+    assert_eq!(peer.subnet.ipv6, Some("2001:db8:f000:2::/64".parse()?));
+    assert_eq!(peer.attrs.public_ipv6, Some("2001:db8::2".parse()?));
+    assert_eq!(
+        peer.attrs
+            .backend_v6_data
+            .as_ref()
+            .map(|d| d.as_str().to_owned()),
+        Some(vx6_data(2))
+    );
+    cancel.cancel();
+    task.await?;
+    Ok(())
+}
