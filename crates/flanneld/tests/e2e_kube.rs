@@ -5,18 +5,16 @@
 //! written, a VTEP MAC stored in the node's `backend-data` annotation (by an earlier flannel)
 //! is reused for `flannel.1`, pods ping each other both ways, and a deleted node's route goes.
 
-use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use flannel_testkit::kubeapi::FakeApiServer;
 use flannel_testkit::netns::sh;
 use flannel_testkit::privileged::require_root;
-use flannel_testkit::topology::{wait_until, Flanneld, Host, Lab, Pod};
-use nix::sched::{setns, CloneFlags};
+use flannel_testkit::topology::{in_netns, wait_until, Flanneld, Host, Lab, Pod};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flanneld");
 const READY: Duration = Duration::from_secs(30);
@@ -32,14 +30,9 @@ fn a(suffix: &str) -> String {
 
 /// A TCP listener bound inside namespace `ns`.
 fn bind_in(ns: &str, addr: SocketAddr) -> Result<TcpListener> {
-    let path = Path::new("/run/netns").join(ns);
-    std::thread::spawn(move || -> Result<TcpListener> {
-        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        setns(&file, CloneFlags::CLONE_NEWNET).context("setns")?;
+    in_netns(ns, move || {
         TcpListener::bind(addr).with_context(|| format!("binding {addr}"))
-    })
-    .join()
-    .map_err(|_| anyhow!("the binding thread panicked"))?
+    })?
 }
 
 /// flanneld with `NODE_NAME` set (the lab passes its own environment on to every host).

@@ -1233,7 +1233,7 @@ fn netns_exec_ok(ns: &str, args: &[&str]) -> Result<String> {
 
 /// Run `f` on a fresh thread that has joined network namespace `ns` (sockets it opens live
 /// there). The calling thread's namespace is untouched.
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
     let path = Path::new("/run/netns").join(ns);
     std::thread::spawn(move || -> Result<T> {
         let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
