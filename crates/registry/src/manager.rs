@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::peers::{log_peers, OwnEvent, PeerEvent, PeerTracker};
+use crate::peers::{forward_batch, log_peers, OwnEvent, PeerEvent, PeerTracker};
 use crate::store::{StoreError, StoredLease, SubnetStore};
 
 /// Timing and retry knobs. [`ManagerConfig::default`] is Flannel's.
@@ -286,21 +286,10 @@ impl<S: SubnetStore> LeaseManager<S> {
                         watch.set(self.store.watch_leases());
                         continue;
                     };
-                    let changes = tracker.apply(batch);
-                    if !changes.peers.is_empty() {
-                        log_peers(&changes.peers);
-                        if events.send(ManagerEvent::Peers(changes.peers)).await.is_err() {
-                            return;
-                        }
-                    }
-                    if !synced {
-                        synced = true;
-                        info!(peers = tracker.peer_count(), "initial lease snapshot loaded");
-                        if events.send(ManagerEvent::Synced).await.is_err() {
-                            return;
-                        }
-                    }
-                    for own in changes.own {
+                    let Some(own_events) = forward_batch(&mut tracker, batch, &mut synced, &events, "initial lease snapshot").await else {
+                        return;
+                    };
+                    for own in own_events {
                         if !self.on_own_event(own, &mut tracker, &events, &cancel).await {
                             return;
                         }

@@ -42,7 +42,7 @@ use super::annotations::{
 };
 use super::watch::{lease_watch_stack, node_info, WatchMode};
 use crate::manager::{sleep_until_opt, ManagerEvent};
-use crate::peers::{log_peers, OwnEvent, PeerTracker};
+use crate::peers::{forward_batch, log_peers, OwnEvent, PeerTracker};
 
 /// Settings of the Kubernetes lease manager.
 #[derive(Debug, Clone)]
@@ -409,21 +409,10 @@ impl KubeLeaseManager {
                         ));
                         continue;
                     };
-                    let changes = tracker.apply(batch);
-                    if !changes.peers.is_empty() {
-                        log_peers(&changes.peers);
-                        if events.send(ManagerEvent::Peers(changes.peers)).await.is_err() {
-                            return;
-                        }
-                    }
-                    if !synced {
-                        synced = true;
-                        info!(peers = tracker.peer_count(), "initial node list loaded");
-                        if events.send(ManagerEvent::Synced).await.is_err() {
-                            return;
-                        }
-                    }
-                    if changes.own.iter().any(|e| self.own_event_needs_check(e)) && check_own_at.is_none() {
+                    let Some(own) = forward_batch(&mut tracker, batch, &mut synced, &events, "initial node list").await else {
+                        return;
+                    };
+                    if own.iter().any(|e| self.own_event_needs_check(e)) && check_own_at.is_none() {
                         check_own_at = Some(Instant::now());
                     }
                 }
