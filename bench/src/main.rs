@@ -234,12 +234,7 @@ fn run(cli: Cli) -> Result<()> {
         csv,
     } = &cli.command
     {
-        if !bin.is_file() {
-            bail!(
-                "{} not found: build it with `cargo build --release -p flanneld`",
-                bin.display()
-            );
-        }
+        require_flanneld(&bin)?;
         let params = modes::Params {
             hosts: hosts
                 .iter()
@@ -274,12 +269,7 @@ fn run(cli: Cli) -> Result<()> {
         csv,
     } = &cli.command
     {
-        if !bin.is_file() {
-            bail!(
-                "{} not found: build it with `cargo build --release -p flanneld`",
-                bin.display()
-            );
-        }
+        require_flanneld(&bin)?;
         let cases = backends
             .iter()
             .map(|b| {
@@ -382,5 +372,16 @@ fn run(cli: Cli) -> Result<()> {
     }
     drop(env);
     print!("{out}");
+    Ok(())
+}
+
+/// The flanneld binary must exist before a cluster is built for it.
+fn require_flanneld(bin: &std::path::Path) -> Result<()> {
+    if !bin.is_file() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p flanneld`",
+            bin.display()
+        );
+    }
     Ok(())
 }
