@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use flannel_testkit::privileged::require_root;
-use flannel_testkit::topology::{wait_until, Etcd, Flanneld, Host, Lab, Pod};
+use flannel_testkit::topology::{in_netns, wait_until, Etcd, Flanneld, Host, Lab, Pod};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flanneld");
 const READY: Duration = Duration::from_secs(30);
@@ -132,6 +132,43 @@ fn forged_datagrams_are_dropped(two: &Two, p1: &Pod, p2: &Pod) {
     let r = p2.ping(p1.addr(), 1, Duration::from_secs(2)).expect("ping");
     assert!(r.all_received(), "{r:?}{}", two.logs());
     assert_eq!(in_echos(p1), before + 1, "the genuine ping is counted");
+}
+
+/// A datagram to an address of the network that no lease covers is answered with ICMP
+/// net-unreachable (as Flannel's proxy answers), which a socket with `IP_RECVERR` reports as
+/// `ENETUNREACH`. (Flannel sends none for ICMP offenders, so ping cannot show it.)
+fn unleased_destination_is_net_unreachable(two: &Two, p1: &Pod) {
+    let result = in_netns(p1.ns(), || -> std::io::Result<()> {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
+        nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::Ipv4RecvErr, &true)
+            .map_err(std::io::Error::from)?;
+        s.connect("198.18.250.9:9")?;
+        s.set_read_timeout(Some(Duration::from_secs(1)))?;
+        let mut buf = [0u8; 64];
+        for _ in 0..5 {
+            s.send(b"is anybody there")?;
+            match s.recv(&mut buf) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                other => return other.map(drop),
+            }
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no answer at all",
+        ))
+    })
+    .expect("in the pod's namespace");
+    let err = result.expect_err("nobody holds 198.18.250.9");
+    assert_eq!(
+        err.raw_os_error(),
+        Some(nix::libc::ENETUNREACH),
+        "ICMP net-unreachable expected, got {err}{}",
+        two.logs()
+    );
 }
 
 /// Pings `to` from `from` until one answer (the peer table fills from etcd), then 10 more
@@ -262,6 +299,7 @@ fn pod_traffic_both_ways(fast: bool) {
     }
 
     forged_datagrams_are_dropped(&two, &p1, &p2);
+    unleased_destination_is_net_unreachable(&two, &p1);
 
     let leases = two.etcd.leases().expect("leases");
     assert_eq!(leases.len(), 2, "{leases:?}");

@@ -3,7 +3,8 @@
 //!
 //! - [`outbound`] (TUN → UDP): validate the header; find the peer whose subnet holds the
 //!   destination — none: reply with ICMP net-unreachable to the TUN (as Flannel does, before
-//!   looking at the TTL), or drop when Flannel would send none; decrement the TTL (drop at
+//!   looking at the TTL, but sourced from the unreachable destination so the kernel delivers
+//!   it), or drop when Flannel would send none; decrement the TTL (drop at
 //!   0/1); send `pkt[..len]` to the peer's endpoint.
 //! - [`inbound`] (UDP → TUN): validate the header; **beyond Flannel** (whose proxy writes any
 //!   datagram to the TUN), accept it only when the sender's address *and* port are a current
@@ -14,7 +15,7 @@
 //! Bytes after the IPv4 total length are ignored (Flannel would forward them too).
 //! [`Counters`] tallies the outcomes.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 
 use ipnet::Ipv4Net;
 
@@ -84,14 +85,19 @@ pub enum Inbound {
     Drop(DropReason),
 }
 
-/// Decides the fate of `pkt`, read from the TUN device whose address is `tun_addr`.
-pub fn outbound(pkt: &mut [u8], table: &PeerTable, tun_addr: Ipv4Addr) -> Outbound {
+/// Decides the fate of `pkt`, read from the TUN device.
+///
+/// A destination no lease covers is answered with ICMP net-unreachable sent *from that
+/// destination*. Flannel sends it from the TUN device's own address, which the kernel drops on
+/// arrival as a martian (a packet coming in with one of the host's own addresses as its
+/// source), so Flannel's replies never reach the sender; ours do.
+pub fn outbound(pkt: &mut [u8], table: &PeerTable) -> Outbound {
     let hdr = match packet::parse_ipv4(pkt) {
         Ok(h) => h,
         Err(e) => return Outbound::Drop(e.into()),
     };
     let Some(peer) = table.lookup(hdr.dst) else {
-        return match packet::net_unreachable(pkt, &hdr, tun_addr) {
+        return match packet::net_unreachable(pkt, &hdr, hdr.dst) {
             Some(icmp) => Outbound::Reply(icmp),
             None => Outbound::Drop(DropReason::NoRoute),
         };
@@ -267,8 +273,8 @@ mod tests {
     use crate::packet::{internet_checksum, ipv4_checksum_ok};
     use ipnet::Ipv4Net;
     use proptest::prelude::*;
+    use std::net::Ipv4Addr;
 
-    const TUN: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 0);
     const PEER1: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 8285);
     const PEER2: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 2), 8285);
 
@@ -301,7 +307,7 @@ mod tests {
     fn outbound_sends_to_peer_with_ttl_decremented() {
         let t = table();
         let mut p = pkt([198, 18, 0, 5], [198, 18, 2, 9], 64, 17, 3);
-        let d = outbound(&mut p, &t, TUN);
+        let d = outbound(&mut p, &t);
         assert_eq!(d, Outbound::SendTo { to: PEER2, len: 36 });
         assert_eq!(p[8], 63);
         assert!(ipv4_checksum_ok(&p));
@@ -313,12 +319,16 @@ mod tests {
         let t = table();
         let mut p = pkt([198, 18, 0, 5], [198, 18, 3, 9], 64, 17, 0);
         let before = p.clone();
-        let Outbound::Reply(icmp) = outbound(&mut p, &t, TUN) else {
+        let Outbound::Reply(icmp) = outbound(&mut p, &t) else {
             panic!("expected a reply");
         };
         assert_eq!(p, before, "the offender is not modified");
         let b = icmp.as_bytes();
-        assert_eq!(&b[12..16], &TUN.octets());
+        assert_eq!(
+            &b[12..16],
+            &[198, 18, 3, 9],
+            "from the unreachable destination"
+        );
         assert_eq!(&b[16..20], &[198, 18, 0, 5]);
         assert_eq!(&b[20..22], &[3, 0]);
         assert_eq!(&b[28..], &before[..28]);
@@ -327,27 +337,18 @@ mod tests {
     #[test]
     fn outbound_unknown_destination_ignores_ttl_like_flannel() {
         let mut p = pkt([198, 18, 0, 5], [203, 0, 113, 1], 1, 6, 0);
-        assert!(matches!(
-            outbound(&mut p, &table(), TUN),
-            Outbound::Reply(_)
-        ));
+        assert!(matches!(outbound(&mut p, &table()), Outbound::Reply(_)));
     }
 
     #[test]
     fn outbound_no_reply_for_icmp_or_later_fragment() {
         let t = table();
         let mut p = pkt([198, 18, 0, 5], [198, 18, 3, 9], 64, 1, 0);
-        assert_eq!(
-            outbound(&mut p, &t, TUN),
-            Outbound::Drop(DropReason::NoRoute)
-        );
+        assert_eq!(outbound(&mut p, &t), Outbound::Drop(DropReason::NoRoute));
         let mut p = pkt([198, 18, 0, 5], [198, 18, 3, 9], 64, 17, 0);
         p[6] = 0x20;
         p[7] = 0x10;
-        assert_eq!(
-            outbound(&mut p, &t, TUN),
-            Outbound::Drop(DropReason::NoRoute)
-        );
+        assert_eq!(outbound(&mut p, &t), Outbound::Drop(DropReason::NoRoute));
     }
 
     #[test]
@@ -356,7 +357,7 @@ mod tests {
             let mut p = pkt([198, 18, 0, 5], [198, 18, 1, 9], ttl, 17, 0);
             let before = p.clone();
             assert_eq!(
-                outbound(&mut p, &table(), TUN),
+                outbound(&mut p, &table()),
                 Outbound::Drop(DropReason::TtlExpired)
             );
             assert_eq!(p, before);
@@ -396,7 +397,7 @@ mod tests {
         ];
         for (p, reason) in cases {
             let mut a = p.clone();
-            assert_eq!(outbound(&mut a, &t, TUN), Outbound::Drop(reason));
+            assert_eq!(outbound(&mut a, &t), Outbound::Drop(reason));
             let mut b = p.clone();
             assert_eq!(inbound(&mut b, PEER1, &t, local()), Inbound::Drop(reason));
             assert_eq!((a, b), (p.clone(), p), "dropped packets are not modified");
@@ -487,7 +488,7 @@ mod tests {
         let mut c = Counters::default();
         c.record_outbound(&Outbound::SendTo { to: PEER1, len: 20 });
         let mut p = pkt([198, 18, 0, 5], [198, 18, 3, 9], 64, 17, 0);
-        c.record_outbound(&outbound(&mut p, &table(), TUN));
+        c.record_outbound(&outbound(&mut p, &table()));
         c.record_inbound(&Inbound::Deliver { len: 20 });
         let reasons = [
             DropReason::Truncated,
@@ -556,7 +557,7 @@ mod tests {
         ) {
             let t = table();
             let mut a = bytes.clone();
-            match outbound(&mut a, &t, TUN) {
+            match outbound(&mut a, &t) {
                 Outbound::SendTo { len, .. } => {
                     prop_assert!(len <= a.len());
                     prop_assert!(ipv4_checksum_ok(&bytes) <= ipv4_checksum_ok(&a));

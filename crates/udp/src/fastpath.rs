@@ -346,7 +346,6 @@ impl FastPath {
                 tun: Arc::clone(&tun),
                 sock: Arc::clone(&sock),
                 peers: peers.clone(),
-                tun_addr: self.local.network(),
                 stop: Arc::clone(&stop),
                 offload,
                 slot: usize::from(self.mtu),
@@ -486,7 +485,6 @@ struct TxWorker {
     tun: Arc<SyncDevice>,
     sock: Arc<Sock>,
     peers: watch::Receiver<PeerTable>,
-    tun_addr: Ipv4Addr,
     stop: Arc<Stop>,
     offload: bool,
     /// Bytes per packet slot: the TUN MTU.
@@ -559,7 +557,7 @@ impl TxWorker {
                 let table = self.peers.borrow();
                 for i in 0..n {
                     let pkt = &mut big[i * slot..i * slot + sizes[i].min(slot)];
-                    let d = outbound(pkt, &table, self.tun_addr);
+                    let d = outbound(pkt, &table);
                     counters.record_outbound(&d);
                     match d {
                         Outbound::SendTo { to, len } => {

@@ -185,13 +185,13 @@ impl std::fmt::Debug for IcmpUnreachable {
 }
 
 /// Builds the ICMP net-unreachable (type 3, code 0) reply to `offender`, whose header `hdr`
-/// was parsed from it by [`parse_ipv4`], sent from `tun_addr` to the offender's source.
+/// was parsed from it by [`parse_ipv4`], sent from `from` to the offender's source.
 /// `None` when Flannel sends none: the offender is ICMP, a non-first fragment, or has a
 /// 60-byte header.
 pub fn net_unreachable(
     offender: &[u8],
     hdr: &Ipv4Header,
-    tun_addr: Ipv4Addr,
+    from: Ipv4Addr,
 ) -> Option<IcmpUnreachable> {
     if hdr.header_len > MAX_QUOTED_HEADER_LEN
         || hdr.protocol == IPPROTO_ICMP
@@ -209,7 +209,7 @@ pub fn net_unreachable(
     ip[2..4].copy_from_slice(&total.to_be_bytes());
     ip[8] = ICMP_REPLY_TTL;
     ip[9] = IPPROTO_ICMP;
-    ip[12..16].copy_from_slice(&tun_addr.octets());
+    ip[12..16].copy_from_slice(&from.octets());
     ip[16..20].copy_from_slice(&hdr.src.octets());
     let check = internet_checksum(ip);
     ip[10..12].copy_from_slice(&check.to_be_bytes());

@@ -82,7 +82,6 @@ impl Proxy {
         let out = tokio::spawn(tun_to_udp(
             Arc::clone(&self.tun),
             Arc::clone(&self.sock),
-            self.local.network(),
             self.peers.clone(),
             stats.slot(),
             cancel.clone(),
@@ -123,7 +122,6 @@ async fn read_failed(what: &str, e: io::Error) {
 async fn tun_to_udp(
     tun: Arc<AsyncDevice>,
     sock: Arc<UdpSocket>,
-    tun_addr: Ipv4Addr,
     peers: watch::Receiver<PeerTable>,
     slot: Slot,
     cancel: CancellationToken,
@@ -145,7 +143,7 @@ async fn tun_to_udp(
         let pkt = &mut buf[..n];
         let decision = {
             let table = peers.borrow();
-            outbound(pkt, &table, tun_addr)
+            outbound(pkt, &table)
         };
         counters.record_outbound(&decision);
         let result = match decision {

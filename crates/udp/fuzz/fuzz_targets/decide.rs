@@ -21,10 +21,9 @@ fuzz_target!(|data: &[u8]| {
         let net = format!("198.18.{i}.0/24").parse().expect("valid subnet");
         table.upsert(net, SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, i), 8285));
     }
-    let tun = Ipv4Addr::new(198, 18, 0, 0);
 
     let mut out = pkt.to_vec();
-    match outbound(&mut out, &table, tun) {
+    match outbound(&mut out, &table) {
         Outbound::SendTo { len, .. } => assert!(len <= out.len()),
         Outbound::Reply(icmp) => {
             assert!(ipv4_checksum_ok(icmp.as_bytes()));
