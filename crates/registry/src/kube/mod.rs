@@ -13,6 +13,7 @@
 pub mod annotations;
 pub mod client;
 pub mod lease;
+mod metawatch;
 pub mod objects;
 pub mod watch;
 

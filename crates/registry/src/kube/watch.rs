@@ -36,12 +36,13 @@ use super::objects::Node;
 use flannel_model::{IpStack, Lease};
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
-use kube::api::{ListParams, PartialObjectMeta};
+use kube::api::ListParams;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use tracing::{debug, info, warn};
 
 use super::annotations::{node_to_lease, AnnotationNames, NodeInfo, MANAGED_VALUE};
+use super::metawatch::MetaWatch;
 use crate::store::{StoredLease, WatchBatch, WatchEvent};
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -114,11 +115,12 @@ type Watched<T> = BoxStream<'static, Result<watcher::Event<T>, watcher::Error>>;
 
 enum Source {
     Full(Watched<Node>),
-    Meta(Watched<PartialObjectMeta<Node>>),
+    /// Full list first, then metadata only ([`MetaWatch`]).
+    Meta(Box<MetaWatch>),
 }
 
 /// A node as one watch event shows it.
-enum Seen {
+pub(super) enum Seen {
     /// The whole node.
     Full(NodeInfo),
     /// Its name and annotations only.
@@ -138,7 +140,7 @@ impl Seen {
 }
 
 /// One step of the underlying watcher, whatever the mode.
-enum Step {
+pub(super) enum Step {
     Init,
     InitItem(Seen),
     InitDone,
@@ -155,11 +157,9 @@ impl Source {
             WatchMode::FullObjects => {
                 Source::Full(watcher::watcher(Api::<Node>::all(client.clone()), config).boxed())
             }
-            WatchMode::MetadataThenGet => Source::Meta(
-                // `Api<PartialObjectMeta<_>>` sends metadata-only lists and watches.
-                watcher::watcher(Api::<PartialObjectMeta<Node>>::all(client.clone()), config)
-                    .boxed(),
-            ),
+            WatchMode::MetadataThenGet => {
+                Source::Meta(Box::new(MetaWatch::new(Api::all(client.clone()))))
+            }
         }
     }
 
@@ -187,10 +187,7 @@ impl Source {
         }
         match self {
             Source::Full(s) => map(s.next().await, |n| Seen::Full(node_info(&n))),
-            Source::Meta(s) => map(s.next().await, |m| Seen::Meta {
-                name: m.metadata.name.unwrap_or_default(),
-                annotations: m.metadata.annotations.unwrap_or_default(),
-            }),
+            Source::Meta(m) => m.next().await,
         }
     }
 }
