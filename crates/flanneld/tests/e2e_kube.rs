@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use flannel_testkit::kubeapi::FakeApiServer;
 use flannel_testkit::netns::sh;
 use flannel_testkit::privileged::require_root;
-use flannel_testkit::topology::{in_netns, wait_until, Flanneld, Host, Lab, Pod};
+use flannel_testkit::topology::{in_netns, log_tails, wait_until, Flanneld, Host, Lab, Pod};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flanneld");
 const READY: Duration = Duration::from_secs(30);
@@ -47,10 +47,7 @@ fn wrapper(dir: &Path, node: &str) -> Result<PathBuf> {
 }
 
 fn logs(flanneld: &[Flanneld]) -> String {
-    flanneld
-        .iter()
-        .map(|f| format!("\n--- {} ---\n{}", f.host().ns(), f.log_tail(40)))
-        .collect()
+    log_tails(flanneld, 40)
 }
 
 fn pings(from: &Pod, to: &Pod, what: &str, flanneld: &[Flanneld]) {

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use flannel_testkit::privileged::require_root;
-use flannel_testkit::topology::{wait_until, Etcd, Flanneld, Host, Lab};
+use flannel_testkit::topology::{log_tails, wait_until, Etcd, Flanneld, Host, Lab};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flanneld");
 const READY: Duration = Duration::from_secs(30);
@@ -49,10 +49,7 @@ impl Two {
     }
 
     fn logs(&self) -> String {
-        self.flanneld
-            .iter()
-            .map(|f| format!("\n--- {} ---\n{}", f.host().ns(), f.log_tail(40)))
-            .collect()
+        log_tails(&self.flanneld, 40)
     }
 
     fn neigh(&self, n: usize) -> String {

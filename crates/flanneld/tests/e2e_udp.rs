@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use flannel_testkit::privileged::require_root;
-use flannel_testkit::topology::{in_netns, wait_until, Etcd, Flanneld, Host, Lab, Pod};
+use flannel_testkit::topology::{in_netns, log_tails, wait_until, Etcd, Flanneld, Host, Lab, Pod};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flanneld");
 const READY: Duration = Duration::from_secs(30);
@@ -45,10 +45,7 @@ impl Two {
     }
 
     fn logs(&self) -> String {
-        self.flanneld
-            .iter()
-            .map(|f| format!("\n--- {} ---\n{}", f.host().ns(), f.log_tail(40)))
-            .collect()
+        log_tails(&self.flanneld, 40)
     }
 }
 

@@ -1129,6 +1129,14 @@ impl Flanneld {
     }
 }
 
+/// The last `n` lines of each flanneld's log, headed by its host, for failure messages.
+pub fn log_tails(flanneld: &[Flanneld], n: usize) -> String {
+    flanneld
+        .iter()
+        .map(|f| format!("\n--- {} ---\n{}", f.host().ns(), f.log_tail(n)))
+        .collect()
+}
+
 impl Drop for Flanneld {
     fn drop(&mut self) {
         self.kill();

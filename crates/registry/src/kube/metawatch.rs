@@ -10,10 +10,11 @@
 //! last resourceVersion seen.
 
 use std::collections::VecDeque;
+use std::future::Future;
 
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
-use kube::api::{ListParams, PartialObjectMeta, WatchEvent, WatchParams};
+use kube::api::{ListParams, ObjectList, PartialObjectMeta, WatchEvent, WatchParams};
 use kube::runtime::watcher;
 use kube::Api;
 
@@ -63,9 +64,13 @@ impl MetaWatch {
             match &mut self.phase {
                 Phase::List => {
                     let listed = if self.listed {
-                        list_metadata(&self.api).await
+                        list_metadata(&self.api)
+                            .await
+                            .map(|(items, rv)| (items.into_iter().map(seen_meta).collect(), rv))
                     } else {
-                        list_full(&self.api).await
+                        list_full(&self.api).await.map(|(items, rv)| {
+                            (items.iter().map(|n| Seen::Full(node_info(n))).collect(), rv)
+                        })
                     };
                     match listed {
                         Ok((items, rv)) => {
@@ -129,29 +134,39 @@ impl MetaWatch {
 }
 
 /// Every node in full, paginated; with the list's resourceVersion.
-async fn list_full(api: &Api<Node>) -> kube::Result<(VecDeque<Seen>, String)> {
-    let mut items = VecDeque::new();
-    let mut params = ListParams::default().limit(PAGE_SIZE);
-    loop {
-        let page = api.list(&params).await?;
-        items.extend(page.items.iter().map(|n| Seen::Full(node_info(n))));
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok((items, page.metadata.resource_version.unwrap_or_default())),
-        }
-    }
+pub(super) async fn list_full(api: &Api<Node>) -> kube::Result<(Vec<Node>, String)> {
+    list_pages(|params| {
+        let api = api.clone();
+        async move { api.list(&params).await }
+    })
+    .await
 }
 
 /// Every node's metadata, paginated; with the list's resourceVersion.
-async fn list_metadata(api: &Api<Node>) -> kube::Result<(VecDeque<Seen>, String)> {
-    let mut items = VecDeque::new();
+async fn list_metadata(api: &Api<Node>) -> kube::Result<(Vec<PartialObjectMeta<Node>>, String)> {
+    list_pages(|params| {
+        let api = api.clone();
+        async move { api.list_metadata(&params).await }
+    })
+    .await
+}
+
+/// All pages of a list (`PAGE_SIZE` items each, following `continue`), and the
+/// resourceVersion the list was taken at.
+async fn list_pages<T, F, Fut>(mut page: F) -> kube::Result<(Vec<T>, String)>
+where
+    T: Clone, // required by ObjectList
+    F: FnMut(ListParams) -> Fut,
+    Fut: Future<Output = kube::Result<ObjectList<T>>>,
+{
+    let mut items = Vec::new();
     let mut params = ListParams::default().limit(PAGE_SIZE);
     loop {
-        let page = api.list_metadata(&params).await?;
-        items.extend(page.items.into_iter().map(seen_meta));
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+        let list = page(params.clone()).await?;
+        items.extend(list.items);
+        match list.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => params = params.continue_token(&token),
-            None => return Ok((items, page.metadata.resource_version.unwrap_or_default())),
+            None => return Ok((items, list.metadata.resource_version.unwrap_or_default())),
         }
     }
 }

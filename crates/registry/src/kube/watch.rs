@@ -36,21 +36,18 @@ use super::objects::Node;
 use flannel_model::{IpStack, Lease};
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
-use kube::api::ListParams;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use tracing::{debug, info, warn};
 
 use super::annotations::{node_to_lease, AnnotationNames, NodeInfo, MANAGED_VALUE};
-use super::metawatch::MetaWatch;
+use super::metawatch::{list_full, MetaWatch};
 use crate::store::{StoredLease, WatchBatch, WatchEvent};
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A (re-)list needing more fetches than this uses one full LIST instead of GETs.
 const LIST_INSTEAD_OF_GETS: usize = 3;
-/// Page size of the full LIST (kube-rs's watcher uses the same).
-const PAGE_SIZE: u32 = 500;
 
 /// What the node watch receives from the API server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -539,27 +536,18 @@ async fn fetch_many(api: &Api<Node>, names: &[String]) -> BTreeMap<String, NodeI
     }
     if names.len() > LIST_INSTEAD_OF_GETS {
         let wanted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
-        let mut params = ListParams::default().limit(PAGE_SIZE);
-        loop {
-            match api.list(&params).await {
-                Ok(list) => {
-                    for node in &list.items {
-                        let info = node_info(node);
-                        if wanted.contains(info.name.as_str()) {
-                            out.insert(info.name.clone(), info);
-                        }
+        match list_full(api).await {
+            Ok((nodes, _)) => {
+                for node in &nodes {
+                    let info = node_info(node);
+                    if wanted.contains(info.name.as_str()) {
+                        out.insert(info.name.clone(), info);
                     }
-                    match list.metadata.continue_.filter(|c| !c.is_empty()) {
-                        Some(token) => params = params.continue_token(&token),
-                        None => return out,
-                    }
-                }
-                Err(e) => {
-                    warn!(error = %e, "listing nodes failed; fetching them one by one later");
-                    return out;
                 }
             }
+            Err(e) => warn!(error = %e, "listing nodes failed; fetching them one by one later"),
         }
+        return out;
     }
     for name in names {
         match api.get_opt(name).await {
