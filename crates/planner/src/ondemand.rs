@@ -191,27 +191,9 @@ pub fn stale_learned<'a>(
 mod tests {
     use super::*;
     use crate::diff::{diff, Scope};
+    use crate::vxlan::tests::vxlan_peer as lease;
     use crate::vxlan::{VxlanMode, VxlanOptions};
-    use flannel_model::{LeaseAttrs, RawJson};
-
-    fn lease(subnet: &str, ip: u8, mac: &str) -> Lease {
-        Lease {
-            subnet: SubnetKey {
-                ipv4: subnet.parse().expect("cidr"),
-                ipv6: None,
-            },
-            attrs: LeaseAttrs {
-                public_ip: Ipv4Addr::new(192, 0, 2, ip),
-                public_ipv6: None,
-                backend_type: "vxlan".into(),
-                backend_data: Some(
-                    RawJson::new(&format!(r#"{{"VNI":1,"VtepMAC":"{mac}"}}"#)).expect("json"),
-                ),
-                backend_v6_data: None,
-            },
-            expiration: None,
-        }
-    }
+    use flannel_model::RawJson;
 
     fn table() -> PeerTable {
         let (t, skipped) = PeerTable::from_leases(&[

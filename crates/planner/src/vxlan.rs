@@ -467,7 +467,7 @@ pub fn host_net_v6(subnet: Ipv6Net) -> Ipv6Net {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use flannel_model::LeaseAttrs;
     use serde_json::json;
@@ -493,7 +493,8 @@ mod tests {
         VtepMacs { v4, v6: None }
     }
 
-    fn vxlan_peer(subnet: &str, ip: u8, mac: &str) -> Lease {
+    /// A vxlan peer lease (VNI 1) at `192.0.2.<ip>` with VTEP MAC `mac`.
+    pub(crate) fn vxlan_peer(subnet: &str, ip: u8, mac: &str) -> Lease {
         Lease {
             subnet: key(subnet),
             attrs: LeaseAttrs {
