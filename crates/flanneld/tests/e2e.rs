@@ -975,6 +975,9 @@ fn vxlan_restarts_with_a_large_routing_table() {
     std::fs::write(&batch, text).expect("writing the batch file");
     c.sh(1, &["ip", "-batch", &batch.to_string_lossy()]);
     let count = |c: &Cluster| c.sh(1, &["ip", "route", "show"]).lines().count();
+    // Ready comes before the first programming pass: count once h2's entries are in place.
+    let peer2 = c.peer(Backend::Vxlan, 2);
+    c.wait_peer(&[1], &peer2, true, CONNECT);
     let before = count(&c);
     for round in 1..=10 {
         let r = c.f(1).restart();
