@@ -37,11 +37,13 @@ test: deps lint
 	$(CARGO) test --workspace --no-fail-fast
 
 # `make demo` on a replica of a brand-new machine (debootstrap + the image's packages, built
-# once under /var/tmp), in a clean clone of HEAD: proves the README's set-up is complete.
-# Root. FRESH_TARGETS="demo test" to check more. See scripts/fresh-check.sh.
+# once under /var/tmp), in a clean clone of HEAD, then the README's lab commands as written:
+# proves the README's set-up is complete. Root. FRESH_TARGETS="demo test" to check more.
+# See scripts/fresh-check.sh.
 FRESH_TARGETS ?= demo
+FRESH_AFTER ?= scripts/readme-lab-check.sh
 fresh-check:
-	./scripts/fresh-check.sh $(FRESH_TARGETS)
+	FRESH_AFTER=$(FRESH_AFTER) ./scripts/fresh-check.sh $(FRESH_TARGETS)
 
 # Benchmarks of flanneld's datapath against an iproute2 floor, lease propagation and memory
 # (root; private network namespaces; a few minutes). See docs/benchmarks.md.

@@ -14,6 +14,8 @@
 # Usage: scripts/fresh-check.sh [make-target ...]      (root; e.g. `demo`, `test`, `test-unit`)
 #   FRESH_USER=1   run the targets as an unprivileged user (for `test-unit`)
 #   FRESH_KEEP=1   keep the run's overlay and log for a look afterwards
+#   FRESH_AFTER=F  then run the clone's shell script F (a path relative to the checkout), as
+#                  root: e.g. scripts/readme-lab-check.sh, the README's lab commands as written
 set -euo pipefail
 
 top=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
@@ -110,6 +112,10 @@ trap cleanup EXIT
   fi
   printf ' %q' "${targets[@]}"; echo
 } > "$run/inside.sh"
+if [ -n "${FRESH_AFTER:-}" ]; then
+  sed -i 's/^\(cd \/src && \)exec /\1/' "$run/inside.sh"
+  printf 'cd /src && bash -euo pipefail %q\n' "$FRESH_AFTER" >> "$run/inside.sh"
+fi
 
 started=$(date +%s)
 echo "fresh-check: make ${targets[*]} in a clean clone of $(git -C "$top" rev-parse --short HEAD), on the replica (log: $log)"
