@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use tokio::sync::OnceCell;
 use tracing::{debug, info, warn};
 
-use super::{idx, Accepted, FirewallDriver, Mode, Outcome};
+use super::api::{FirewallDriver, Mode, Outcome};
+use super::common::{idx, Accepted};
 use crate::error::FirewallError;
 use crate::exec::Tools;
 use crate::rules::{
