@@ -87,8 +87,8 @@ async fn old_iptables_gets_no_wait_and_no_random_fully() {
     b.iptables = ipt;
     b.iptables_restore = restore;
     let f = fw(Mode::Iptables, b);
-    let caps = f.iptables_capabilities(Family::Ipv4).await.unwrap();
-    assert!(!caps.wait && !caps.random_fully);
+    // 1.6.1 has neither `--random-fully` nor `--wait` (the log below shows no `--wait`).
+    assert!(!f.supports_random_fully(Family::Ipv4).await.unwrap());
     // The fake never shows the rules, so verification fails after applying: that is reported.
     let err = f.ensure(&set()).await.unwrap_err();
     assert!(matches!(err, FirewallError::Verify { .. }), "{err}");
@@ -164,7 +164,7 @@ async fn nft_without_fully_random_support_renders_plain_masquerade() {
     let mut b = missing(dir.path());
     b.nft = nft;
     let f = fw(Mode::Nftables, b);
-    assert!(!f.nft_supports_random_fully(Family::Ipv4).await.unwrap());
+    assert!(!f.supports_random_fully(Family::Ipv4).await.unwrap());
     // Verification fails (the fake lists nothing), but the script was written.
     assert!(f.ensure(&set()).await.is_err());
     let log = std::fs::read_to_string(&log).unwrap();

@@ -564,7 +564,10 @@ fn demo(lab: &Lab, a: DemoArgs) -> Result<ExitCode> {
 }
 
 fn heading(text: &str) {
-    if std::io::stdout().is_terminal() {
+    // Bold only on a terminal, and not with NO_COLOR set to anything but "" (no-color.org).
+    let styled = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    if styled {
         outln!("\n\x1b[1m== {text}\x1b[0m\n");
     } else {
         outln!("\n== {text}\n");

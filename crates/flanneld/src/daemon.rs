@@ -74,8 +74,8 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
         .context("choosing the external interface")?;
     info!(
         iface = %ext.name,
-        iface_addr = ?ext.iface_addr,
-        public_ip = ?ext.ext_addr,
+        iface_addr = ext.iface_addr.map(tracing::field::display),
+        public_ip = ext.ext_addr.map(tracing::field::display),
         mtu = ext.mtu,
         "using external interface"
     );
@@ -84,7 +84,7 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
         Backend::new(&network, &ext)?.with_stored_macs(stored.vtep_mac, stored.vtep_mac_v6);
     let attrs = lease_attrs(&ext, &backend)?;
     if let Some(v6) = attrs.public_ipv6 {
-        info!(public_ipv6 = %v6, iface_v6_addr = ?ext.iface_v6_addr, "IPv6 enabled");
+        info!(public_ipv6 = %v6, iface_v6_addr = ext.iface_v6_addr.map(tracing::field::display), "IPv6 enabled");
     }
     info!(
         backend = backend.name(),

@@ -228,7 +228,7 @@ impl Datapath {
         let report = self.kernel.apply(&ops).await;
         let mut failed_deletes = BTreeSet::new();
         for (op, err) in &report.errors {
-            warn!(op = ?op, error = %err, "kernel operation failed; the next pass retries");
+            warn!(error = %err, "kernel operation failed; the next pass retries");
             if let Op::DelRoute(r) = op {
                 failed_deletes.insert(r.clone());
             }
@@ -548,7 +548,11 @@ fn log_ops(ops: &[Op], why: &str) {
         }
     }
     if !counts.is_empty() {
-        info!(why, changes = ?counts, "programming peers");
+        let changes: Vec<String> = counts
+            .iter()
+            .map(|(what, n)| format!("{n} {what}"))
+            .collect();
+        info!(why, changes = %changes.join(", "), "programming peers");
     }
     for op in ops {
         debug!(?op, "kernel op");

@@ -63,12 +63,7 @@ impl Rules {
         networks: &[(IpNet, IpNet)],
         previous: &[(IpNet, IpNet)],
     ) -> Result<Self> {
-        let mode = if network.enable_nftables {
-            Mode::Nftables
-        } else {
-            Mode::Iptables
-        };
-        let mut cfg = FirewallConfig::new(mode);
+        let mut cfg = FirewallConfig::new(Mode::from_enable_nftables(network.enable_nftables));
         cfg.random_fully_disabled = flags.random_fully_disabled;
         let firewall = Firewall::new(cfg);
         if let Err(e) = firewall.cleanup_other_mode().await {
@@ -111,7 +106,7 @@ impl Rules {
             attempt += 1;
             match self.firewall.ensure(&desired).await {
                 Ok(_) => {
-                    info!(mode = ?self.firewall.mode(), masq = self.flags.ip_masq, forward = self.flags.forward_rules, "packet-filter rules in place");
+                    info!(mode = %self.firewall.mode(), masq = self.flags.ip_masq, forward = self.flags.forward_rules, "packet-filter rules in place");
                     break;
                 }
                 Err(e) if attempt < 5 => {

@@ -76,7 +76,7 @@ impl LeaseSource {
     ) -> Result<LeaseSource> {
         let Some(settings) = kube else {
             let store = EtcdStore::connect(etcd.clone()).context("setting up the etcd client")?;
-            info!(endpoints = ?etcd.endpoints, prefix = %etcd.prefix, "using etcd");
+            info!(endpoints = %etcd.endpoints.join(","), prefix = %etcd.prefix, "using etcd");
             return Ok(LeaseSource::Etcd {
                 store,
                 manager: manager.clone(),
@@ -194,8 +194,8 @@ fn read_net_conf(settings: &KubeSettings) -> Result<NetworkConfig> {
         .map_err(|e| anyhow::anyhow!("invalid network config: {e}"))?;
     info!(
         path = %settings.net_config_path.display(),
-        network = ?config.network,
-        ipv6_network = ?config.ipv6_network,
+        network = config.network.map(tracing::field::display),
+        ipv6_network = config.ipv6_network.map(tracing::field::display),
         backend = config.backend_type(),
         "network config loaded"
     );
@@ -225,8 +225,8 @@ async fn load_network_config(
         match result {
             Ok(config) => {
                 info!(
-                    network = ?config.network,
-                    ipv6_network = ?config.ipv6_network,
+                    network = config.network.map(tracing::field::display),
+                    ipv6_network = config.ipv6_network.map(tracing::field::display),
                     backend = config.backend_type(),
                     "network config loaded"
                 );

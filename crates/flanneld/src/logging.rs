@@ -1,5 +1,10 @@
 //! Logging setup: one readable line per event on stderr. klog-style `-v=N` sets the level
 //! of flannel-rs' own crates (0: info, 1-3: debug, 4+: trace); `RUST_LOG` overrides it.
+//! Colour only when stderr is a terminal and `NO_COLOR` is unset or empty (no-color.org), so
+//! files, journald and `kubectl logs` get plain text.
+
+use std::ffi::OsStr;
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -23,9 +28,35 @@ pub fn init(verbosity: u8) {
         .collect::<Vec<_>>()
         .join(",");
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&default));
+    let no_color = std::env::var_os("NO_COLOR");
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(use_colour(
+            std::io::stderr().is_terminal(),
+            no_color.as_deref(),
+        ))
         .with_target(false)
         .init();
+}
+
+/// Whether log lines may carry ANSI colour: only on a terminal, and not when `NO_COLOR` is
+/// set to anything but the empty string.
+pub fn use_colour(stderr_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(OsStr::is_empty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some(OsStr::new(""))));
+        assert!(!use_colour(true, Some(OsStr::new("1"))));
+        assert!(!use_colour(true, Some(OsStr::new("false"))));
+        assert!(!use_colour(false, None));
+        assert!(!use_colour(false, Some(OsStr::new(""))));
+    }
 }

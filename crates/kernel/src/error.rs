@@ -8,7 +8,7 @@ use std::io;
 pub enum KernelError {
     /// The rtnetlink socket could not be opened or configured.
     #[error("opening an rtnetlink socket: {0}")]
-    Connect(#[source] io::Error),
+    Connect(io::Error),
 
     /// A dump (`ip link show`, `ip route show`, …) failed.
     #[error("dumping {what}: {source}")]

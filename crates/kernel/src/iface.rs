@@ -255,7 +255,7 @@ pub enum IfaceError {
     NoIpFamily,
     /// No `--iface*` given and the default (or `--public-ip`) lookup failed.
     #[error("Failed to find any valid interface to use: {0}")]
-    NoValidInterface(#[source] LookupError),
+    NoValidInterface(LookupError),
     /// Every `--iface`, `--iface-regex` and `--iface-can-reach` attempt failed.
     #[error(
         "Failed to find interface to use that matches the interfaces and/or regexes provided{}",
@@ -267,7 +267,7 @@ pub enum IfaceError {
     },
     /// Opening the rtnetlink socket failed.
     #[error("cannot open rtnetlink socket: {0}")]
-    Connection(#[source] std::io::Error),
+    Connection(std::io::Error),
     /// A netlink dump failed.
     #[error("netlink {what} dump failed: {source}")]
     Dump {

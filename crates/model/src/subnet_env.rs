@@ -69,26 +69,25 @@ pub struct SubnetEnv {
     pub ipmasq: Option<bool>,
 }
 
-/// Reading or writing `subnet.env` failed.
+/// Reading or writing `subnet.env` failed. Each message names the file and includes the I/O
+/// error, which is therefore not also exposed as `source()` (an `{:#}` chain would repeat it).
 #[derive(Debug, thiserror::Error)]
 pub enum SubnetEnvError {
     /// The file exists but could not be read.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}: {cause}")]
     Read {
         /// The file.
         path: std::path::PathBuf,
         /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Creating the directory, writing, syncing or renaming failed.
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}: {cause}")]
     Write {
         /// The target file.
         path: std::path::PathBuf,
         /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -173,9 +172,9 @@ impl SubnetEnv {
         match std::fs::read(path) {
             Ok(bytes) => Ok(Some(SubnetEnv::parse(&String::from_utf8_lossy(&bytes)))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(SubnetEnvError::Read {
+            Err(cause) => Err(SubnetEnvError::Read {
                 path: path.to_path_buf(),
-                source,
+                cause,
             }),
         }
     }
@@ -183,9 +182,9 @@ impl SubnetEnv {
     /// Writes [`render`](Self::render)'s text to `path` atomically with mode 0644, creating the
     /// parent directory (mode 0755, minus umask, like Go's `MkdirAll`) if needed.
     pub fn write_atomic(&self, path: &Path) -> Result<(), SubnetEnvError> {
-        let err = |source| SubnetEnvError::Write {
+        let err = |cause| SubnetEnvError::Write {
             path: path.to_path_buf(),
-            source,
+            cause,
         };
         let dir: PathBuf = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -655,5 +654,20 @@ mod tests {
         assert!(err
             .to_string()
             .starts_with(&format!("writing {}", blocker.join("subnet.env").display())));
+    }
+
+    #[test]
+    fn errors_name_the_file_and_say_the_cause_once() {
+        // A path below a regular file cannot be created: ENOTDIR.
+        let path = Path::new("/dev/null/flannel/subnet.env");
+        let err = SubnetEnv::default()
+            .write_atomic(path)
+            .expect_err("not a directory");
+        assert!(
+            err.to_string()
+                .starts_with("writing /dev/null/flannel/subnet.env: "),
+            "{err}"
+        );
+        assert!(std::error::Error::source(&err).is_none(), "{err}");
     }
 }

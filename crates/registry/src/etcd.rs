@@ -266,11 +266,11 @@ impl Shared {
     /// Map a client error: connection-type failures become [`StoreError::Unavailable`].
     fn map_err(&self, op: &'static str, err: &etcd_client::Error) -> StoreError {
         if decode::is_unavailable(err) {
-            self.unavailable(format!("{op}: {err}"))
+            self.unavailable(format!("{op}: {}", decode::error_text(err)))
         } else {
             StoreError::Request {
                 op,
-                message: err.to_string(),
+                message: decode::error_text(err),
             }
         }
     }

@@ -6,6 +6,7 @@
 //! - [`manager`]: acquire / renew / recover our own lease and report peers.
 //! - [`peers`]: turns store watch batches into peer added/removed events.
 
+mod error_text;
 pub mod etcd;
 pub mod kube;
 pub mod manager;

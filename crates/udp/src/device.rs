@@ -18,29 +18,28 @@ pub const TUN_NAME: &str = "flannel0";
 /// Bytes the encapsulation adds: outer IPv4 header (20) + UDP header (8).
 pub const ENCAP_OVERHEAD: u32 = 28;
 
-/// Failures opening the backend's device or socket.
+/// Failures opening the backend's device or socket. Messages include the OS error, which is
+/// therefore not also exposed as `source()` (an `{:#}` chain would repeat it).
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     /// The MTU left after the encapsulation overhead does not fit a TUN device.
     #[error("external MTU {0} leaves no usable MTU for {TUN_NAME} (overhead {ENCAP_OVERHEAD})")]
     BadMtu(u32),
     /// Creating or configuring the TUN device failed.
-    #[error("failed to open TUN device {name}: {source}")]
+    #[error("failed to open TUN device {name}: {cause}")]
     Tun {
         /// The device name asked for.
         name: String,
         /// The OS error.
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     /// Binding the UDP socket failed.
-    #[error("failed to start listening on UDP socket {addr}: {source}")]
+    #[error("failed to start listening on UDP socket {addr}: {cause}")]
     Bind {
         /// The address asked for.
         addr: SocketAddrV4,
         /// The OS error.
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
 }
 
@@ -62,9 +61,9 @@ pub fn open_tun(name: &str, addr: Ipv4Addr, mtu: u16) -> Result<AsyncDevice, Dev
         .ipv4(addr, 32u8, None)
         .enable(true)
         .build_async()
-        .map_err(|source| DeviceError::Tun {
+        .map_err(|cause| DeviceError::Tun {
             name: name.to_owned(),
-            source,
+            cause,
         })
 }
 
@@ -72,7 +71,7 @@ pub fn open_tun(name: &str, addr: Ipv4Addr, mtu: u16) -> Result<AsyncDevice, Dev
 pub async fn bind_udp(addr: SocketAddrV4) -> Result<UdpSocket, DeviceError> {
     UdpSocket::bind(addr)
         .await
-        .map_err(|source| DeviceError::Bind { addr, source })
+        .map_err(|cause| DeviceError::Bind { addr, cause })
 }
 
 #[cfg(test)]
@@ -86,5 +85,19 @@ mod tests {
         assert!(matches!(tun_mtu(90), Err(DeviceError::BadMtu(90))));
         assert!(matches!(tun_mtu(20), Err(DeviceError::BadMtu(20))));
         assert!(matches!(tun_mtu(70_000), Err(DeviceError::BadMtu(70_000))));
+    }
+
+    #[test]
+    fn messages_say_the_os_error_once() {
+        let err = DeviceError::Bind {
+            addr: "192.0.2.1:8285".parse().expect("addr"),
+            cause: io::Error::from_raw_os_error(98),
+        };
+        assert_eq!(
+            err.to_string(),
+            "failed to start listening on UDP socket 192.0.2.1:8285: \
+             Address already in use (os error 98)"
+        );
+        assert!(std::error::Error::source(&err).is_none());
     }
 }

@@ -211,7 +211,7 @@ fn open_tun_queues(
     }
     Err(DeviceError::Tun {
         name: name.to_owned(),
-        source: last.unwrap_or_else(|| io::Error::other("no attempt made")),
+        cause: last.unwrap_or_else(|| io::Error::other("no attempt made")),
     })
 }
 
@@ -238,7 +238,7 @@ fn bind_one(addr: SocketAddrV4, reuse_port: bool) -> io::Result<UdpSocket> {
 
 /// Binds up to `want` sockets on `addr` (`SO_REUSEPORT` when more than one).
 fn bind_sockets(addr: SocketAddrV4, want: usize) -> Result<Vec<Sock>, DeviceError> {
-    let bind_err = |source| DeviceError::Bind { addr, source };
+    let bind_err = |cause| DeviceError::Bind { addr, cause };
     let wrap = |sock: UdpSocket| -> io::Result<Sock> {
         let state = UdpSocketState::new(UdpSockRef::from(&sock))?;
         Ok(Sock { sock, state })
@@ -290,9 +290,9 @@ impl FastPath {
         tun_queues.truncate(n);
         socks.truncate(n);
         for q in &tun_queues {
-            q.set_nonblocking(true).map_err(|source| DeviceError::Tun {
+            q.set_nonblocking(true).map_err(|cause| DeviceError::Tun {
                 name: name.to_owned(),
-                source,
+                cause,
             })?;
         }
         let features = Features {

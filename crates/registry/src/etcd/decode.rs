@@ -98,6 +98,25 @@ fn looks_like_transport_failure(message: &str) -> bool {
     .any(|needle| message.contains(needle))
 }
 
+/// An etcd client error as an operator reads it: the gRPC message (or the code's description)
+/// and the causes behind it, e.g. `tcp connect error: Connection refused (os error 111)`,
+/// instead of tonic's `code: …, source: tonic::transport::Error(Transport, ConnectError(…))`.
+pub fn error_text(err: &etcd_client::Error) -> String {
+    use etcd_client::Error as E;
+    match err {
+        E::GRpcStatus(status) => {
+            let head = if status.message().is_empty() {
+                status.code().description()
+            } else {
+                status.message()
+            };
+            crate::error_text::with_causes(head, std::error::Error::source(status))
+        }
+        E::TransportError(e) => crate::error_text::chain(e),
+        other => other.to_string(),
+    }
+}
+
 /// Whether the error happened while connecting, so that the request was certainly not sent
 /// (safe to try another endpoint, even for a transaction).
 pub fn is_connect_failure(err: &etcd_client::Error) -> bool {
@@ -186,5 +205,25 @@ mod tests {
             "etcdserver: mvcc: required revision has been compacted"
         ));
         assert!(!is_compacted("etcdserver: no leader"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_reads_as_text_not_debug() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        let err = match etcd_client::Client::connect([url.as_str()], None).await {
+            Err(e) => e,
+            Ok(mut client) => client.get("x", None).await.unwrap_err(),
+        };
+        let text = error_text(&err);
+        assert!(text.contains("Connection refused"), "{text}");
+        for debug in ["tonic::", "Os {", "ConnectError(", "source:"] {
+            assert!(!text.contains(debug), "{text}");
+        }
+        assert!(is_connect_failure(&err), "{text}");
     }
 }

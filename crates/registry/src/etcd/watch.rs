@@ -141,7 +141,7 @@ impl WatchState {
             Ok(Some(resp)) => resp,
             Ok(None) => return Err(Trouble::Failed("etcd closed the watch stream".into())),
             Err(e) => {
-                let msg = e.to_string();
+                let msg = decode::error_text(&e);
                 return Err(if decode::is_compacted(&msg) {
                     Trouble::Compacted(msg)
                 } else {
