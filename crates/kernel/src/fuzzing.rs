@@ -78,3 +78,48 @@ pub fn decode(
     out.event = event(names, msg.clone());
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteType};
+    use netlink_packet_route::AddressFamily;
+
+    #[test]
+    fn a_removed_route_is_decoded_by_the_observer_and_the_monitor_alike() {
+        let mut names: HashMap<u32, String> = [(3, "flannel.1".to_string())].into();
+        let mut r = netlink_packet_route::route::RouteMessage::default();
+        r.header.address_family = AddressFamily::Inet;
+        r.header.kind = RouteType::Unicast;
+        r.header.table = RouteHeader::RT_TABLE_MAIN;
+        r.header.destination_prefix_length = 24;
+        let gw = std::net::Ipv4Addr::new(198, 18, 2, 0);
+        r.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(gw)));
+        r.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
+        r.attributes.push(RouteAttribute::Oif(3));
+        let msg = NetlinkMessage::from(RouteNetlinkMessage::DelRoute(r));
+
+        let d = decode(&msg, &mut names);
+        let dst: IpNet = "198.18.2.0/24".parse().expect("net");
+        assert_eq!(
+            d.route,
+            Some(Route {
+                dst,
+                gateway: Some(gw.into()),
+                dev: "flannel.1".into(),
+                onlink: false,
+            })
+        );
+        assert_eq!(
+            d.event,
+            Some(KernelEvent::RouteRemoved {
+                dst,
+                gateway: Some(gw.into()),
+                dev: Some("flannel.1".into()),
+            })
+        );
+        assert_eq!((d.blackhole, d.miss, d.neigh), (None, None, None));
+    }
+}
