@@ -50,3 +50,9 @@ fresh-check:
 bench: deps
 	$(CARGO) build --release -p flanneld -p flannel-bench
 	./target/release/flannel-bench all
+
+# Every parser fuzzed for FUZZ_SECONDS (default 30) each from its seed corpus (docs/fuzzing.md).
+# Phony: the directory fuzz/ would otherwise count as the target, always up to date.
+.PHONY: fuzz
+fuzz:
+	./scripts/fuzz.sh

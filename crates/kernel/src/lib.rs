@@ -10,9 +10,11 @@
 //! - [`miss`]: the vxlan on-demand mode's miss listener, answers and learned-entry cleanup.
 //! - [`sysctl`]: per-device sysctls through `/proc/sys` (`accept_ra` of the vxlan devices).
 //! - [`error`]: [`KernelError`], with errno classification.
+//! - [`fuzzing`]: every decoder above behind one function, for the fuzz targets in `fuzz/`.
 
 pub mod apply;
 pub mod error;
+pub mod fuzzing;
 pub mod iface;
 pub mod miss;
 pub mod monitor;

@@ -129,7 +129,7 @@ pub(crate) fn miss_from_msg(n: &NeighbourMessage) -> Option<MissEvent> {
 }
 
 /// A learned (non-permanent) neighbour on device `index`.
-fn learned_neigh(n: &NeighbourMessage, index: u32, dev: &str) -> Option<Neigh> {
+pub(crate) fn learned_neigh(n: &NeighbourMessage, index: u32, dev: &str) -> Option<Neigh> {
     let h = &n.header;
     if h.ifindex != index || h.family != AddressFamily::Inet || is_permanent(h.state) {
         return None;
@@ -142,7 +142,7 @@ fn learned_neigh(n: &NeighbourMessage, index: u32, dev: &str) -> Option<Neigh> {
 }
 
 /// A learned (non-permanent, `self`) FDB entry on device `index`.
-fn learned_fdb(n: &NeighbourMessage, index: u32, dev: &str) -> Option<Fdb> {
+pub(crate) fn learned_fdb(n: &NeighbourMessage, index: u32, dev: &str) -> Option<Fdb> {
     let h = &n.header;
     if h.ifindex != index
         || h.family != AddressFamily::Bridge

@@ -146,7 +146,7 @@ fn link_name(l: &LinkMessage) -> Option<String> {
 
 /// One notification as an event (updating the name cache); `None` for those that cannot
 /// undo flanneld's work.
-fn event(
+pub(crate) fn event(
     names: &mut HashMap<u32, String>,
     msg: NetlinkMessage<RouteNetlinkMessage>,
 ) -> Option<KernelEvent> {

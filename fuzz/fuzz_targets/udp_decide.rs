@@ -1,4 +1,4 @@
-//! Fuzzes the udp proxy's per-packet decisions with arbitrary bytes.
+//! The udp backend's per-packet decisions (`flannel_udp::{outbound, inbound}`) on any bytes.
 //!
 //! Input layout: byte 0 picks the sender (low 2 bits: host 192.0.2.x) and whether its port is
 //! right (bit 2); the rest is the packet. Checks: no panic, lengths in bounds, ICMP replies
