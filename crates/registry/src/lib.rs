@@ -4,15 +4,18 @@
 //! - [`etcd`]: the etcd v3 store (keys and values compatible with Flannel).
 //! - [`memory`]: an in-memory store for component tests.
 //! - [`manager`]: acquire / renew / recover our own lease and report peers.
+//! - [`events`]: what a lease manager tells the daemon ([`ManagerEvent`]).
 //! - [`peers`]: turns store watch batches into peer added/removed events.
 
 pub mod etcd;
+pub mod events;
 pub mod kube;
 pub mod manager;
 pub mod memory;
 pub mod peers;
 pub mod store;
 
-pub use manager::{AcquireError, LeaseManager, ManagerConfig, ManagerEvent};
+pub use events::ManagerEvent;
+pub use manager::{AcquireError, LeaseManager, ManagerConfig};
 pub use peers::{PeerEvent, PeerTracker};
 pub use store::{StoreError, StoredLease, SubnetStore, WatchBatch, WatchEvent};

@@ -24,7 +24,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::peers::{forward_batch, log_peers, OwnEvent, PeerEvent, PeerTracker};
+use crate::events::{forward_batch, log_peers, ManagerEvent};
+use crate::peers::{OwnEvent, PeerTracker};
 use crate::store::{StoreError, StoredLease, SubnetStore};
 
 /// Timing and retry knobs. [`ManagerConfig::default`] is Flannel's.
@@ -66,20 +67,6 @@ pub enum AcquireError {
     Races(u32),
     #[error("shutting down")]
     Cancelled,
-}
-
-/// What the daemon hears from the manager while it runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ManagerEvent {
-    /// Our lease was lost and acquired again (`previous` is the subnet we held before; it
-    /// differs from the new one when that subnet was no longer free).
-    Reacquired { lease: Lease, previous: SubnetKey },
-    /// Peers appeared, changed or left.
-    Peers(Vec<PeerEvent>),
-    /// Sent once, right after the `Peers` of the first snapshot: the set of peers is now
-    /// complete, so a backend may remove entries for hosts that are gone. (Before it, an empty
-    /// peer set only means "not read yet".)
-    Synced,
 }
 
 /// Keeps one host's lease. Create with [`LeaseManager::new`], call [`LeaseManager::acquire`],

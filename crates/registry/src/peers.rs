@@ -11,12 +11,8 @@
 
 use std::collections::BTreeMap;
 
-use flannel_model::{Lease, SubnetKey};
-use tokio::sync::mpsc;
-use tracing::info;
-
-use crate::manager::ManagerEvent;
 use crate::store::{StoredLease, WatchBatch, WatchEvent};
+use flannel_model::{Lease, SubnetKey};
 
 /// A change in the set of peers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,43 +159,6 @@ impl PeerTracker {
             changes.own.push(OwnEvent::Deleted);
         } else {
             changes.peers.push(PeerEvent::Removed(previous.lease));
-        }
-    }
-}
-
-/// Apply one watch batch to `tracker` and tell the daemon: the peer changes (logged), and
-/// `Synced` after the first batch (`what` names it in the log). Returns what changed for our
-/// own lease, or `None` once the daemon has stopped listening.
-pub(crate) async fn forward_batch(
-    tracker: &mut PeerTracker,
-    batch: WatchBatch,
-    synced: &mut bool,
-    events: &mpsc::Sender<ManagerEvent>,
-    what: &str,
-) -> Option<Vec<OwnEvent>> {
-    let changes = tracker.apply(batch);
-    if !changes.peers.is_empty() {
-        log_peers(&changes.peers);
-        events.send(ManagerEvent::Peers(changes.peers)).await.ok()?;
-    }
-    if !*synced {
-        *synced = true;
-        info!(peers = tracker.peer_count(), "{what} loaded");
-        events.send(ManagerEvent::Synced).await.ok()?;
-    }
-    Some(changes.own)
-}
-
-/// Log each peer change at info level (the lines operators grep for).
-pub(crate) fn log_peers(events: &[PeerEvent]) {
-    for e in events {
-        match e {
-            PeerEvent::Added(l) => {
-                info!(subnet = %l.subnet, public_ip = %l.attrs.public_ip, backend = %l.attrs.backend_type, "peer added")
-            }
-            PeerEvent::Removed(l) => {
-                info!(subnet = %l.subnet, public_ip = %l.attrs.public_ip, "peer removed")
-            }
         }
     }
 }
