@@ -4,11 +4,13 @@
 //! - [`etcd`]: the etcd v3 store (keys and values compatible with Flannel).
 //! - [`memory`]: an in-memory store for component tests.
 //! - [`manager`]: acquire / renew / recover our own lease and report peers.
+//! - [`filter`]: leases that are not subnets of the network are ignored.
 //! - [`events`]: what a lease manager tells the daemon ([`ManagerEvent`]).
 //! - [`peers`]: turns store watch batches into peer added/removed events.
 
 pub mod etcd;
 pub mod events;
+pub mod filter;
 pub mod kube;
 pub mod manager;
 pub mod memory;

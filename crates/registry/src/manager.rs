@@ -14,7 +14,7 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use flannel_model::{Lease, LeaseAttrs, SubnetKey};
+use flannel_model::{Lease, LeaseAttrs, LeaseScope, SubnetKey};
 use flannel_planner::allocator::{decide, AllocError, Decision, ExistingLease, Ranges, Source};
 use futures_util::StreamExt;
 use rand::rngs::StdRng;
@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::events::{forward_batch, log_peers, ManagerEvent};
+use crate::filter::LeaseFilter;
 use crate::peers::{OwnEvent, PeerTracker};
 use crate::store::{StoreError, StoredLease, SubnetStore};
 
@@ -77,6 +78,8 @@ pub struct LeaseManager<S> {
     ranges: Ranges,
     attrs: LeaseAttrs,
     cfg: ManagerConfig,
+    /// Leases that are not subnets of the network never reach the allocator or the tracker.
+    filter: LeaseFilter,
     current: Option<StoredLease>,
     renew_at: Option<Instant>,
     rng: StdRng,
@@ -87,6 +90,7 @@ impl<S: SubnetStore> LeaseManager<S> {
     pub fn new(store: S, ranges: Ranges, attrs: LeaseAttrs, cfg: ManagerConfig) -> Self {
         LeaseManager {
             store,
+            filter: LeaseFilter::new(scope_of(&ranges)),
             ranges,
             attrs,
             cfg,
@@ -154,7 +158,14 @@ impl<S: SubnetStore> LeaseManager<S> {
     ) -> Result<Lease, AcquireError> {
         let mut exclude = exclude.to_vec();
         for _ in 0..self.cfg.race_retries.max(1) {
-            let (leases, _) = self.store.list_leases().await?;
+            let (mut leases, _) = self.store.list_leases().await?;
+            let ours = self.public_ip();
+            // Our own (non-reservation) leases pass even when they no longer fit: the
+            // allocator deletes those as stale and counts them for nothing.
+            leases.retain(|l| {
+                (l.lease.attrs.public_ip == ours && l.lease.expiration.is_some())
+                    || self.filter.admit(l)
+            });
             let existing: Vec<ExistingLease> = leases
                 .iter()
                 .map(|l| ExistingLease::from_lease(&l.lease))
@@ -273,6 +284,7 @@ impl<S: SubnetStore> LeaseManager<S> {
                         watch.set(self.store.watch_leases());
                         continue;
                     };
+                    let batch = self.filter.batch(batch);
                     let Some(own_events) = forward_batch(&mut tracker, batch, &mut synced, &events, "initial lease snapshot").await else {
                         return;
                     };
@@ -427,6 +439,11 @@ impl<S: SubnetStore> LeaseManager<S> {
             .await
             .is_ok()
     }
+}
+
+/// The lease keys that belong to the network of `ranges`.
+fn scope_of(ranges: &Ranges) -> LeaseScope {
+    LeaseScope::of_ranges(Some(&ranges.v4), ranges.v6.as_ref())
 }
 
 /// Sleep until `at`, or forever when there is nothing to wait for.

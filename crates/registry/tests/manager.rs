@@ -432,3 +432,61 @@ async fn synced_is_sent_once_after_the_first_snapshot_even_without_peers() {
     cancel.cancel();
     run.await.expect("run");
 }
+
+/// Issue 16.1: hand-written keys larger than the network or outside it are neither counted
+/// when allocating nor reported as peers.
+#[tokio::test(start_paused = true)]
+async fn leases_that_are_not_subnets_of_the_network_are_ignored() {
+    let store = MemoryStore::new();
+    let cancel = CancellationToken::new();
+    for foreign in ["198.16.0.0/12", "203.0.113.0/24", "198.18.7.0/25"] {
+        store
+            .put_lease(&key(foreign), &attrs(9), None)
+            .await
+            .expect("hand-written lease");
+    }
+    let peer = manager(store.clone(), 2)
+        .acquire_once(None, &[])
+        .await
+        .expect("a /12 covering the network must not count as taken");
+    let mut m = manager(store.clone(), 1);
+    let own = m.acquire(None, &cancel).await.expect("acquire");
+    assert_ne!(own.subnet, peer.subnet);
+    let (tx, mut rx) = mpsc::channel(64);
+    let run = tokio::spawn(m.run(tx, cancel.clone()));
+    let subnets = |ev: ManagerEvent| match ev {
+        ManagerEvent::Peers(p) => p
+            .into_iter()
+            .map(|e| match e {
+                PeerEvent::Added(l) => ("added", l.subnet),
+                PeerEvent::Removed(l) => ("removed", l.subnet),
+            })
+            .collect::<Vec<_>>(),
+        other => panic!("expected peers, got {other:?}"),
+    };
+    assert_eq!(
+        subnets(next_event(&mut rx).await),
+        vec![("added", peer.subnet)]
+    );
+    // Written while we run: still ignored; a real peer after it is reported.
+    store
+        .put_lease(&key("198.18.0.0/16"), &attrs(8), None)
+        .await
+        .expect("hand-written lease");
+    let third = manager(store.clone(), 3)
+        .acquire(None, &cancel)
+        .await
+        .expect("third host");
+    assert_eq!(
+        subnets(next_event(&mut rx).await),
+        vec![("added", third.subnet)]
+    );
+    store
+        .delete_lease(&key("198.16.0.0/12"))
+        .await
+        .expect("delete");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(pending(&mut rx), vec![]);
+    cancel.cancel();
+    run.await.expect("run");
+}
