@@ -279,11 +279,13 @@ fn waits_for_etcd_and_for_the_config_saying_why() {
     );
     env.etcd.restart().expect("start etcd");
     assert!(
-        wait_for("config-missing log", Duration::from_secs(30), || d
+        wait_for("config-missing log", Duration::from_secs(30), || {
+            d
             .log()
             .contains(
-            "flannel config not found in etcd store. Did you create your config using etcdv3 API?"
-        )),
+            "flannel config not found in etcd store (key /coreos.com/network/config). Did you create your config using etcdv3 API?"
+        )
+        }),
         "log:\n{}",
         d.log()
     );
@@ -404,4 +406,47 @@ fn bad_flags_exit_2_with_one_line() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2), "bad env value is refused");
     assert!(String::from_utf8_lossy(&out.stderr).contains("FLANNELD_HEALTHZ_PORT"));
+}
+
+/// Issues 16.2 and 16.7: every config error in etcd — an inverted range, a `Backend` without
+/// `Type`, a backend that cannot be built from it — is logged naming the key and what is
+/// wrong, and retried until the operator fixes it (Flannel exits on the last one).
+#[test]
+fn config_errors_in_etcd_are_retried_until_fixed() {
+    let Some(env) = setup("config_errors_in_etcd_are_retried_until_fixed") else {
+        return;
+    };
+    put_config(
+        &env,
+        r#"{"Network":"198.18.0.0/16","SubnetMin":"198.18.9.0","SubnetMax":"198.18.2.0","Backend":{"Type":"alloc"}}"#,
+    );
+    let mut d = Flanneld::start(&env, "h1", &["--iface=veth0"]);
+    for (config, want) in [
+        (
+            None,
+            "invalid network config in etcd key /coreos.com/network/config: SubnetMin 198.18.9.0 is above SubnetMax 198.18.2.0",
+        ),
+        (
+            Some(r#"{"Network":"198.18.0.0/16","Backend":{}}"#),
+            "invalid network config in etcd key /coreos.com/network/config: Backend.Type is missing",
+        ),
+        (
+            Some(r#"{"Network":"198.18.0.0/16","Backend":{"Type":"bogus"}}"#),
+            "the network config in etcd key /coreos.com/network/config cannot be used: unknown backend type: bogus",
+        ),
+    ] {
+        if let Some(config) = config {
+            put_config(&env, config);
+        }
+        assert!(
+            wait_for(want, Duration::from_secs(15), || d.log().contains(want)),
+            "log:\n{}",
+            d.log()
+        );
+        assert!(d.running(), "a config error is retried; log:\n{}", d.log());
+    }
+    assert!(subnet_env(&env, "h1").is_none());
+    put_config(&env, ALLOC);
+    let subnet = wait_subnet(&env, "h1", &d);
+    assert!(subnet.starts_with("198.18."), "{subnet}");
 }

@@ -522,6 +522,35 @@ impl NetworkConfig {
         &self.backend.backend_type
     }
 
+    /// What etcd mode accepts as `<prefix>/config`: [`parse`](Self::parse), then
+    /// [`check`](Self::check), [`ip_stack`](Self::ip_stack) and
+    /// [`check_backend_type`](Self::check_backend_type).
+    pub fn parse_checked(json: &str) -> Result<NetworkConfig, ConfigError> {
+        let mut config = NetworkConfig::parse(json)?;
+        config.check()?;
+        config.ip_stack()?;
+        config.check_backend_type()?;
+        Ok(config)
+    }
+
+    /// Whether `other` differs from this config only in what the subnet allocator uses
+    /// (`SubnetLen`, `SubnetMin`, `SubnetMax` and their IPv6 equivalents): such a change can
+    /// be taken over by a running flanneld that has no lease yet.
+    pub fn same_except_allocation(&self, other: &NetworkConfig) -> bool {
+        fn strip(c: &NetworkConfig) -> NetworkConfig {
+            NetworkConfig {
+                subnet_len: None,
+                subnet_min: None,
+                subnet_max: None,
+                ipv6_subnet_len: None,
+                ipv6_subnet_min: None,
+                ipv6_subnet_max: None,
+                ..c.clone()
+            }
+        }
+        strip(self) == strip(other)
+    }
+
     /// Refuses a `Backend` object without `Type` ([`ConfigError::MissingBackendType`]); a
     /// config without `Backend` (which means `udp`) passes. flanneld applies this to the
     /// config from etcd and to `net-conf.json`.
@@ -935,6 +964,27 @@ mod tests {
         parse(r#"{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}"#)
             .check_backend_type()
             .unwrap();
+    }
+
+    #[test]
+    fn allocation_only_changes_are_told_apart() {
+        let a = checked(r#"{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}"#);
+        let b = checked(
+            r#"{"Network":"198.18.0.0/16","SubnetLen":25,"SubnetMin":"198.18.4.0","Backend":{"Type":"vxlan"}}"#,
+        );
+        assert!(a.same_except_allocation(&b));
+        let c = checked(r#"{"Network":"198.18.0.0/15","Backend":{"Type":"vxlan"}}"#);
+        assert!(!a.same_except_allocation(&c));
+        let d = checked(r#"{"Network":"198.18.0.0/16","Backend":{"Type":"host-gw"}}"#);
+        assert!(!a.same_except_allocation(&d));
+        assert_eq!(
+            NetworkConfig::parse_checked(r#"{"Network":"198.18.0.0/16","Backend":{}}"#),
+            Err(ConfigError::MissingBackendType)
+        );
+        assert_eq!(
+            NetworkConfig::parse_checked(r#"{"Network":"198.18.0.0/16"}"#),
+            Ok(checked(r#"{"Network":"198.18.0.0/16"}"#))
+        );
     }
 
     #[test]

@@ -173,6 +173,11 @@ impl EtcdStore {
     pub fn prefix(&self) -> &str {
         &self.shared.prefix
     }
+
+    /// The key of the network config, `<prefix>/config`.
+    pub fn config_key(&self) -> &str {
+        &self.shared.config_key
+    }
 }
 
 /// TLS settings following Flannel and the Go etcd client: the URL scheme decides
@@ -490,7 +495,9 @@ impl SubnetStore for EtcdStore {
             .await?;
         match resp.kvs().first() {
             Some(kv) => Ok(String::from_utf8_lossy(kv.value()).into_owned()),
-            None => Err(StoreError::ConfigNotFound),
+            None => Err(StoreError::ConfigNotFound {
+                key: shared.config_key.clone(),
+            }),
         }
     }
 

@@ -18,6 +18,6 @@ pub mod peers;
 pub mod store;
 
 pub use events::ManagerEvent;
-pub use manager::{AcquireError, LeaseManager, ManagerConfig};
+pub use manager::{ranges_for, AcquireError, LeaseManager, ManagerConfig, RangesError};
 pub use peers::{PeerEvent, PeerTracker};
 pub use store::{StoreError, StoredLease, SubnetStore, WatchBatch, WatchEvent};

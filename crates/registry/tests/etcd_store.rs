@@ -75,7 +75,10 @@ async fn network_config_get_and_missing() {
     };
     let store = store(&etcd);
     match store.get_network_config().await {
-        Err(StoreError::ConfigNotFound) => {}
+        Err(e @ StoreError::ConfigNotFound { .. }) => assert_eq!(
+            e.to_string(),
+            format!("flannel config not found in etcd store (key {PREFIX}/config). Did you create your config using etcdv3 API?")
+        ),
         other => panic!("expected ConfigNotFound, got {other:?}"),
     }
     let config = r#"{"Network":"10.5.0.0/16","Backend":{"Type":"vxlan"}}"#;
