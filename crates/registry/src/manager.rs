@@ -403,6 +403,14 @@ impl<S: SubnetStore> LeaseManager<S> {
             return true;
         };
         match event {
+            OwnEvent::StoreReset => {
+                warn!(subnet = %current.lease.subnet, "the subnet store lost its data (etcd wiped or restored); writing our lease again if it is gone");
+                // Revisions of the old store say nothing about the new one.
+                if let Some(c) = self.current.as_mut() {
+                    c.mod_revision = 0;
+                }
+                true
+            }
             OwnEvent::Deleted => {
                 if current.mod_revision > tracker.revision() {
                     debug!("ignoring a delete of our key older than our last write");

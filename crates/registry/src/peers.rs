@@ -30,6 +30,10 @@ pub enum OwnEvent {
     Written(StoredLease),
     /// Our key is gone: deleted by hand, or its TTL expired.
     Deleted,
+    /// A snapshot came at a lower revision than the last batch: the store lost its data
+    /// (etcd wiped or restored), so revisions seen before it mean nothing any more. Comes
+    /// before the other events of that snapshot.
+    StoreReset,
 }
 
 /// Everything one batch produced.
@@ -97,6 +101,9 @@ impl PeerTracker {
         let mut changes = Changes::default();
         match batch {
             WatchBatch::Snapshot { leases, revision } => {
+                if revision < self.revision {
+                    changes.own.push(OwnEvent::StoreReset);
+                }
                 self.revision = revision;
                 let fresh: BTreeMap<SubnetKey, StoredLease> =
                     leases.into_iter().map(|l| (l.lease.subnet, l)).collect();
@@ -278,6 +285,32 @@ mod tests {
         assert_eq!(c.own, vec![OwnEvent::Deleted]);
         let peers: Vec<_> = t.peers().map(|l| l.subnet).collect();
         assert_eq!(peers, vec![key("198.18.3.0/24"), key("198.18.4.0/24")]);
+    }
+
+    #[test]
+    fn a_snapshot_at_a_lower_revision_is_a_store_reset() {
+        let mut t = PeerTracker::new(Some(key("198.18.1.0/24")));
+        t.apply(WatchBatch::Snapshot {
+            leases: vec![stored("198.18.1.0/24", 1), stored("198.18.2.0/24", 2)],
+            revision: 40,
+        });
+        // etcd wiped: only a config was written again.
+        let c = t.apply(WatchBatch::Snapshot {
+            leases: vec![],
+            revision: 2,
+        });
+        assert_eq!(c.own, vec![OwnEvent::StoreReset, OwnEvent::Deleted]);
+        assert_eq!(
+            c.peers,
+            vec![PeerEvent::Removed(stored("198.18.2.0/24", 2).lease)]
+        );
+        assert_eq!(t.revision(), 2);
+        // A later snapshot at a higher revision is no reset.
+        let c = t.apply(WatchBatch::Snapshot {
+            leases: vec![stored("198.18.1.0/24", 1)],
+            revision: 5,
+        });
+        assert!(!c.own.contains(&OwnEvent::StoreReset), "{:?}", c.own);
     }
 
     #[test]

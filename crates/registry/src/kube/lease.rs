@@ -455,6 +455,8 @@ impl KubeLeaseManager {
         match event {
             OwnEvent::Deleted => true,
             OwnEvent::Written(stored) => self.advertised.as_ref() != Some(&stored.lease),
+            // The node watch's revisions only grow; should one go back, look at our node.
+            OwnEvent::StoreReset => true,
         }
     }
 
