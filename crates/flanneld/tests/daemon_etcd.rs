@@ -450,3 +450,49 @@ fn config_errors_in_etcd_are_retried_until_fixed() {
     let subnet = wait_subnet(&env, "h1", &d);
     assert!(subnet.starts_with("198.18."), "{subnet}");
 }
+
+/// Issue 16.3: etcd loses its data (wiped and restarted, config put back by the operator):
+/// flanneld writes its lease again with the subnet it had, and keeps running. A hand-written
+/// key outside the network (issue 16.1) is ignored with one warning, however often it is
+/// rewritten.
+#[test]
+fn after_etcd_lost_its_data_our_lease_is_written_again() {
+    let Some(mut env) = setup("after_etcd_lost_its_data_our_lease_is_written_again") else {
+        return;
+    };
+    put_config(&env, ALLOC);
+    let d = Flanneld::start(&env, "h1", &["--iface=veth0"]);
+    let subnet = wait_subnet(&env, "h1", &d);
+    let foreign = format!("{PREFIX}/subnets/203.0.113.0-24");
+    for _ in 0..20 {
+        env.etcd
+            .etcdctl(&["put", &foreign, r#"{"PublicIP":"198.51.100.7"}"#])
+            .expect("put");
+    }
+    assert!(
+        wait_for("one warning", Duration::from_secs(10), || d
+            .log()
+            .contains("ignoring lease 203.0.113.0-24")),
+        "log:\n{}",
+        d.log()
+    );
+    env.etcd.stop().expect("stop etcd");
+    std::fs::remove_dir_all(env.etcd.data_dir().join("data")).expect("wipe etcd");
+    env.etcd.restart().expect("start etcd");
+    put_config(&env, ALLOC);
+    let key = key_of(&subnet);
+    assert!(
+        wait_for("lease back", Duration::from_secs(30), || get(&env, &key)
+            .contains("192.0.2.1")),
+        "lease not written again; log:\n{}",
+        d.log()
+    );
+    let log = d.log();
+    assert!(log.contains("etcd lost its data"), "{log}");
+    assert_eq!(
+        log.matches("ignoring lease 203.0.113.0-24").count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(subnet_of(&subnet_env(&env, "h1").expect("file")), subnet);
+}
