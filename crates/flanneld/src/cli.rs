@@ -30,8 +30,13 @@
 //!   Flannel's own validation message from [`Flags::validate`].
 //! - [`Flags::log_summary`] and `Debug` never show the etcd password (Flannel logs it, quirk 13).
 //! - klog's `-vmodule` and `-log_backtrace_at` are accepted and ignored; `-v` sets [`Flags::v`].
-//! - Extra, hidden flag `--subnet-lease-ttl` (seconds, default 86400, env
-//!   `FLANNELD_SUBNET_LEASE_TTL`), for tests.
+//! - Extra flag `--subnet-lease-ttl` (seconds, default 86400, env
+//!   `FLANNELD_SUBNET_LEASE_TTL`), shown in `--help` and in the start-up log.
+//! - Checked before anything else happens (exit 2, naming the value): each `--iface-regex`
+//!   must compile, and `--etcd-cafile`/`--etcd-certfile`/`--etcd-keyfile` must name files
+//!   that exist (Flannel accepts a bad regex and fails after contacting etcd, and ignores a
+//!   missing CA file with `http://` endpoints).
+//! - `--version` prints the version to stderr, as Flannel does.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -83,15 +88,15 @@ pub struct Flags {
     pub etcd_prefix: String,
 
     /// TLS client key for etcd (TLS is used only when both key and certificate are given).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = parse_existing_file)]
     pub etcd_keyfile: Option<PathBuf>,
 
     /// TLS client certificate for etcd.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = parse_existing_file)]
     pub etcd_certfile: Option<PathBuf>,
 
     /// CA certificate bundle to verify etcd.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = parse_existing_file)]
     pub etcd_cafile: Option<PathBuf>,
 
     /// Username for etcd authentication.
@@ -128,7 +133,7 @@ pub struct Flags {
     pub iface: Vec<String>,
 
     /// Regex matched against interface addresses, then names; repeatable, tried after --iface.
-    #[arg(long, value_name = "REGEX", action = ArgAction::Append)]
+    #[arg(long, value_name = "REGEX", action = ArgAction::Append, value_parser = parse_regex)]
     pub iface_regex: Vec<String>,
 
     /// Use the interface the kernel routes this IP address through (like `ip route get`).
@@ -229,8 +234,8 @@ pub struct Flags {
     )]
     pub log_backtrace_at: String,
 
-    /// Lease TTL in seconds (flannel-rs only, for tests).
-    #[arg(long, hide = true, value_name = "SECONDS", default_value = "86400",
+    /// Lifetime of the subnet lease in etcd, in seconds (flannel-rs only; Flannel: always 24 h).
+    #[arg(long, value_name = "SECONDS", default_value = "86400",
           value_parser = parse_u64)]
     pub subnet_lease_ttl: u64,
 
@@ -663,6 +668,23 @@ fn parse_verbosity(s: &str) -> Result<u8, String> {
         .map_err(|_| "not a verbosity level (0..255)".to_string())
 }
 
+/// A regular expression as `--iface-regex` uses it (the `regex` crate's syntax, like Go's RE2).
+fn parse_regex(s: &str) -> Result<String, String> {
+    regex::Regex::new(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| format!("not a regular expression: {}", first_line(&e.to_string())))
+}
+
+/// A file that exists (TLS files are read only when etcd is contacted: fail before that).
+fn parse_existing_file(s: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(s);
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_dir() => Err(format!("{s} is a directory, not a file")),
+        Ok(_) => Ok(path),
+        Err(e) => Err(format!("cannot use {s}: {e}")),
+    }
+}
+
 fn parse_ip(s: &str) -> Result<IpAddr, String> {
     s.parse().map_err(|_| "not an IP address".to_string())
 }
@@ -761,9 +783,9 @@ mod tests {
             "--etcd-endpoints=https://192.0.2.1:2379,https://192.0.2.2:2379",
             "--etcd-prefix",
             "/x/network",
-            "--etcd-keyfile=/k",
-            "--etcd-certfile=/c",
-            "--etcd-cafile=/ca",
+            "--etcd-keyfile=/dev/null",
+            "--etcd-certfile=/proc/self/status",
+            "--etcd-cafile=/proc/version",
             "--etcd-username=u",
             "--etcd-password=p",
             "--kube-subnet-mgr",
@@ -796,9 +818,9 @@ mod tests {
             vec!["https://192.0.2.1:2379", "https://192.0.2.2:2379"]
         );
         assert_eq!(f.etcd_prefix, "/x/network");
-        assert_eq!(f.etcd_keyfile, Some(PathBuf::from("/k")));
-        assert_eq!(f.etcd_certfile, Some(PathBuf::from("/c")));
-        assert_eq!(f.etcd_cafile, Some(PathBuf::from("/ca")));
+        assert_eq!(f.etcd_keyfile, Some(PathBuf::from("/dev/null")));
+        assert_eq!(f.etcd_certfile, Some(PathBuf::from("/proc/self/status")));
+        assert_eq!(f.etcd_cafile, Some(PathBuf::from("/proc/version")));
         assert_eq!(f.etcd_username.as_deref(), Some("u"));
         assert_eq!(f.etcd_password.as_deref(), Some("p"));
         assert!(f.kube_subnet_mgr);
@@ -1071,6 +1093,33 @@ mod tests {
     }
 
     #[test]
+    fn bad_regex_and_missing_files_are_usage_errors() {
+        let m = usage_err(&["--iface-regex=["]);
+        assert!(
+            m.starts_with(
+                "flanneld: invalid value \"[\" for --iface-regex: not a regular expression"
+            ),
+            "{m}"
+        );
+        ok(&["--iface-regex=^(eth|ens)[0-9]+$"]);
+        let m = usage_err(&["--etcd-cafile=/nonexistent/ca.pem"]);
+        assert!(
+            m.contains("cannot use /nonexistent/ca.pem: No such file"),
+            "{m}"
+        );
+        // An empty value still means "not set".
+        assert_eq!(ok(&["--etcd-cafile="]).etcd_cafile, None);
+        let f =
+            parse_env(&[], &[("FLANNELD_IFACE_REGEX", "(")]).expect("env problems are warnings");
+        assert!(f.iface_regex.is_empty());
+        assert!(
+            f.env_warnings[0].contains("FLANNELD_IFACE_REGEX"),
+            "{:?}",
+            f.env_warnings
+        );
+    }
+
+    #[test]
     fn help() {
         for h in ["-h", "--help", "-help", "--h"] {
             let Err(CliError::Help(text)) = parse(&[h]) else {
@@ -1079,10 +1128,7 @@ mod tests {
             assert!(text.contains("Usage: flanneld [OPTION]..."), "{text}");
             assert!(text.contains("--iface-can-reach"), "{text}");
             assert!(text.contains("--etcd-endpoints"), "{text}");
-            assert!(
-                !text.contains("--subnet-lease-ttl"),
-                "hidden flag shown: {text}"
-            );
+            assert!(text.contains("--subnet-lease-ttl"), "{text}");
         }
         // Help after earlier valid flags still wins; errors before it come first (like Go).
         assert!(matches!(

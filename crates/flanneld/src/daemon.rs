@@ -80,8 +80,14 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
         "using external interface"
     );
 
-    let backend =
-        Backend::new(&network, &ext)?.with_stored_macs(stored.vtep_mac, stored.vtep_mac_v6);
+    // A backend the config cannot build is a config error: retried, re-reading the config.
+    let Some((network, backend)) = source
+        .settle_config(network, &cancel, |n| Backend::new(n, &ext))
+        .await?
+    else {
+        return Ok(());
+    };
+    let backend = backend.with_stored_macs(stored.vtep_mac, stored.vtep_mac_v6);
     let attrs = lease_attrs(&ext, &backend)?;
     if let Some(v6) = attrs.public_ipv6 {
         info!(public_ipv6 = %v6, iface_v6_addr = ext.iface_v6_addr.map(tracing::field::display), "IPv6 enabled");

@@ -3,16 +3,21 @@
 //! the network config, what our node already stores (Kubernetes only), our lease, then a
 //! keeper that reports peers as [`ManagerEvent`]s until shutdown.
 //!
-//! Kubernetes mode reads the network config from `--net-config-path` once (a bad file is
-//! fatal, as in Flannel; `CheckNetworkConfig` is not applied there either) and takes the
-//! lease from our node's podCIDR; etcd mode reads `<prefix>/config`, retrying until valid.
+//! Kubernetes mode reads the network config from `--net-config-path` (`CheckNetworkConfig`
+//! is not applied there, as in Flannel) and takes the lease from our node's podCIDR; etcd
+//! mode reads `<prefix>/config`.
+//!
+//! One rule for config errors, in both modes: a config that is missing, invalid, or that the
+//! daemon cannot build its backend from ([`LeaseSource::settle_config`]) is logged with the
+//! key or file it came from and read again every second, since an operator may fix it live
+//! (Flannel exits on some of these and retries others). In etcd mode the `out of subnets`
+//! retry re-reads the config too ([`LeaseManager::with_network_config`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use flannel_model::{Lease, LeaseAttrs, NetworkConfig, SubnetKey};
-use flannel_planner::allocator::Ranges;
 use flannel_registry::etcd::{EtcdConfig, EtcdStore};
 use flannel_registry::kube::annotations::AnnotationNames;
 use flannel_registry::kube::client::{self, ClientOptions};
@@ -20,8 +25,11 @@ use flannel_registry::kube::lease::{
     KubeLeaseConfig, KubeLeaseError, KubeLeaseManager, OwnNodeFacts,
 };
 use flannel_registry::kube::watch::WatchMode;
-use flannel_registry::{LeaseManager, ManagerConfig, ManagerEvent, StoreError, SubnetStore};
+use flannel_registry::{
+    ranges_for, LeaseManager, ManagerConfig, ManagerEvent, StoreError, SubnetStore,
+};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
@@ -95,25 +103,102 @@ impl LeaseSource {
         })))
     }
 
-    /// The network config; `None` when cancelled first.
-    pub async fn network_config(
-        &mut self,
-        cancel: &CancellationToken,
-    ) -> Result<Option<NetworkConfig>> {
+    /// Where the network config comes from, for messages.
+    fn config_origin(&self) -> String {
         match self {
-            LeaseSource::Etcd { store, .. } => Ok(load_network_config(store, cancel).await),
+            LeaseSource::Etcd { store, .. } => format!("etcd key {}", store.config_key()),
+            LeaseSource::Kube(k) => k.settings.net_config_path.display().to_string(),
+        }
+    }
+
+    /// One attempt at reading the network config; the error says what is wrong and where.
+    async fn load_once(&mut self) -> Result<NetworkConfig, String> {
+        match self {
+            LeaseSource::Etcd { store, .. } => {
+                let text = store.get_network_config().await.map_err(|e| match e {
+                    e @ StoreError::ConfigNotFound { .. } => e.to_string(),
+                    e => format!("cannot read the network config: {e}"),
+                })?;
+                NetworkConfig::parse_checked(&text).map_err(|e| {
+                    format!(
+                        "invalid network config in etcd key {}: {e}",
+                        store.config_key()
+                    )
+                })
+            }
             LeaseSource::Kube(k) => {
                 let network = read_net_conf(&k.settings)?;
                 let mut cfg = KubeLeaseConfig::new(k.node_name.clone(), k.names.clone());
                 cfg.set_node_network_unavailable = k.settings.set_node_network_unavailable;
                 cfg.watch_mode = k.settings.watch_mode;
-                k.manager = Some(KubeLeaseManager::new(
-                    k.client.clone(),
-                    network.clone(),
-                    cfg,
-                )?);
-                Ok(Some(network))
+                let manager = KubeLeaseManager::new(k.client.clone(), network.clone(), cfg)
+                    .map_err(|e| {
+                        format!(
+                            "invalid network config in {}: {e}",
+                            k.settings.net_config_path.display()
+                        )
+                    })?;
+                k.manager = Some(manager);
+                Ok(network)
             }
+        }
+    }
+
+    /// The network config, read again every second until it is there and valid; `None`
+    /// when cancelled first.
+    pub async fn network_config(
+        &mut self,
+        cancel: &CancellationToken,
+    ) -> Result<Option<NetworkConfig>> {
+        let mut log = RetryLog::default();
+        loop {
+            match self.load_once().await {
+                Ok(network) => {
+                    log_loaded(&network, &self.config_origin());
+                    return Ok(Some(network));
+                }
+                Err(message) => log.error(&message),
+            }
+            if !pause(cancel).await {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Build what the daemon derives from `network` (its backend) with `build`. While that
+    /// fails the error is logged as a config error and the config is read again every
+    /// second, so a backend option fixed in etcd (or in `net-conf.json`) is picked up.
+    /// Returns the config that worked with what `build` made; `None` when cancelled first.
+    pub async fn settle_config<T>(
+        &mut self,
+        network: NetworkConfig,
+        cancel: &CancellationToken,
+        mut build: impl FnMut(&NetworkConfig) -> Result<T>,
+    ) -> Result<Option<(NetworkConfig, T)>> {
+        let mut network = network;
+        let mut log = RetryLog::default();
+        loop {
+            match build(&network) {
+                Ok(built) => {
+                    if log.failed() {
+                        log_loaded(&network, &self.config_origin());
+                    }
+                    return Ok(Some((network, built)));
+                }
+                Err(e) => log.error(&format!(
+                    "the network config in {} cannot be used: {e:#}",
+                    self.config_origin()
+                )),
+            }
+            network = loop {
+                if !pause(cancel).await {
+                    return Ok(None);
+                }
+                match self.load_once().await {
+                    Ok(fresh) => break fresh,
+                    Err(message) => log.error(&message),
+                }
+            };
         }
     }
 
@@ -147,8 +232,9 @@ impl LeaseSource {
     ) -> Result<Option<(Lease, LeaseKeeper)>> {
         match self {
             LeaseSource::Etcd { store, manager } => {
-                let ranges = ranges_of(network)?;
-                let mut keeper = LeaseManager::new(store, ranges, attrs, manager);
+                let ranges = ranges_for(network)?;
+                let mut keeper = LeaseManager::new(store, ranges, attrs, manager)
+                    .with_network_config(network.clone());
                 match keeper.acquire(previous, cancel).await {
                     Ok(lease) => Ok(Some((lease, LeaseKeeper::Etcd(Box::new(keeper))))),
                     Err(flannel_registry::AcquireError::Cancelled) => Ok(None),
@@ -179,87 +265,56 @@ impl LeaseKeeper {
     }
 }
 
-/// `--net-config-path`, parsed (Flannel's error texts).
-fn read_net_conf(settings: &KubeSettings) -> Result<NetworkConfig> {
-    let text = std::fs::read_to_string(&settings.net_config_path).map_err(|e| {
-        anyhow::anyhow!(
-            "failed to read net conf: {e} ({})",
-            settings.net_config_path.display()
-        )
-    })?;
+/// `--net-config-path`, parsed (Flannel's error texts, with the path).
+fn read_net_conf(settings: &KubeSettings) -> Result<NetworkConfig, String> {
+    let path = settings.net_config_path.display();
+    let text = std::fs::read_to_string(&settings.net_config_path)
+        .map_err(|e| format!("failed to read net conf: {e} ({path})"))?;
     let config = NetworkConfig::parse(&text)
-        .map_err(|e| anyhow::anyhow!("error parsing subnet config: {e}"))?;
+        .map_err(|e| format!("error parsing subnet config in {path}: {e}"))?;
     config
         .ip_stack()
-        .map_err(|e| anyhow::anyhow!("invalid network config: {e}"))?;
-    info!(
-        path = %settings.net_config_path.display(),
-        network = config.network.map(tracing::field::display),
-        ipv6_network = config.ipv6_network.map(tracing::field::display),
-        backend = config.backend_type(),
-        "network config loaded"
-    );
+        .and_then(|_| config.check_backend_type())
+        .map_err(|e| format!("invalid network config in {path}: {e}"))?;
     Ok(config)
 }
 
-/// Read and check `<prefix>/config`, retrying every second until it is there and valid (an
-/// operator can fix it in etcd without restarting us). `None` when cancelled first.
-async fn load_network_config(
-    store: &EtcdStore,
-    cancel: &CancellationToken,
-) -> Option<NetworkConfig> {
-    let mut last_error = String::new();
-    let mut last_logged = tokio::time::Instant::now();
-    loop {
-        let result = match store.get_network_config().await {
-            Ok(text) => NetworkConfig::parse(&text)
-                .and_then(|mut c| {
-                    c.check()?;
-                    c.ip_stack()?;
-                    Ok(c)
-                })
-                .map_err(|e| format!("invalid network config: {e}")),
-            Err(StoreError::ConfigNotFound) => Err(StoreError::ConfigNotFound.to_string()),
-            Err(e) => Err(format!("cannot read the network config: {e}")),
-        };
-        match result {
-            Ok(config) => {
-                info!(
-                    network = config.network.map(tracing::field::display),
-                    ipv6_network = config.ipv6_network.map(tracing::field::display),
-                    backend = config.backend_type(),
-                    "network config loaded"
-                );
-                return Some(config);
-            }
-            Err(message) => {
-                // Log a repeated error every 30 s, a new one at once.
-                if message != last_error || last_logged.elapsed() >= Duration::from_secs(30) {
-                    error!("{message} (retrying every second)");
-                    last_logged = tokio::time::Instant::now();
-                    last_error = message;
-                }
-            }
+fn log_loaded(config: &NetworkConfig, origin: &str) {
+    let show = |n: Option<String>| n.unwrap_or_else(|| "none".to_owned());
+    info!(
+        from = origin,
+        network = show(config.network.map(|n| n.to_string())),
+        ipv6_network = show(config.ipv6_network.map(|n| n.to_string())),
+        backend = config.backend_type(),
+        "network config loaded"
+    );
+}
+
+/// Logs the errors of a retry loop: a new message at once, the same one every 30 s.
+#[derive(Debug, Default)]
+struct RetryLog {
+    last: Option<(String, Instant)>,
+}
+
+impl RetryLog {
+    fn error(&mut self, message: &str) {
+        let repeated = matches!(&self.last,
+            Some((last, at)) if last == message && at.elapsed() < Duration::from_secs(30));
+        if !repeated {
+            error!("{message} (retrying every second)");
+            self.last = Some((message.to_owned(), Instant::now()));
         }
-        tokio::select! {
-            _ = cancel.cancelled() => return None,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
+    }
+
+    fn failed(&self) -> bool {
+        self.last.is_some()
     }
 }
 
-fn ranges_of(network: &NetworkConfig) -> Result<Ranges> {
-    let Some(v4) = network.ipv4_range() else {
-        bail!("etcd mode needs an IPv4 Network: Flannel's subnet keys always carry an IPv4 part");
-    };
-    let v6 = if network.enable_ipv6 {
-        Some(
-            network
-                .ipv6_range()
-                .context("IPv6 is enabled but no IPv6 range is configured")?,
-        )
-    } else {
-        None
-    };
-    Ok(Ranges { v4, v6 })
+/// Wait a second; false when cancelled first.
+async fn pause(cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(Duration::from_secs(1)) => true,
+    }
 }

@@ -36,7 +36,8 @@ fn main() -> ExitCode {
         Err(err) => {
             match &err {
                 CliError::Help(text) => print!("{text}"),
-                CliError::Version => println!("{}", env!("CARGO_PKG_VERSION")),
+                // Flannel prints its version to stderr.
+                CliError::Version => eprintln!("{}", env!("CARGO_PKG_VERSION")),
                 CliError::Usage(message) => eprintln!("{message}"),
             }
             return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(1));

@@ -1,7 +1,7 @@
 //! The flanneld binary's command-line contract (exit codes and output streams).
 //!
 //! The parsing rules themselves are unit-tested in `src/cli.rs`; these tests check how `main`
-//! reports the outcomes: help on stdout with exit 0, `--version` exit 0, one-line usage errors on
+//! reports the outcomes: help on stdout with exit 0, `--version` on stderr (as Flannel) with exit 0, one-line usage errors on
 //! stderr with exit 2, Flannel's renew-margin message with exit 1.
 
 use std::process::{Command, Output};
@@ -34,11 +34,61 @@ fn help_goes_to_stdout_and_exits_0() {
 }
 
 #[test]
-fn version_exits_0_with_output() {
+fn version_goes_to_stderr_like_flannel_and_exits_0() {
     let out = flanneld(&["--version"]);
     assert_eq!(out.status.code(), Some(0));
-    let all = text(&out.stdout) + &text(&out.stderr);
-    assert!(!all.trim().is_empty(), "no version printed");
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    assert_eq!(text(&out.stderr).trim_end(), env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn subnet_lease_ttl_is_in_the_help() {
+    let out = flanneld(&["--help"]);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("--subnet-lease-ttl"), "{stdout}");
+    assert!(stdout.contains("86400"), "{stdout}");
+}
+
+/// Issue 16.7: a bad `--iface-regex` or a missing TLS file is refused before anything is
+/// contacted (the etcd endpoint here would hang), exit 2, naming the value.
+#[test]
+fn bad_regex_and_missing_tls_files_exit_2_before_any_io() {
+    let nowhere = "/nonexistent/flannel-ca.pem";
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--iface-regex=["],
+            "invalid value \"[\" for --iface-regex: not a regular expression",
+        ),
+        (&[&format!("--etcd-cafile={nowhere}")], nowhere),
+        (&["--etcd-certfile", nowhere], nowhere),
+        (&["--etcd-keyfile=/"], "/ is a directory"),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["--etcd-endpoints=http://192.0.2.1:2379"];
+        all.extend_from_slice(args);
+        let start = std::time::Instant::now();
+        let out = flanneld(&all);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_flanneld"))
+        .env("FLANNELD_ETCD_CAFILE", nowhere)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("FLANNELD_ETCD_CAFILE") && stderr.contains(nowhere),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -279,11 +279,13 @@ fn waits_for_etcd_and_for_the_config_saying_why() {
     );
     env.etcd.restart().expect("start etcd");
     assert!(
-        wait_for("config-missing log", Duration::from_secs(30), || d
+        wait_for("config-missing log", Duration::from_secs(30), || {
+            d
             .log()
             .contains(
-            "flannel config not found in etcd store. Did you create your config using etcdv3 API?"
-        )),
+            "flannel config not found in etcd store (key /coreos.com/network/config). Did you create your config using etcdv3 API?"
+        )
+        }),
         "log:\n{}",
         d.log()
     );
@@ -404,4 +406,93 @@ fn bad_flags_exit_2_with_one_line() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2), "bad env value is refused");
     assert!(String::from_utf8_lossy(&out.stderr).contains("FLANNELD_HEALTHZ_PORT"));
+}
+
+/// Issues 16.2 and 16.7: every config error in etcd — an inverted range, a `Backend` without
+/// `Type`, a backend that cannot be built from it — is logged naming the key and what is
+/// wrong, and retried until the operator fixes it (Flannel exits on the last one).
+#[test]
+fn config_errors_in_etcd_are_retried_until_fixed() {
+    let Some(env) = setup("config_errors_in_etcd_are_retried_until_fixed") else {
+        return;
+    };
+    put_config(
+        &env,
+        r#"{"Network":"198.18.0.0/16","SubnetMin":"198.18.9.0","SubnetMax":"198.18.2.0","Backend":{"Type":"alloc"}}"#,
+    );
+    let mut d = Flanneld::start(&env, "h1", &["--iface=veth0"]);
+    for (config, want) in [
+        (
+            None,
+            "invalid network config in etcd key /coreos.com/network/config: SubnetMin 198.18.9.0 is above SubnetMax 198.18.2.0",
+        ),
+        (
+            Some(r#"{"Network":"198.18.0.0/16","Backend":{}}"#),
+            "invalid network config in etcd key /coreos.com/network/config: Backend.Type is missing",
+        ),
+        (
+            Some(r#"{"Network":"198.18.0.0/16","Backend":{"Type":"bogus"}}"#),
+            "the network config in etcd key /coreos.com/network/config cannot be used: unknown backend type: bogus",
+        ),
+    ] {
+        if let Some(config) = config {
+            put_config(&env, config);
+        }
+        assert!(
+            wait_for(want, Duration::from_secs(15), || d.log().contains(want)),
+            "log:\n{}",
+            d.log()
+        );
+        assert!(d.running(), "a config error is retried; log:\n{}", d.log());
+    }
+    assert!(subnet_env(&env, "h1").is_none());
+    put_config(&env, ALLOC);
+    let subnet = wait_subnet(&env, "h1", &d);
+    assert!(subnet.starts_with("198.18."), "{subnet}");
+}
+
+/// Issue 16.3: etcd loses its data (wiped and restarted, config put back by the operator):
+/// flanneld writes its lease again with the subnet it had, and keeps running. A hand-written
+/// key outside the network (issue 16.1) is ignored with one warning, however often it is
+/// rewritten.
+#[test]
+fn after_etcd_lost_its_data_our_lease_is_written_again() {
+    let Some(mut env) = setup("after_etcd_lost_its_data_our_lease_is_written_again") else {
+        return;
+    };
+    put_config(&env, ALLOC);
+    let d = Flanneld::start(&env, "h1", &["--iface=veth0"]);
+    let subnet = wait_subnet(&env, "h1", &d);
+    let foreign = format!("{PREFIX}/subnets/203.0.113.0-24");
+    for _ in 0..20 {
+        env.etcd
+            .etcdctl(&["put", &foreign, r#"{"PublicIP":"198.51.100.7"}"#])
+            .expect("put");
+    }
+    assert!(
+        wait_for("one warning", Duration::from_secs(10), || d
+            .log()
+            .contains("ignoring lease 203.0.113.0-24")),
+        "log:\n{}",
+        d.log()
+    );
+    env.etcd.stop().expect("stop etcd");
+    std::fs::remove_dir_all(env.etcd.data_dir().join("data")).expect("wipe etcd");
+    env.etcd.restart().expect("start etcd");
+    put_config(&env, ALLOC);
+    let key = key_of(&subnet);
+    assert!(
+        wait_for("lease back", Duration::from_secs(30), || get(&env, &key)
+            .contains("192.0.2.1")),
+        "lease not written again; log:\n{}",
+        d.log()
+    );
+    let log = d.log();
+    assert!(log.contains("etcd lost its data"), "{log}");
+    assert_eq!(
+        log.matches("ignoring lease 203.0.113.0-24").count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(subnet_of(&subnet_env(&env, "h1").expect("file")), subnet);
 }

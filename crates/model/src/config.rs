@@ -20,7 +20,9 @@
 //!   [`NetworkConfig::check`] with the same message when the family is enabled).
 //! - Backend type: `"udp"` when `Backend` is absent; otherwise `Backend.Type` (decoded from
 //!   the raw `Backend` value Go-style), lowercased as Flannel's backend manager does. `{}`,
-//!   `null` or a `Backend` without `Type` give `""` (fatal later: `unknown backend type: `).
+//!   `null` or a `Backend` without `Type` give `""`, which
+//!   [`NetworkConfig::check_backend_type`] refuses naming `Backend.Type` (Go fails later
+//!   with `unknown backend type: `).
 //!   A non-object `Backend` is `error decoding Backend property of config: json: cannot
 //!   unmarshal string into Go value of type struct { Type string }`.
 //! - Type mismatches give Go's `json: cannot unmarshal string into Go struct field
@@ -41,8 +43,9 @@
 //! For each enabled family, in Go's order: the network must be set (not `0.0.0.0/0`), the
 //! subnet length is validated or defaulted (24 / 64 if the network is big enough, else
 //! network prefix + 2), `SubnetMin` defaults to the second subnet and `SubnetMax` to the last,
-//! both must lie in the network and on a subnet boundary. Go does *not* check
-//! `SubnetMin <= SubnetMax` (an empty range then means "out of subnets"); neither do we.
+//! both must lie in the network and on a subnet boundary. **Deviation:** Go does not check
+//! `SubnetMin <= SubnetMax` (an empty range then means "out of subnets" forever); we refuse
+//! an inverted range ([`ConfigError::SubnetRangeInverted`], and the IPv6 equivalent).
 //! Enabling neither family is not a `check` error in Go either: flanneld fails later with
 //! `none defined stack` — see [`NetworkConfig::ip_stack`].
 
@@ -180,6 +183,22 @@ pub enum ConfigError {
     /// `IPv6SubnetMax` has bits set below `IPv6SubnetLen`.
     #[error("IPv6SubnetMax is not on a SubnetLen boundary: {}", goip::ipv6_to_string(*.0))]
     Ipv6SubnetMaxUnaligned(Ipv6Addr),
+    /// `SubnetMin` above `SubnetMax` (our check; Go accepts it and then finds no subnet).
+    #[error("SubnetMin {min} is above SubnetMax {max}: no subnet could ever be leased")]
+    SubnetRangeInverted { min: Ipv4Addr, max: Ipv4Addr },
+    /// `IPv6SubnetMin` above `IPv6SubnetMax` (our check, as for IPv4).
+    #[error(
+        "IPv6SubnetMin {} is above IPv6SubnetMax {}: no subnet could ever be leased",
+        goip::ipv6_to_string(*min),
+        goip::ipv6_to_string(*max)
+    )]
+    Ipv6SubnetRangeInverted { min: Ipv6Addr, max: Ipv6Addr },
+    /// `Backend` is given without a `Type` (our check; Go fails later with
+    /// `unknown backend type: `).
+    #[error(
+        "Backend.Type is missing: name the backend, e.g. \"Backend\": {{\"Type\": \"vxlan\"}}"
+    )]
+    MissingBackendType,
     /// Neither `EnableIPv4` nor `EnableIPv6` (flanneld's `GetIPFamily`).
     #[error("none defined stack")]
     NoStack,
@@ -399,6 +418,9 @@ impl NetworkConfig {
         if u32::from(max) & sub_mask != u32::from(max) {
             return Err(ConfigError::SubnetMaxUnaligned(max));
         }
+        if min > max {
+            return Err(ConfigError::SubnetRangeInverted { min, max });
+        }
         Ok(())
     }
 
@@ -459,6 +481,9 @@ impl NetworkConfig {
         if u128::from(max) & sub_mask != u128::from(max) {
             return Err(ConfigError::Ipv6SubnetMaxUnaligned(max));
         }
+        if min > max {
+            return Err(ConfigError::Ipv6SubnetRangeInverted { min, max });
+        }
         Ok(())
     }
 
@@ -495,6 +520,45 @@ impl NetworkConfig {
     /// The backend type (lowercased `Backend.Type`; `udp` when `Backend` is absent).
     pub fn backend_type(&self) -> &str {
         &self.backend.backend_type
+    }
+
+    /// What etcd mode accepts as `<prefix>/config`: [`parse`](Self::parse), then
+    /// [`check`](Self::check), [`ip_stack`](Self::ip_stack) and
+    /// [`check_backend_type`](Self::check_backend_type).
+    pub fn parse_checked(json: &str) -> Result<NetworkConfig, ConfigError> {
+        let mut config = NetworkConfig::parse(json)?;
+        config.check()?;
+        config.ip_stack()?;
+        config.check_backend_type()?;
+        Ok(config)
+    }
+
+    /// Whether `other` differs from this config only in what the subnet allocator uses
+    /// (`SubnetLen`, `SubnetMin`, `SubnetMax` and their IPv6 equivalents): such a change can
+    /// be taken over by a running flanneld that has no lease yet.
+    pub fn same_except_allocation(&self, other: &NetworkConfig) -> bool {
+        fn strip(c: &NetworkConfig) -> NetworkConfig {
+            NetworkConfig {
+                subnet_len: None,
+                subnet_min: None,
+                subnet_max: None,
+                ipv6_subnet_len: None,
+                ipv6_subnet_min: None,
+                ipv6_subnet_max: None,
+                ..c.clone()
+            }
+        }
+        strip(self) == strip(other)
+    }
+
+    /// Refuses a `Backend` object without `Type` ([`ConfigError::MissingBackendType`]); a
+    /// config without `Backend` (which means `udp`) passes. flanneld applies this to the
+    /// config from etcd and to `net-conf.json`.
+    pub fn check_backend_type(&self) -> Result<(), ConfigError> {
+        if self.backend.backend_type.is_empty() {
+            return Err(ConfigError::MissingBackendType);
+        }
+        Ok(())
     }
 
     /// The address families to run, or `none defined stack` when neither is enabled
@@ -856,6 +920,70 @@ mod tests {
         assert_eq!(
             check_err(r#"{"Network":"10.0.0.0/16","SubnetMin":"10.0.1.1","SubnetMax":"10.1.0.0"}"#),
             "SubnetMax is not in the range of the Network"
+        );
+    }
+
+    #[test]
+    fn inverted_range_is_refused_with_both_bounds() {
+        assert_eq!(
+            check_err(
+                r#"{"Network":"198.18.0.0/16","SubnetMin":"198.18.200.0","SubnetMax":"198.18.10.0"}"#
+            ),
+            "SubnetMin 198.18.200.0 is above SubnetMax 198.18.10.0: no subnet could ever be leased"
+        );
+        assert_eq!(
+            check_err(
+                r#"{"Network":"198.18.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/48","IPv6SubnetMin":"2001:db8:0:ff::","IPv6SubnetMax":"2001:db8:0:10::"}"#
+            ),
+            "IPv6SubnetMin 2001:db8:0:ff:: is above IPv6SubnetMax 2001:db8:0:10::: no subnet could ever be leased"
+        );
+        // A one-subnet range is fine.
+        let c = checked(
+            r#"{"Network":"198.18.0.0/16","SubnetMin":"198.18.7.0","SubnetMax":"198.18.7.0"}"#,
+        );
+        let r = c.ipv4_range().unwrap();
+        assert_eq!(r.min, r.max);
+    }
+
+    #[test]
+    fn backend_without_type_is_refused_naming_the_field() {
+        for json in [
+            r#"{"Network":"198.18.0.0/16","Backend":{}}"#,
+            r#"{"Network":"198.18.0.0/16","Backend":null}"#,
+            r#"{"Network":"198.18.0.0/16","Backend":{"VNI":1}}"#,
+        ] {
+            let err = parse(json)
+                .check_backend_type()
+                .expect_err(json)
+                .to_string();
+            assert!(err.starts_with("Backend.Type is missing"), "{json}: {err}");
+        }
+        parse(r#"{"Network":"198.18.0.0/16"}"#)
+            .check_backend_type()
+            .unwrap();
+        parse(r#"{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}"#)
+            .check_backend_type()
+            .unwrap();
+    }
+
+    #[test]
+    fn allocation_only_changes_are_told_apart() {
+        let a = checked(r#"{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}"#);
+        let b = checked(
+            r#"{"Network":"198.18.0.0/16","SubnetLen":25,"SubnetMin":"198.18.4.0","Backend":{"Type":"vxlan"}}"#,
+        );
+        assert!(a.same_except_allocation(&b));
+        let c = checked(r#"{"Network":"198.18.0.0/15","Backend":{"Type":"vxlan"}}"#);
+        assert!(!a.same_except_allocation(&c));
+        let d = checked(r#"{"Network":"198.18.0.0/16","Backend":{"Type":"host-gw"}}"#);
+        assert!(!a.same_except_allocation(&d));
+        assert_eq!(
+            NetworkConfig::parse_checked(r#"{"Network":"198.18.0.0/16","Backend":{}}"#),
+            Err(ConfigError::MissingBackendType)
+        );
+        assert_eq!(
+            NetworkConfig::parse_checked(r#"{"Network":"198.18.0.0/16"}"#),
+            Ok(checked(r#"{"Network":"198.18.0.0/16"}"#))
         );
     }
 

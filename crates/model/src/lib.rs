@@ -2,6 +2,7 @@
 //!
 //! - [`config`]: the network configuration (`<prefix>/config` in etcd, or `net-conf.json`).
 //! - [`lease`]: subnet keys (`10.5.34.0-24[&fd00::-64]`) and the lease value JSON.
+//! - [`scope`]: which lease keys belong to a network config.
 //! - [`subnet_env`]: `/run/flannel/subnet.env`, rendered, parsed and written atomically.
 //! - [`gojson`]: decoding JSON the way Go's `encoding/json` does (case-insensitive keys).
 //! - [`goip`]: Go's IP/CIDR text forms (parsing like `net.ParseCIDR`, printing like Flannel).
@@ -13,8 +14,10 @@ pub mod config;
 pub mod goip;
 pub mod gojson;
 pub mod lease;
+pub mod scope;
 pub mod subnet_env;
 
 pub use config::{BackendConfig, ConfigError, IpStack, NetworkConfig, SubnetRange};
 pub use lease::{Lease, LeaseAttrs, LeaseError, RawJson, SubnetKey};
+pub use scope::{LeaseScope, OutOfScope};
 pub use subnet_env::{SubnetEnv, SubnetEnvError};

@@ -327,3 +327,33 @@ proptest! {
         prop_assert_eq!(r.max.broadcast(), network.broadcast());
     }
 }
+
+proptest! {
+    /// A key is in scope exactly when its IPv4 part is a /SubnetLen inside Network.
+    #[test]
+    fn lease_scope_is_containment_with_exact_length(
+        net in (any_v4(), 8u8..=28).prop_map(|(a, p)| Ipv4Net::new(a, p).unwrap().trunc()),
+        extra in 2u8..=4,
+        key in key_v4(),
+    ) {
+        let len = (net.prefix_len() + extra).min(30);
+        let scope = flannel_model::LeaseScope::new(Some((net, len)), None);
+        let want = key.prefix_len() == len && net.contains(&key);
+        prop_assert_eq!(scope.check(&SubnetKey::v4(key)).is_ok(), want);
+    }
+
+    /// A checked config never has SubnetMin above SubnetMax.
+    #[test]
+    fn checked_ranges_are_never_inverted(
+        min in 0u32..256, max in 0u32..256,
+    ) {
+        let json = format!(
+            r#"{{"Network":"198.18.0.0/16","SubnetMin":"198.18.{min}.0","SubnetMax":"198.18.{max}.0"}}"#
+        );
+        let mut c = NetworkConfig::parse(&json).unwrap();
+        match c.check().map(|()| c.ipv4_range().unwrap()) {
+            Ok(r) => prop_assert!(min <= max && r.min.addr() <= r.max.addr()),
+            Err(e) => prop_assert!(min > max && e.to_string().contains("is above SubnetMax"), "{}", e),
+        }
+    }
+}

@@ -173,20 +173,28 @@ impl EtcdStore {
     pub fn prefix(&self) -> &str {
         &self.shared.prefix
     }
+
+    /// The key of the network config, `<prefix>/config`.
+    pub fn config_key(&self) -> &str {
+        &self.shared.config_key
+    }
 }
 
-/// TLS settings following Flannel and the Go etcd client: the URL scheme decides
-/// (`https://` → TLS, `http://` → plain, no scheme → TLS only with a client certificate); the
-/// client certificate is used only when both key and certificate are given (else Flannel's
-/// "insecure" warning is logged); the CA file, when given, is trusted for TLS endpoints.
-fn tls_options(cfg: &EtcdConfig) -> Result<Option<etcd_client::TlsOptions>, StoreError> {
-    let identity_files = match (&cfg.keyfile, &cfg.certfile) {
-        (Some(key), Some(cert)) => Some((key, cert)),
-        _ => {
-            tracing::warn!("{NO_CERT_WARNING}");
-            None
-        }
-    };
+/// Whether the connection uses TLS, and what to tell the operator about it (pure).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TlsPlan {
+    tls: bool,
+    /// Warnings to log, in order.
+    warnings: Vec<String>,
+}
+
+/// The URL scheme decides, as in the Go etcd client: `https://` → TLS, `http://` → plain, no
+/// scheme → TLS only with a client certificate. The client certificate is used only when both
+/// key and certificate are given. Flannel's "insecure" warning is logged only when the
+/// connection really is plain (Flannel logs it whenever no client certificate is given, also
+/// over TLS); files that a plain connection does not use are named in a warning.
+fn plan_tls(cfg: &EtcdConfig) -> Result<TlsPlan, StoreError> {
+    let identity = cfg.keyfile.is_some() && cfg.certfile.is_some();
     let https = cfg
         .endpoints
         .iter()
@@ -198,14 +206,23 @@ fn tls_options(cfg: &EtcdConfig) -> Result<Option<etcd_client::TlsOptions>, Stor
         .filter(|e| e.starts_with("http://"))
         .count();
     let bare = cfg.endpoints.len() - https - http;
-    let tls = https > 0 || (bare > 0 && identity_files.is_some());
+    let tls = https > 0 || (bare > 0 && identity);
+    let mut warnings = Vec::new();
     if !tls {
-        if identity_files.is_some() {
-            tracing::warn!(
-                "etcd endpoints use http://: the client certificate is not used (use https:// endpoints for TLS)"
+        if identity {
+            warnings.push(
+                "etcd endpoints use http://: the client certificate is not used (use https:// endpoints for TLS)".to_owned(),
             );
+        } else {
+            warnings.push(NO_CERT_WARNING.to_owned());
         }
-        return Ok(None);
+        if let Some(ca) = &cfg.cafile {
+            warnings.push(format!(
+                "etcd endpoints use http://: the CA file {} is not used (use https:// endpoints for TLS)",
+                ca.display()
+            ));
+        }
+        return Ok(TlsPlan { tls, warnings });
     }
     if http > 0 {
         return Err(StoreError::Setup(format!(
@@ -213,15 +230,34 @@ fn tls_options(cfg: &EtcdConfig) -> Result<Option<etcd_client::TlsOptions>, Stor
             cfg.endpoints.join(",")
         )));
     }
+    if !identity && (cfg.keyfile.is_some() || cfg.certfile.is_some()) {
+        warnings.push(
+            "only one of --etcd-keyfile and --etcd-certfile is given: connecting to etcd over TLS without a client certificate".to_owned(),
+        );
+    }
+    Ok(TlsPlan { tls, warnings })
+}
+
+/// The TLS options for [`plan_tls`]'s decision (reading the PEM files), logging its warnings.
+fn tls_options(cfg: &EtcdConfig) -> Result<Option<etcd_client::TlsOptions>, StoreError> {
+    let plan = plan_tls(cfg)?;
+    for warning in &plan.warnings {
+        tracing::warn!("{warning}");
+    }
+    if !plan.tls {
+        return Ok(None);
+    }
     let mut tls = etcd_client::TlsOptions::new();
     if let Some(ca) = &cfg.cafile {
         let pem = read_pem(ca, "CA file")?;
         tls = tls.ca_certificate(etcd_client::Certificate::from_pem(pem));
     }
-    if let Some((key, cert)) = identity_files {
+    if let (Some(key), Some(cert)) = (&cfg.keyfile, &cfg.certfile) {
         let cert_pem = read_pem(cert, "certificate file")?;
         let key_pem = read_pem(key, "key file")?;
         tls = tls.identity(etcd_client::Identity::from_pem(cert_pem, key_pem));
+    } else {
+        tracing::info!("connecting to etcd over TLS without a client certificate");
     }
     Ok(Some(tls))
 }
@@ -490,7 +526,9 @@ impl SubnetStore for EtcdStore {
             .await?;
         match resp.kvs().first() {
             Some(kv) => Ok(String::from_utf8_lossy(kv.value()).into_owned()),
-            None => Err(StoreError::ConfigNotFound),
+            None => Err(StoreError::ConfigNotFound {
+                key: shared.config_key.clone(),
+            }),
         }
     }
 
@@ -665,5 +703,54 @@ impl SubnetStore for EtcdStore {
 
     fn watch_leases(&self) -> impl Stream<Item = WatchBatch> + Send + 'static {
         watch::lease_watch(self.shared.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(endpoints: &[&str], key: bool, cert: bool, ca: bool) -> EtcdConfig {
+        EtcdConfig {
+            endpoints: endpoints.iter().map(|e| (*e).to_owned()).collect(),
+            keyfile: key.then(|| PathBuf::from("/k.pem")),
+            certfile: cert.then(|| PathBuf::from("/c.pem")),
+            cafile: ca.then(|| PathBuf::from("/ca.pem")),
+            ..EtcdConfig::default()
+        }
+    }
+
+    fn plan(c: &EtcdConfig) -> TlsPlan {
+        plan_tls(c).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Issue 16.7: `https://` without a client certificate is TLS, not "http. This is
+    /// insecure".
+    #[test]
+    fn the_insecure_warning_is_only_for_plain_connections() {
+        let p = plan(&cfg(&["https://192.0.2.1:2379"], false, false, true));
+        assert!(p.tls);
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        let p = plan(&cfg(&["http://192.0.2.1:2379"], false, false, false));
+        assert!(!p.tls);
+        assert_eq!(p.warnings, vec![NO_CERT_WARNING.to_owned()]);
+        // Bare endpoints: TLS with a client certificate.
+        let p = plan(&cfg(&["192.0.2.1:2379"], true, true, false));
+        assert!(p.tls && p.warnings.is_empty(), "{p:?}");
+        // Files a plain connection ignores are named.
+        let p = plan(&cfg(&["http://192.0.2.1:2379"], true, true, true));
+        assert!(!p.tls);
+        assert!(p.warnings[0].contains("client certificate is not used"));
+        assert!(p.warnings[1].contains("the CA file /ca.pem is not used"));
+        let p = plan(&cfg(&["https://192.0.2.1:2379"], true, false, false));
+        assert!(p.tls);
+        assert!(p.warnings[0].contains("only one of --etcd-keyfile and --etcd-certfile"));
+        assert!(plan_tls(&cfg(
+            &["https://192.0.2.1:2379", "http://192.0.2.2:2379"],
+            false,
+            false,
+            false
+        ))
+        .is_err());
     }
 }

@@ -4,16 +4,21 @@
 //! - [`etcd`]: the etcd v3 store (keys and values compatible with Flannel).
 //! - [`memory`]: an in-memory store for component tests.
 //! - [`manager`]: acquire / renew / recover our own lease and report peers.
+//! - [`filter`]: leases that are not subnets of the network are ignored.
+//! - [`events`]: what a lease manager tells the daemon ([`ManagerEvent`]).
 //! - [`peers`]: turns store watch batches into peer added/removed events.
 
 mod error_text;
 pub mod etcd;
+pub mod events;
+pub mod filter;
 pub mod kube;
 pub mod manager;
 pub mod memory;
 pub mod peers;
 pub mod store;
 
-pub use manager::{AcquireError, LeaseManager, ManagerConfig, ManagerEvent};
+pub use events::ManagerEvent;
+pub use manager::{ranges_for, AcquireError, LeaseManager, ManagerConfig, RangesError};
 pub use peers::{PeerEvent, PeerTracker};
 pub use store::{StoreError, StoredLease, SubnetStore, WatchBatch, WatchEvent};

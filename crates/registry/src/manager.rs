@@ -14,7 +14,7 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use flannel_model::{Lease, LeaseAttrs, SubnetKey};
+use flannel_model::{Lease, LeaseAttrs, LeaseScope, NetworkConfig, SubnetKey};
 use flannel_planner::allocator::{decide, AllocError, Decision, ExistingLease, Ranges, Source};
 use futures_util::StreamExt;
 use rand::rngs::StdRng;
@@ -24,7 +24,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::peers::{forward_batch, log_peers, OwnEvent, PeerEvent, PeerTracker};
+use crate::events::{forward_batch, log_peers, ManagerEvent};
+use crate::filter::LeaseFilter;
+use crate::peers::{OwnEvent, PeerTracker};
 use crate::store::{StoreError, StoredLease, SubnetStore};
 
 /// Timing and retry knobs. [`ManagerConfig::default`] is Flannel's.
@@ -68,18 +70,24 @@ pub enum AcquireError {
     Cancelled,
 }
 
-/// What the daemon hears from the manager while it runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ManagerEvent {
-    /// Our lease was lost and acquired again (`previous` is the subnet we held before; it
-    /// differs from the new one when that subnet was no longer free).
-    Reacquired { lease: Lease, previous: SubnetKey },
-    /// Peers appeared, changed or left.
-    Peers(Vec<PeerEvent>),
-    /// Sent once, right after the `Peers` of the first snapshot: the set of peers is now
-    /// complete, so a backend may remove entries for hosts that are gone. (Before it, an empty
-    /// peer set only means "not read yet".)
-    Synced,
+/// Why a network config gives no allocation ranges for etcd mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RangesError {
+    #[error("etcd mode needs an IPv4 Network: Flannel's subnet keys always carry an IPv4 part")]
+    NoIpv4,
+    #[error("IPv6 is enabled but no IPv6 range is configured")]
+    NoIpv6,
+}
+
+/// The allocation ranges of a checked network config ([`NetworkConfig::parse_checked`]).
+pub fn ranges_for(network: &NetworkConfig) -> Result<Ranges, RangesError> {
+    let v4 = network.ipv4_range().ok_or(RangesError::NoIpv4)?;
+    let v6 = if network.enable_ipv6 {
+        Some(network.ipv6_range().ok_or(RangesError::NoIpv6)?)
+    } else {
+        None
+    };
+    Ok(Ranges { v4, v6 })
 }
 
 /// Keeps one host's lease. Create with [`LeaseManager::new`], call [`LeaseManager::acquire`],
@@ -90,6 +98,11 @@ pub struct LeaseManager<S> {
     ranges: Ranges,
     attrs: LeaseAttrs,
     cfg: ManagerConfig,
+    /// Leases that are not subnets of the network never reach the allocator or the tracker.
+    filter: LeaseFilter,
+    /// The network config the daemon runs with, when the manager should re-read the store's
+    /// config before each `out of subnets` retry ([`LeaseManager::with_network_config`]).
+    network: Option<NetworkConfig>,
     current: Option<StoredLease>,
     renew_at: Option<Instant>,
     rng: StdRng,
@@ -100,9 +113,11 @@ impl<S: SubnetStore> LeaseManager<S> {
     pub fn new(store: S, ranges: Ranges, attrs: LeaseAttrs, cfg: ManagerConfig) -> Self {
         LeaseManager {
             store,
+            filter: LeaseFilter::new(scope_of(&ranges)),
             ranges,
             attrs,
             cfg,
+            network: None,
             current: None,
             renew_at: None,
             rng: StdRng::from_os_rng(),
@@ -113,6 +128,19 @@ impl<S: SubnetStore> LeaseManager<S> {
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.rng = StdRng::seed_from_u64(seed);
         self
+    }
+
+    /// Re-read the network config from the store before every retry after `out of subnets`
+    /// (`network` is the config in use). A change of `SubnetLen`/`SubnetMin`/`SubnetMax` (or
+    /// the IPv6 ones) is taken over; any other change needs a restart and is logged as such.
+    pub fn with_network_config(mut self, network: NetworkConfig) -> Self {
+        self.network = Some(network);
+        self
+    }
+
+    /// The allocation ranges in use.
+    pub fn ranges(&self) -> &Ranges {
+        &self.ranges
     }
 
     /// The lease we hold, if any.
@@ -133,6 +161,7 @@ impl<S: SubnetStore> LeaseManager<S> {
     ) -> Result<Lease, AcquireError> {
         let mut backoff = Duration::from_millis(500);
         loop {
+            let mut out_of_subnets = false;
             let wait = match self.acquire_once(previous, &[]).await {
                 Ok(lease) => return Ok(lease),
                 Err(AcquireError::Store(e)) if e.is_transient() => {
@@ -147,6 +176,7 @@ impl<S: SubnetStore> LeaseManager<S> {
                 }
                 Err(AcquireError::Alloc(e)) => {
                     error!(error = %e, retry_in = ?self.cfg.retry_interval, "cannot acquire a subnet lease; retrying (free a subnet or widen SubnetMin/SubnetMax)");
+                    out_of_subnets = true;
                     self.cfg.retry_interval
                 }
                 Err(e) => return Err(e),
@@ -155,7 +185,56 @@ impl<S: SubnetStore> LeaseManager<S> {
                 _ = cancel.cancelled() => return Err(AcquireError::Cancelled),
                 _ = tokio::time::sleep(wait) => {}
             }
+            if out_of_subnets {
+                self.reload_config().await;
+            }
         }
+    }
+
+    /// Before an `out of subnets` retry: take over new allocation ranges from the store's
+    /// config (see [`LeaseManager::with_network_config`]). Problems are logged; the ranges in
+    /// use stay.
+    async fn reload_config(&mut self) {
+        let Some(running) = &self.network else {
+            return;
+        };
+        let text = match self.store.get_network_config().await {
+            Ok(text) => text,
+            Err(e) => {
+                warn!(error = %e, "cannot re-read the network config; retrying with the one in use");
+                return;
+            }
+        };
+        let fresh = match NetworkConfig::parse_checked(&text) {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                error!(error = %e, "the network config in the store is invalid; retrying with the one in use");
+                return;
+            }
+        };
+        if &fresh == running {
+            return;
+        }
+        if !running.same_except_allocation(&fresh) {
+            error!("the network config in the store changed beyond SubnetLen/SubnetMin/SubnetMax; restart flanneld to use it (retrying with the one in use)");
+            return;
+        }
+        let ranges = match ranges_for(&fresh) {
+            Ok(ranges) => ranges,
+            Err(e) => {
+                error!(error = %e, "the network config in the store has no usable ranges; retrying with the one in use");
+                return;
+            }
+        };
+        info!(
+            subnet_len = ranges.v4.subnet_len,
+            subnet_min = %ranges.v4.min.addr(),
+            subnet_max = %ranges.v4.max.addr(),
+            "the network config in the store changed; allocating with its ranges"
+        );
+        self.filter.set_scope(scope_of(&ranges));
+        self.ranges = ranges;
+        self.network = Some(fresh);
     }
 
     /// One acquisition attempt (lost creation races are retried inside it, up to
@@ -167,7 +246,14 @@ impl<S: SubnetStore> LeaseManager<S> {
     ) -> Result<Lease, AcquireError> {
         let mut exclude = exclude.to_vec();
         for _ in 0..self.cfg.race_retries.max(1) {
-            let (leases, _) = self.store.list_leases().await?;
+            let (mut leases, _) = self.store.list_leases().await?;
+            let ours = self.public_ip();
+            // Our own (non-reservation) leases pass even when they no longer fit: the
+            // allocator deletes those as stale and counts them for nothing.
+            leases.retain(|l| {
+                (l.lease.attrs.public_ip == ours && l.lease.expiration.is_some())
+                    || self.filter.admit(l)
+            });
             let existing: Vec<ExistingLease> = leases
                 .iter()
                 .map(|l| ExistingLease::from_lease(&l.lease))
@@ -286,6 +372,7 @@ impl<S: SubnetStore> LeaseManager<S> {
                         watch.set(self.store.watch_leases());
                         continue;
                     };
+                    let batch = self.filter.batch(batch);
                     let Some(own_events) = forward_batch(&mut tracker, batch, &mut synced, &events, "initial lease snapshot").await else {
                         return;
                     };
@@ -316,6 +403,14 @@ impl<S: SubnetStore> LeaseManager<S> {
             return true;
         };
         match event {
+            OwnEvent::StoreReset => {
+                warn!(subnet = %current.lease.subnet, "the subnet store lost its data (etcd wiped or restored); writing our lease again if it is gone");
+                // Revisions of the old store say nothing about the new one.
+                if let Some(c) = self.current.as_mut() {
+                    c.mod_revision = 0;
+                }
+                true
+            }
             OwnEvent::Deleted => {
                 if current.mod_revision > tracker.revision() {
                     debug!("ignoring a delete of our key older than our last write");
@@ -410,15 +505,20 @@ impl<S: SubnetStore> LeaseManager<S> {
             match self.acquire_once(prefer, exclude).await {
                 Ok(lease) => break lease,
                 Err(e) => {
-                    let wait = match &e {
-                        AcquireError::Alloc(_) => self.cfg.retry_interval,
-                        _ => backoff,
+                    let alloc = matches!(e, AcquireError::Alloc(_));
+                    let wait = if alloc {
+                        self.cfg.retry_interval
+                    } else {
+                        backoff
                     };
                     warn!(error = %e, retry_in = ?wait, "re-acquiring our lease failed; retrying");
                     backoff = (backoff * 2).min(self.cfg.max_backoff);
                     tokio::select! {
                         _ = cancel.cancelled() => return false,
                         _ = tokio::time::sleep(wait) => {}
+                    }
+                    if alloc {
+                        self.reload_config().await;
                     }
                 }
             }
@@ -440,6 +540,11 @@ impl<S: SubnetStore> LeaseManager<S> {
             .await
             .is_ok()
     }
+}
+
+/// The lease keys that belong to the network of `ranges`.
+fn scope_of(ranges: &Ranges) -> LeaseScope {
+    LeaseScope::of_ranges(Some(&ranges.v4), ranges.v6.as_ref())
 }
 
 /// Sleep until `at`, or forever when there is nothing to wait for.

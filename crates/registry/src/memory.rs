@@ -251,7 +251,12 @@ impl SubnetStore for MemoryStore {
     async fn get_network_config(&self) -> Result<String, StoreError> {
         let inner = self.lock();
         Self::check(&inner)?;
-        inner.config.clone().ok_or(StoreError::ConfigNotFound)
+        inner
+            .config
+            .clone()
+            .ok_or_else(|| StoreError::ConfigNotFound {
+                key: "<memory>/config".into(),
+            })
     }
 
     async fn list_leases(&self) -> Result<(Vec<StoredLease>, i64), StoreError> {

@@ -11,12 +11,8 @@
 
 use std::collections::BTreeMap;
 
-use flannel_model::{Lease, SubnetKey};
-use tokio::sync::mpsc;
-use tracing::info;
-
-use crate::manager::ManagerEvent;
 use crate::store::{StoredLease, WatchBatch, WatchEvent};
+use flannel_model::{Lease, SubnetKey};
 
 /// A change in the set of peers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +30,10 @@ pub enum OwnEvent {
     Written(StoredLease),
     /// Our key is gone: deleted by hand, or its TTL expired.
     Deleted,
+    /// A snapshot came at a lower revision than the last batch: the store lost its data
+    /// (etcd wiped or restored), so revisions seen before it mean nothing any more. Comes
+    /// before the other events of that snapshot.
+    StoreReset,
 }
 
 /// Everything one batch produced.
@@ -101,6 +101,9 @@ impl PeerTracker {
         let mut changes = Changes::default();
         match batch {
             WatchBatch::Snapshot { leases, revision } => {
+                if revision < self.revision {
+                    changes.own.push(OwnEvent::StoreReset);
+                }
                 self.revision = revision;
                 let fresh: BTreeMap<SubnetKey, StoredLease> =
                     leases.into_iter().map(|l| (l.lease.subnet, l)).collect();
@@ -163,43 +166,6 @@ impl PeerTracker {
             changes.own.push(OwnEvent::Deleted);
         } else {
             changes.peers.push(PeerEvent::Removed(previous.lease));
-        }
-    }
-}
-
-/// Apply one watch batch to `tracker` and tell the daemon: the peer changes (logged), and
-/// `Synced` after the first batch (`what` names it in the log). Returns what changed for our
-/// own lease, or `None` once the daemon has stopped listening.
-pub(crate) async fn forward_batch(
-    tracker: &mut PeerTracker,
-    batch: WatchBatch,
-    synced: &mut bool,
-    events: &mpsc::Sender<ManagerEvent>,
-    what: &str,
-) -> Option<Vec<OwnEvent>> {
-    let changes = tracker.apply(batch);
-    if !changes.peers.is_empty() {
-        log_peers(&changes.peers);
-        events.send(ManagerEvent::Peers(changes.peers)).await.ok()?;
-    }
-    if !*synced {
-        *synced = true;
-        info!(peers = tracker.peer_count(), "{what} loaded");
-        events.send(ManagerEvent::Synced).await.ok()?;
-    }
-    Some(changes.own)
-}
-
-/// Log each peer change at info level (the lines operators grep for).
-pub(crate) fn log_peers(events: &[PeerEvent]) {
-    for e in events {
-        match e {
-            PeerEvent::Added(l) => {
-                info!(subnet = %l.subnet, public_ip = %l.attrs.public_ip, backend = %l.attrs.backend_type, "peer added")
-            }
-            PeerEvent::Removed(l) => {
-                info!(subnet = %l.subnet, public_ip = %l.attrs.public_ip, "peer removed")
-            }
         }
     }
 }
@@ -319,6 +285,32 @@ mod tests {
         assert_eq!(c.own, vec![OwnEvent::Deleted]);
         let peers: Vec<_> = t.peers().map(|l| l.subnet).collect();
         assert_eq!(peers, vec![key("198.18.3.0/24"), key("198.18.4.0/24")]);
+    }
+
+    #[test]
+    fn a_snapshot_at_a_lower_revision_is_a_store_reset() {
+        let mut t = PeerTracker::new(Some(key("198.18.1.0/24")));
+        t.apply(WatchBatch::Snapshot {
+            leases: vec![stored("198.18.1.0/24", 1), stored("198.18.2.0/24", 2)],
+            revision: 40,
+        });
+        // etcd wiped: only a config was written again.
+        let c = t.apply(WatchBatch::Snapshot {
+            leases: vec![],
+            revision: 2,
+        });
+        assert_eq!(c.own, vec![OwnEvent::StoreReset, OwnEvent::Deleted]);
+        assert_eq!(
+            c.peers,
+            vec![PeerEvent::Removed(stored("198.18.2.0/24", 2).lease)]
+        );
+        assert_eq!(t.revision(), 2);
+        // A later snapshot at a higher revision is no reset.
+        let c = t.apply(WatchBatch::Snapshot {
+            leases: vec![stored("198.18.1.0/24", 1)],
+            revision: 5,
+        });
+        assert!(!c.own.contains(&OwnEvent::StoreReset), "{:?}", c.own);
     }
 
     #[test]

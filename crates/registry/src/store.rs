@@ -48,11 +48,11 @@ pub enum StoreError {
     /// The key to create exists already (a lost race).
     #[error("subnet {0} is already leased")]
     AlreadyExists(String),
-    /// No network configuration has been written yet.
+    /// No network configuration has been written yet; holds the key that was read.
     #[error(
-        "flannel config not found in etcd store. Did you create your config using etcdv3 API?"
+        "flannel config not found in etcd store (key {key}). Did you create your config using etcdv3 API?"
     )]
-    ConfigNotFound,
+    ConfigNotFound { key: String },
     /// The store could not be reached or did not answer in time.
     #[error("etcd unavailable ({endpoints}): {message}")]
     Unavailable { endpoints: String, message: String },
@@ -71,7 +71,7 @@ impl StoreError {
             self,
             StoreError::Unavailable { .. }
                 | StoreError::Request { .. }
-                | StoreError::ConfigNotFound
+                | StoreError::ConfigNotFound { .. }
         )
     }
 }

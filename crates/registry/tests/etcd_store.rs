@@ -75,7 +75,10 @@ async fn network_config_get_and_missing() {
     };
     let store = store(&etcd);
     match store.get_network_config().await {
-        Err(StoreError::ConfigNotFound) => {}
+        Err(e @ StoreError::ConfigNotFound { .. }) => assert_eq!(
+            e.to_string(),
+            format!("flannel config not found in etcd store (key {PREFIX}/config). Did you create your config using etcdv3 API?")
+        ),
         other => panic!("expected ConfigNotFound, got {other:?}"),
     }
     let config = r#"{"Network":"10.5.0.0/16","Backend":{"Type":"vxlan"}}"#;
@@ -831,4 +834,82 @@ async fn tls_with_client_certificate() {
     );
     let e = untrusted.list_leases().await.unwrap_err().to_string();
     assert!(e.contains("UnknownIssuer"), "{e}");
+}
+
+/// Issue 16.3: etcd is wiped and restarted and the config put back. The watch must notice
+/// (the revision went backwards) instead of waiting for a revision the new store has not
+/// reached, and the manager must write our lease again with the same subnet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_restores_its_lease_after_etcd_lost_its_data() {
+    use flannel_model::SubnetRange;
+    use flannel_planner::allocator::Ranges;
+    use flannel_registry::{LeaseManager, ManagerConfig, ManagerEvent};
+
+    let Some(mut etcd) =
+        EtcdServer::start_or_skip("manager_restores_its_lease_after_etcd_lost_its_data")
+    else {
+        return;
+    };
+    let config = r#"{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}"#;
+    let config_key = format!("{PREFIX}/config");
+    etcd.etcdctl(&["put", &config_key, config]).unwrap();
+    let store = store(&etcd);
+    let ranges = Ranges {
+        v4: SubnetRange {
+            network: "198.18.0.0/16".parse().unwrap(),
+            subnet_len: 24,
+            min: "198.18.1.0/24".parse().unwrap(),
+            max: "198.18.255.0/24".parse().unwrap(),
+        },
+        v6: None,
+    };
+    let cfg = ManagerConfig {
+        max_backoff: Duration::from_secs(1),
+        ..ManagerConfig::default()
+    };
+    let mut m = LeaseManager::new(store.clone(), ranges, attrs("192.0.2.1"), cfg).with_seed(1);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let lease = m.acquire(None, &cancel).await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let run = tokio::spawn(m.run(tx, cancel.clone()));
+    loop {
+        if within("synced", rx.recv()).await.unwrap() == ManagerEvent::Synced {
+            break;
+        }
+    }
+    // Move the revision well past what the wiped store will have.
+    let peer = key("198.18.200.0/24");
+    for i in 0..30u8 {
+        store
+            .put_lease(&peer, &attrs(&format!("192.0.2.{}", 100 + i)), None)
+            .await
+            .unwrap();
+    }
+
+    tokio::task::block_in_place(|| {
+        etcd.stop().unwrap();
+        std::fs::remove_dir_all(etcd.data_dir().join("data")).unwrap();
+        etcd.restart().unwrap();
+    });
+    assert!(revision(&etcd) < 5, "the store starts over");
+    etcd.etcdctl(&["put", &config_key, config]).unwrap();
+
+    let restored = within("our lease written again", async {
+        loop {
+            match rx.recv().await.expect("manager alive") {
+                ManagerEvent::Reacquired { lease, previous } => return (lease, previous),
+                _ => continue,
+            }
+        }
+    })
+    .await;
+    assert_eq!(restored.0.subnet, lease.subnet, "same subnet kept");
+    assert_eq!(restored.1, lease.subnet);
+    let stored = eventually("read our lease", || store.get_lease(&lease.subnet))
+        .await
+        .expect("our lease is in etcd again");
+    assert_eq!(stored.lease.attrs, attrs("192.0.2.1"));
+    assert!(stored.lease_id != 0, "with a TTL again");
+    cancel.cancel();
+    run.await.unwrap();
 }

@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use flannel_model::{Lease, LeaseAttrs, SubnetKey, SubnetRange};
+use flannel_model::{Lease, LeaseAttrs, NetworkConfig, SubnetKey, SubnetRange};
 use flannel_planner::allocator::Ranges;
 use flannel_registry::memory::MemoryStore;
 use flannel_registry::{
-    AcquireError, LeaseManager, ManagerConfig, ManagerEvent, PeerEvent, StoreError, StoredLease,
-    SubnetStore, WatchBatch,
+    ranges_for, AcquireError, LeaseManager, ManagerConfig, ManagerEvent, PeerEvent, StoreError,
+    StoredLease, SubnetStore, WatchBatch,
 };
 use futures_util::Stream;
 use tokio::sync::mpsc;
@@ -431,4 +431,108 @@ async fn synced_is_sent_once_after_the_first_snapshot_even_without_peers() {
     assert!(rx.try_recv().is_err(), "Synced only once");
     cancel.cancel();
     run.await.expect("run");
+}
+
+/// Issue 16.1: hand-written keys larger than the network or outside it are neither counted
+/// when allocating nor reported as peers.
+#[tokio::test(start_paused = true)]
+async fn leases_that_are_not_subnets_of_the_network_are_ignored() {
+    let store = MemoryStore::new();
+    let cancel = CancellationToken::new();
+    for foreign in ["198.16.0.0/12", "203.0.113.0/24", "198.18.7.0/25"] {
+        store
+            .put_lease(&key(foreign), &attrs(9), None)
+            .await
+            .expect("hand-written lease");
+    }
+    let peer = manager(store.clone(), 2)
+        .acquire_once(None, &[])
+        .await
+        .expect("a /12 covering the network must not count as taken");
+    let mut m = manager(store.clone(), 1);
+    let own = m.acquire(None, &cancel).await.expect("acquire");
+    assert_ne!(own.subnet, peer.subnet);
+    let (tx, mut rx) = mpsc::channel(64);
+    let run = tokio::spawn(m.run(tx, cancel.clone()));
+    let subnets = |ev: ManagerEvent| match ev {
+        ManagerEvent::Peers(p) => p
+            .into_iter()
+            .map(|e| match e {
+                PeerEvent::Added(l) => ("added", l.subnet),
+                PeerEvent::Removed(l) => ("removed", l.subnet),
+            })
+            .collect::<Vec<_>>(),
+        other => panic!("expected peers, got {other:?}"),
+    };
+    assert_eq!(
+        subnets(next_event(&mut rx).await),
+        vec![("added", peer.subnet)]
+    );
+    // Written while we run: still ignored; a real peer after it is reported.
+    store
+        .put_lease(&key("198.18.0.0/16"), &attrs(8), None)
+        .await
+        .expect("hand-written lease");
+    let third = manager(store.clone(), 3)
+        .acquire(None, &cancel)
+        .await
+        .expect("third host");
+    assert_eq!(
+        subnets(next_event(&mut rx).await),
+        vec![("added", third.subnet)]
+    );
+    store
+        .delete_lease(&key("198.16.0.0/12"))
+        .await
+        .expect("delete");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(pending(&mut rx), vec![]);
+    cancel.cancel();
+    run.await.expect("run");
+}
+
+/// Issue 16.2: the `out of subnets` retry re-reads the config, so fixing SubnetMin/SubnetMax
+/// in the store is enough; other changes (here `Network`) and invalid configs are not taken
+/// over while running.
+#[tokio::test(start_paused = true)]
+async fn a_config_fixed_in_the_store_is_used_on_the_next_retry() {
+    let config = |network: &str, max: &str| {
+        format!(
+            r#"{{"Network":"{network}","SubnetMin":"198.18.5.0","SubnetMax":"{max}","Backend":{{"Type":"vxlan"}}}}"#
+        )
+    };
+    let store = MemoryStore::new();
+    let tight = config("198.18.0.0/16", "198.18.5.0");
+    store.set_config(&tight);
+    let network = NetworkConfig::parse_checked(&tight).expect("config");
+    let ranges = ranges_for(&network).expect("ranges");
+    LeaseManager::new(store.clone(), ranges, attrs(2), ManagerConfig::default())
+        .acquire_once(None, &[])
+        .await
+        .expect("host 2 takes the only subnet");
+    let mut m = LeaseManager::new(store.clone(), ranges, attrs(1), ManagerConfig::default())
+        .with_network_config(network)
+        .with_seed(1);
+    let cancel = CancellationToken::new();
+    let task = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move { m.acquire(None, &cancel).await.map(|l| l.subnet) })
+    };
+    tokio::time::sleep(Duration::from_secs(90)).await;
+    assert!(!task.is_finished(), "out of subnets");
+
+    store.set_config("{not json");
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(!task.is_finished(), "an invalid config is not used");
+    store.set_config(&config("198.18.0.0/15", "198.18.6.0"));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(!task.is_finished(), "a new Network needs a restart");
+
+    store.set_config(&config("198.18.0.0/16", "198.18.6.0"));
+    let subnet = tokio::time::timeout(Duration::from_secs(120), task)
+        .await
+        .expect("acquired within two retries of the fix")
+        .expect("task")
+        .expect("acquire");
+    assert_eq!(subnet, key("198.18.6.0/24"));
 }

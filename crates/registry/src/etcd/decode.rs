@@ -150,10 +150,46 @@ pub fn is_compacted(message: &str) -> bool {
     message.contains("required revision has been compacted")
 }
 
+/// Whether etcd lost its data since we last looked (wiped, or restored from an old backup):
+/// its cluster ID is not the one we saw, or its revision `now` is below `delivered`, the
+/// last revision the watch has delivered (which etcd never goes below otherwise).
+pub fn data_lost(
+    known_cluster: Option<u64>,
+    cluster: u64,
+    delivered: i64,
+    now: i64,
+) -> Option<String> {
+    match known_cluster {
+        Some(known) if known != cluster => Some(format!(
+            "its cluster ID changed from {known:x} to {cluster:x}"
+        )),
+        _ if now < delivered => Some(format!("its revision went back from {delivered} to {now}")),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_loss_is_a_new_cluster_or_a_revision_going_back() {
+        assert_eq!(data_lost(None, 7, 40, 40), None);
+        assert_eq!(data_lost(Some(7), 7, 40, 41), None);
+        assert_eq!(
+            data_lost(Some(7), 7, 40, 3).as_deref(),
+            Some("its revision went back from 40 to 3")
+        );
+        assert_eq!(
+            data_lost(Some(7), 8, 40, 90).as_deref(),
+            Some("its cluster ID changed from 7 to 8")
+        );
+        assert_eq!(
+            data_lost(None, 8, 40, 3).as_deref(),
+            Some("its revision went back from 40 to 3")
+        );
+    }
 
     #[test]
     fn expiration_from_ttl() {

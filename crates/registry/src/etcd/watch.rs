@@ -6,6 +6,12 @@
 //! stream ended) are logged once per outage and retried with exponential backoff
 //! (100 ms doubling to 5 s), resuming from the revision after the last one delivered so no
 //! change is lost; a compacted revision leads to a fresh `Snapshot`.
+//!
+//! When etcd lost its data (wiped and restarted, or restored from a backup: its cluster ID
+//! changed, or its revision is below the last one delivered), resuming would wait for a
+//! revision the new store may take ages to reach and miss everything until then: the watch
+//! warns and sends a fresh `Snapshot` instead (whose lower revision tells the lease manager
+//! to write our lease again).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -26,6 +32,7 @@ pub(super) fn lease_watch(shared: Arc<Shared>) -> impl Stream<Item = WatchBatch>
         phase: Phase::NeedSnapshot,
         backoff: BACKOFF_START,
         in_outage: false,
+        cluster: None,
     };
     futures_util::stream::unfold(state, |mut state| async move {
         let batch = state.next_batch().await;
@@ -51,12 +58,16 @@ struct WatchState {
     backoff: Duration,
     /// A failure was logged and no success has been seen since.
     in_outage: bool,
+    /// etcd's cluster ID, from the first watch response.
+    cluster: Option<u64>,
 }
 
 /// What went wrong with a watch response.
 enum Trouble {
     /// The revision we asked for was compacted: re-list.
     Compacted(String),
+    /// etcd lost its data (the reason): re-list.
+    DataLost(String),
     /// Anything else: back off and resume.
     Failed(String),
 }
@@ -88,6 +99,7 @@ impl WatchState {
                         }
                     }
                     Err(Trouble::Compacted(msg)) => self.compacted(next_rev, &msg),
+                    Err(Trouble::DataLost(msg)) => self.data_lost(&msg),
                     Err(Trouble::Failed(msg)) => {
                         self.failed(&msg);
                         self.phase = Phase::Resume { next_rev };
@@ -105,6 +117,7 @@ impl WatchState {
                         }
                     }
                     Err(Trouble::Compacted(msg)) => self.compacted(next_rev, &msg),
+                    Err(Trouble::DataLost(msg)) => self.data_lost(&msg),
                     Err(Trouble::Failed(msg)) => {
                         self.failed(&msg);
                         self.phase = Phase::Resume { next_rev };
@@ -157,6 +170,18 @@ impl WatchState {
                 resp.compact_revision(),
                 resp.cancel_reason()
             )));
+        }
+        if let Some(header) = resp.header() {
+            if let Some(reason) = decode::data_lost(
+                self.cluster,
+                header.cluster_id(),
+                next_rev - 1,
+                header.revision(),
+            ) {
+                self.cluster = Some(header.cluster_id());
+                return Err(Trouble::DataLost(reason));
+            }
+            self.cluster = Some(header.cluster_id());
         }
         if resp.canceled() {
             return Err(Trouble::Failed(format!(
@@ -231,6 +256,16 @@ impl WatchState {
             "etcd watch of {} fell behind compaction (wanted revision {next_rev}: {msg}), re-listing",
             self.shared.subnets_dir
         );
+        self.phase = Phase::NeedSnapshot;
+    }
+
+    fn data_lost(&mut self, reason: &str) {
+        tracing::warn!(
+            "etcd lost its data ({reason}; etcd endpoints {}): listing {} again",
+            self.shared.endpoints_label,
+            self.shared.subnets_dir
+        );
+        self.recovered();
         self.phase = Phase::NeedSnapshot;
     }
 

@@ -40,9 +40,11 @@ use super::annotations::{
     annotations_patch_body, annotations_to_patch, network_available_patch_body, node_to_lease,
     own_pod_cidrs, restore_vtep_mac, AnnotationNames, KubeError, NodeInfo,
 };
-use super::watch::{lease_watch_stack, node_info, WatchMode};
-use crate::manager::{sleep_until_opt, ManagerEvent};
-use crate::peers::{forward_batch, log_peers, OwnEvent, PeerTracker};
+use super::objects::node_info;
+use super::watch::{lease_watch_stack, WatchMode};
+use crate::events::{forward_batch, log_peers, ManagerEvent};
+use crate::manager::sleep_until_opt;
+use crate::peers::{OwnEvent, PeerTracker};
 
 /// Settings of the Kubernetes lease manager.
 #[derive(Debug, Clone)]
@@ -453,6 +455,8 @@ impl KubeLeaseManager {
         match event {
             OwnEvent::Deleted => true,
             OwnEvent::Written(stored) => self.advertised.as_ref() != Some(&stored.lease),
+            // The node watch's revisions only grow; should one go back, look at our node.
+            OwnEvent::StoreReset => true,
         }
     }
 

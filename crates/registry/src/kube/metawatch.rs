@@ -18,8 +18,8 @@ use kube::api::{ListParams, ObjectList, PartialObjectMeta, WatchEvent, WatchPara
 use kube::runtime::watcher;
 use kube::Api;
 
-use super::objects::Node;
-use super::watch::{node_info, Seen, Step};
+use super::objects::{node_info, Node};
+use super::step::{Seen, Step};
 
 /// Page size of lists (what kube-rs's watcher uses).
 const PAGE_SIZE: u32 = 500;

@@ -6,7 +6,9 @@
 //!   config, and our node's name.
 //! - [`watch`]: every flannel node as a lease, as a [`crate::WatchBatch`] stream (full-object
 //!   or metadata-only watch).
-//! - [`objects`]: the Node and Pod types, cut down to the fields flanneld reads.
+//! - [`objects`]: the Node and Pod types, cut down to the fields flanneld reads, and
+//!   [`objects::node_info`].
+//! - `step`: what a node event source (full watch, or `metawatch`) yields to the watch.
 //! - [`lease`]: our own lease (the node's podCIDR, our annotations, NetworkUnavailable) and
 //!   the peer events the daemon follows.
 
@@ -15,6 +17,7 @@ pub mod client;
 pub mod lease;
 mod metawatch;
 pub mod objects;
+mod step;
 pub mod watch;
 
 /// The API client type, re-exported so users need no direct `kube` dependency.

@@ -12,6 +12,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
 use serde::{Deserialize, Serialize};
 
+use super::annotations::NodeInfo;
+
 /// A Node: metadata and the podCIDR fields of its spec.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct Node {
@@ -96,6 +98,17 @@ impl k8s_openapi::Metadata for Pod {
 
     fn metadata_mut(&mut self) -> &mut ObjectMeta {
         &mut self.metadata
+    }
+}
+
+/// The fields flannel uses of a Node.
+pub fn node_info(node: &Node) -> NodeInfo {
+    let spec = node.spec.as_ref();
+    NodeInfo {
+        name: node.metadata.name.clone().unwrap_or_default(),
+        annotations: node.metadata.annotations.clone().unwrap_or_default(),
+        pod_cidr: spec.and_then(|s| s.pod_cidr.clone()).unwrap_or_default(),
+        pod_cidrs: spec.and_then(|s| s.pod_cidrs.clone()).unwrap_or_default(),
     }
 }
 

@@ -42,6 +42,8 @@ use tracing::{debug, info, warn};
 
 use super::annotations::{node_to_lease, AnnotationNames, NodeInfo, MANAGED_VALUE};
 use super::metawatch::{list_full, MetaWatch};
+use super::objects::node_info;
+use super::step::{Seen, Step};
 use crate::store::{StoredLease, WatchBatch, WatchEvent};
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -58,17 +60,6 @@ pub enum WatchMode {
     /// docs). flanneld's default.
     #[default]
     MetadataThenGet,
-}
-
-/// The fields flannel uses of a Node.
-pub fn node_info(node: &Node) -> NodeInfo {
-    let spec = node.spec.as_ref();
-    NodeInfo {
-        name: node.metadata.name.clone().unwrap_or_default(),
-        annotations: node.metadata.annotations.clone().unwrap_or_default(),
-        pod_cidr: spec.and_then(|s| s.pod_cidr.clone()).unwrap_or_default(),
-        pod_cidrs: spec.and_then(|s| s.pod_cidrs.clone()).unwrap_or_default(),
-    }
 }
 
 /// Watch every flannel-managed node as a lease, IPv4 only (see [`lease_watch_stack`]).
@@ -114,37 +105,6 @@ enum Source {
     Full(Watched<Node>),
     /// Full list first, then metadata only ([`MetaWatch`]).
     Meta(Box<MetaWatch>),
-}
-
-/// A node as one watch event shows it.
-pub(super) enum Seen {
-    /// The whole node.
-    Full(NodeInfo),
-    /// Its name and annotations only.
-    Meta {
-        name: String,
-        annotations: BTreeMap<String, String>,
-    },
-}
-
-impl Seen {
-    fn name(&self) -> &str {
-        match self {
-            Seen::Full(n) => &n.name,
-            Seen::Meta { name, .. } => name,
-        }
-    }
-}
-
-/// One step of the underlying watcher, whatever the mode.
-pub(super) enum Step {
-    Init,
-    InitItem(Seen),
-    InitDone,
-    Apply(Seen),
-    Delete(String),
-    Error(watcher::Error),
-    Ended,
 }
 
 impl Source {
