@@ -139,6 +139,34 @@ pub fn stop_all(procs: &[ProcRecord], grace: Duration) -> usize {
     alive.len()
 }
 
+/// How [`stop`] ended a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stopped {
+    /// It was not running.
+    NotRunning,
+    /// It exited after SIGTERM.
+    Terminated,
+    /// It was still running after the grace time and got SIGKILL.
+    Killed,
+}
+
+/// Stops one recorded process: SIGTERM, then SIGKILL if it is still alive after `grace`
+/// (waiting up to two seconds more for it to go).
+pub fn stop(p: &ProcRecord, grace: Duration) -> Stopped {
+    if !is_alive(p) {
+        return Stopped::NotRunning;
+    }
+    signal(p.pid, Signal::SIGTERM);
+    let gone = || Ok::<bool, ()>(!is_alive(p));
+    if crate::wait::poll(grace, Duration::from_millis(20), gone) {
+        return Stopped::Terminated;
+    }
+    signal(p.pid, Signal::SIGKILL);
+    crate::wait::poll(Duration::from_secs(2), Duration::from_millis(20), gone);
+    Stopped::Killed
+}
+
 /// Graceful stop of a child: SIGTERM, wait up to `grace`, then SIGKILL; reaps it and returns
 /// how it exited.
 pub fn stop_child(child: &mut Child, grace: Duration) -> Result<ExitStatus> {
@@ -190,6 +218,27 @@ mod tests {
             start_time: me.start_time + 1
         }));
         assert!(pid_exists(me.pid));
+    }
+
+    #[test]
+    fn a_recorded_process_is_stopped_and_a_stubborn_one_killed() {
+        let mut polite = Command::new("sleep").arg("30").spawn().unwrap();
+        let mut stubborn = Command::new("sh")
+            .args(["-c", "trap '' TERM; while :; do sleep 0.05; done"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        // A reaper thread each, as the daemons' real parent (init) would be.
+        let p = record(polite.id()).unwrap();
+        let s = record(stubborn.id()).unwrap();
+        let reap = std::thread::spawn(move || {
+            let _ = polite.wait();
+            let _ = stubborn.wait();
+        });
+        assert_eq!(stop(&p, Duration::from_secs(5)), Stopped::Terminated);
+        assert_eq!(stop(&s, Duration::from_millis(300)), Stopped::Killed);
+        assert_eq!(stop(&p, Duration::from_secs(5)), Stopped::NotRunning);
+        reap.join().unwrap();
     }
 
     #[test]
