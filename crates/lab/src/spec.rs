@@ -312,18 +312,15 @@ impl LabSpec {
 /// etcd's command line (after the binary): a one-member cluster serving clients on
 /// [`ETCD_ENDPOINT`], its data in `data_dir`, logging to stderr.
 pub fn etcd_args(data_dir: &Path) -> Vec<String> {
-    vec![
-        "--name=lab".to_owned(),
-        format!("--data-dir={}", data_dir.display()),
-        format!("--listen-client-urls={ETCD_ENDPOINT}"),
-        format!("--advertise-client-urls={ETCD_ENDPOINT}"),
-        "--listen-peer-urls=http://127.0.0.1:2380".to_owned(),
-        "--initial-advertise-peer-urls=http://127.0.0.1:2380".to_owned(),
-        "--initial-cluster=lab=http://127.0.0.1:2380".to_owned(),
-        "--initial-cluster-state=new".to_owned(),
-        "--logger=zap".to_owned(),
-        "--log-outputs=stderr".to_owned(),
-    ]
+    flannel_sandbox::etcd::EtcdConfig {
+        name: "lab",
+        data_dir,
+        client_urls: &[ETCD_ENDPOINT],
+        advertise: ETCD_ENDPOINT,
+        peer_url: flannel_sandbox::etcd::PEER_URL,
+        log_level: None,
+    }
+    .args()
 }
 
 /// The CNI network configuration given to the `flannel` plugin for one host, like Flannel's
@@ -477,6 +474,8 @@ mod tests {
         let args = etcd_args(Path::new("/var/tmp/x/etcd"));
         assert!(args.contains(&"--data-dir=/var/tmp/x/etcd".to_owned()));
         assert!(args.contains(&"--listen-client-urls=http://192.0.2.254:2379".to_owned()));
+        assert!(args.contains(&"--initial-cluster=lab=http://127.0.0.1:2380".to_owned()));
+        assert!(!args.iter().any(|a| a.starts_with("--log-level")));
         assert_eq!(host_ip(3), Ipv4Addr::new(192, 0, 2, 3));
     }
 }

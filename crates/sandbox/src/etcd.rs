@@ -8,6 +8,9 @@ use crate::cmd::{self, CMD_TIMEOUT};
 use crate::error::Result;
 use crate::{netns, probe, process};
 
+/// The peer URL of an etcd alone in its namespace.
+pub const PEER_URL: &str = "http://127.0.0.1:2380";
+
 /// How a one-member etcd is started.
 #[derive(Debug, Clone)]
 pub struct EtcdConfig<'a> {
@@ -19,13 +22,14 @@ pub struct EtcdConfig<'a> {
     pub client_urls: &'a [&'a str],
     /// `--advertise-client-urls`.
     pub advertise: &'a str,
+    /// The peer URL (listen and advertise), e.g. [`PEER_URL`].
+    pub peer_url: &'a str,
     /// `--log-level`, if not etcd's default.
     pub log_level: Option<&'a str>,
 }
 
 impl EtcdConfig<'_> {
-    /// etcd's command line (after the binary): one member, peers on `127.0.0.1:2380` of its
-    /// namespace, zap logging to stderr.
+    /// etcd's command line (after the binary): one member, zap logging to stderr.
     pub fn args(&self) -> Vec<String> {
         let name = self.name;
         let mut args = vec![
@@ -33,9 +37,9 @@ impl EtcdConfig<'_> {
             format!("--data-dir={}", self.data_dir.display()),
             format!("--listen-client-urls={}", self.client_urls.join(",")),
             format!("--advertise-client-urls={}", self.advertise),
-            "--listen-peer-urls=http://127.0.0.1:2380".to_owned(),
-            "--initial-advertise-peer-urls=http://127.0.0.1:2380".to_owned(),
-            format!("--initial-cluster={name}=http://127.0.0.1:2380"),
+            format!("--listen-peer-urls={}", self.peer_url),
+            format!("--initial-advertise-peer-urls={}", self.peer_url),
+            format!("--initial-cluster={name}={}", self.peer_url),
             "--initial-cluster-state=new".to_owned(),
             "--logger=zap".to_owned(),
             "--log-outputs=stderr".to_owned(),
@@ -98,6 +102,7 @@ mod tests {
             data_dir: Path::new("/var/tmp/x/etcd"),
             client_urls: &["http://192.0.2.254:2379", "http://127.0.0.1:2379"],
             advertise: "http://192.0.2.254:2379",
+            peer_url: PEER_URL,
             log_level: Some("warn"),
         };
         assert_eq!(
