@@ -5,7 +5,8 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use crate::error::{Result, SandboxError};
 
@@ -61,23 +62,25 @@ pub fn run(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Result<
     cmd.stderr(err.try_clone().map_err(io)?);
     let mut child = cmd.spawn().map_err(io)?;
     drop(cmd);
-    let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(1);
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(io)? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
+    // A thread waits, so the caller learns of the exit at once (benchmarks time commands).
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = match rx.recv_timeout(timeout) {
+        Ok(status) => status.map_err(io)?,
+        Err(_) => {
+            // Not reaped yet (the waiter still waits), so the pid is still the child's.
+            crate::process::signal(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = waiter.join();
             return Err(SandboxError::CommandTimeout {
                 command: desc,
                 timeout,
             });
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
     };
+    let _ = waiter.join();
     let read = |f: &mut File| -> Result<String> {
         let mut buf = Vec::new();
         f.seek(SeekFrom::Start(0)).map_err(io)?;
@@ -141,6 +144,7 @@ mod tests {
 
     #[test]
     fn commands_are_bounded_and_captured() {
+        use std::time::Instant;
         let out = run(
             command("sh", &["-c", "cat; echo err >&2"]),
             Some(b"in"),

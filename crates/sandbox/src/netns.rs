@@ -118,6 +118,31 @@ pub fn kill_pids(name: &str) {
     }
 }
 
+/// Deletes the namespaces named `<prefix><pid>…` whose process `<pid>` no longer exists (and
+/// is not this one), killing what still runs in them: what a program stopped by SIGKILL left.
+/// Returns the names removed.
+pub fn remove_orphans(prefix: &str) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for name in list()? {
+        let Some(pid) = owner_pid(&name, prefix) else {
+            continue;
+        };
+        if pid == std::process::id() || crate::process::pid_exists(pid) {
+            continue;
+        }
+        remove(&name)?;
+        removed.push(name);
+    }
+    Ok(removed)
+}
+
+/// The pid in a name `<prefix><pid>…`.
+fn owner_pid(name: &str, prefix: &str) -> Option<u32> {
+    let rest = name.strip_prefix(prefix)?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
 /// Creates bridge `bridge` in `ns` and brings it up.
 pub fn add_bridge(ns: &str, bridge: &str) -> Result<()> {
     ip_in(ns, &["link", "add", bridge, "type", "bridge"])?;
@@ -216,6 +241,13 @@ impl Drop for Netns {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn orphan_names_carry_their_owner() {
+        assert_eq!(owner_pid("frsbench123-etcd", "frsbench"), Some(123));
+        assert_eq!(owner_pid("frsbench-etcd", "frsbench"), None);
+        assert_eq!(owner_pid("other123", "frsbench"), None);
+    }
 
     /// Two namespaces on a bridge reach each other; dropping them removes them and what ran
     /// inside.
