@@ -1,4 +1,4 @@
-//! The three benchmarks, each against a real flanneld in namespaces of the [`Lab`]:
+//! The three benchmarks, each against a real flanneld in namespaces of the [`Underlay`]:
 //!
 //! - [`program`]: a fresh flanneld facing N leases already in etcd — time from its start until
 //!   the kernel holds every peer's route, neighbour and FDB entry; next to it, in the same run,
@@ -8,7 +8,9 @@
 //!   peer's route appearing in flanneld's kernel.
 //! - [`memory`]: flanneld's `VmRSS`/`VmHWM`, idle and with N peers, after a periodic pass.
 //!
-//! Every wait has a deadline; every namespace and process is removed when its guard drops.
+//! Every wait has a deadline; every namespace and process is removed when its guard drops
+//! (namespaces and processes come from the sandbox crate, which also removes them on a signal
+//! or a panic).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -17,20 +19,75 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
+use flannel_sandbox::netns::{self, Netns};
+use flannel_sandbox::{cleanup, cmd};
 
 use crate::etcd::Etcd;
 use crate::flanneld::{self, Flanneld, Memory, Reconciled};
-use crate::lab::{self, Lab, Netns};
 use crate::monitor::{Monitor, Pending, Seen};
 use crate::plan::{lease_key, lease_value, Plan, VXLAN_DEV};
 use crate::probe::{self, Probe};
+use crate::{ETCD_IP, HOST_IP, NAME_PREFIX, UNDERLAY_LEN};
+
+/// The benchmarks' underlay: namespace `frsbench<pid>-etcd` with a bridge `br0` =
+/// `192.0.2.254/24` (etcd listens there and on its own loopback), and for each host under test
+/// a fresh namespace whose `eth0` = `192.0.2.1/24` is a veth port of that bridge. Nothing has
+/// a route out.
+#[derive(Debug)]
+pub struct Underlay {
+    id: String,
+    etcd_ns: Netns,
+    hosts: AtomicUsize,
+}
+
+impl Underlay {
+    /// Create the etcd namespace and its bridge.
+    pub fn new() -> Result<Underlay> {
+        let id = format!("{NAME_PREFIX}{}", std::process::id());
+        let etcd_ns = Netns::create(format!("{id}-etcd"))?;
+        netns::add_bridge(etcd_ns.name(), "br0")?;
+        etcd_ns.ip(&[
+            "addr",
+            "add",
+            &format!("{ETCD_IP}/{UNDERLAY_LEN}"),
+            "dev",
+            "br0",
+        ])?;
+        Ok(Underlay {
+            id,
+            etcd_ns,
+            hosts: AtomicUsize::new(0),
+        })
+    }
+
+    /// The etcd namespace.
+    pub fn etcd_ns(&self) -> &Netns {
+        &self.etcd_ns
+    }
+
+    /// A fresh host namespace `frsbench<pid>-<role><k>` with `eth0` = `192.0.2.1/24` on the
+    /// bridge. Hosts are used one at a time (they share the address).
+    pub fn add_host(&self, role: &str) -> Result<Netns> {
+        let k = self.hosts.fetch_add(1, Ordering::SeqCst);
+        let ns = Netns::create(format!("{}-{role}{k}", self.id))?;
+        netns::plug(
+            self.etcd_ns.name(),
+            "br0",
+            &format!("hb{k}"),
+            ns.name(),
+            "eth0",
+            &format!("{HOST_IP}/{UNDERLAY_LEN}"),
+        )?;
+        Ok(ns)
+    }
+}
 
 /// What every benchmark needs: the flanneld binary, the lab with etcd, a work directory.
 /// Fields drop in order: etcd, then the lab's namespaces, then the directory.
 #[derive(Debug)]
 pub struct Env {
     etcd: Etcd,
-    lab: Lab,
+    lab: Underlay,
     dir: tempfile::TempDir,
     bin: PathBuf,
     timeout: Duration,
@@ -57,7 +114,7 @@ impl Env {
         }
         let shm = Path::new("/dev/shm");
         let mut builder = tempfile::Builder::new();
-        let prefix = format!("{}{}-", lab::NAME_PREFIX, std::process::id());
+        let prefix = format!("{NAME_PREFIX}{}-", std::process::id());
         builder.prefix(&prefix);
         let dir = if shm.is_dir() {
             builder.tempdir_in(shm)
@@ -65,8 +122,8 @@ impl Env {
             builder.tempdir()
         }
         .context("creating the work directory")?;
-        lab::register_dir(dir.path().to_path_buf());
-        let lab = Lab::new()?;
+        cleanup::track_dir(dir.path());
+        let lab = Underlay::new()?;
         let etcd = Etcd::start(lab.etcd_ns(), dir.path())?;
         if let Some(k) = &keep_logs {
             std::fs::create_dir_all(k).with_context(|| format!("creating {}", k.display()))?;
@@ -317,8 +374,8 @@ fn floor_program_run(
     let bridge_file = bridge_file.to_string_lossy().into_owned();
     std::thread::sleep(env.settle);
     let t0 = Instant::now();
-    lab::run("ip", &["-n", host.name(), "-batch", &ip_file], env.timeout)?;
-    lab::run(
+    cmd::sh("ip", &["-n", host.name(), "-batch", &ip_file], env.timeout)?;
+    cmd::sh(
         "bridge",
         &["-n", host.name(), "-batch", &bridge_file],
         env.timeout,

@@ -1,18 +1,19 @@
-//! etcd for the benchmarks: one `etcd` process in the lab's etcd namespace (data on tmpfs
-//! when `/dev/shm` exists), and a client that runs on a thread inside that namespace (it talks
-//! to etcd over the namespace's loopback; flanneld uses `http://192.0.2.254:2379`).
+//! etcd for the benchmarks: one `etcd` process in the underlay's etcd namespace (started by
+//! the sandbox crate; data on tmpfs when `/dev/shm` exists), and a client that runs on a
+//! thread inside that namespace (it talks to etcd over the namespace's loopback; flanneld uses
+//! `http://192.0.2.254:2379`) to load the plans' leases.
 
 use std::future::Future;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use etcd_client::{Client, ConnectOptions, DeleteOptions, GetOptions, Txn, TxnOp};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use flannel_sandbox::etcd::{self as sandbox_etcd, EtcdConfig, PEER_URL};
+use flannel_sandbox::netns::{self, Netns};
+use flannel_sandbox::{cleanup, process};
 
-use crate::lab::{self, Netns};
 use crate::plan::{lease_key, lease_value, Plan, ETCD_IP, ETCD_PREFIX};
 
 /// How long etcd may take to become usable.
@@ -34,29 +35,20 @@ impl Etcd {
     /// Start etcd in `ns` with its data under `dir` and wait until it answers.
     pub fn start(ns: &Netns, dir: &Path) -> Result<Etcd> {
         let data = dir.join("etcd-data");
-        let log = std::fs::File::create(dir.join("etcd.log")).context("creating etcd.log")?;
-        let client_urls = format!("http://{ETCD_IP}:2379,http://127.0.0.1:2379");
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns.name(), "etcd", "--name=bench"])
-            .arg(format!("--data-dir={}", data.display()))
-            .arg(format!("--listen-client-urls={client_urls}"))
-            .arg(format!("--advertise-client-urls=http://{ETCD_IP}:2379"))
-            .args([
-                "--listen-peer-urls=http://127.0.0.1:2380",
-                "--initial-advertise-peer-urls=http://127.0.0.1:2380",
-                "--initial-cluster=bench=http://127.0.0.1:2380",
-                "--initial-cluster-state=new",
-                "--logger=zap",
-                "--log-outputs=stderr",
-                "--log-level=warn",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().context("etcd.log")?)
-            .stderr(log)
+        let advertise = format!("http://{ETCD_IP}:2379");
+        let config = EtcdConfig {
+            name: "bench",
+            data_dir: &data,
+            client_urls: &[&advertise, "http://127.0.0.1:2379"],
+            advertise: &advertise,
+            peer_url: PEER_URL,
+            log_level: Some("warn"),
+        };
+        let child = sandbox_etcd::command(ns.name(), &config, &dir.join("etcd.log"))?
             .spawn()
             .context("starting etcd")?;
         let pid = i32::try_from(child.id()).context("pid out of range")?;
-        lab::register_pid(pid);
+        cleanup::track_pid(pid);
         let mut etcd = Etcd {
             ns: ns.name().to_owned(),
             child: Some(child),
@@ -94,7 +86,7 @@ impl Etcd {
         F: FnOnce(Client) -> Fut + Send,
         Fut: Future<Output = Result<T>>,
     {
-        lab::in_netns(&self.ns, || {
+        netns::in_netns(&self.ns, || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -108,7 +100,7 @@ impl Etcd {
                     .context("connecting to etcd")?;
                 f(client).await
             })
-        })
+        })?
     }
 
     /// Wipe all leases, write the plan's network config and every peer's lease (in
@@ -186,9 +178,8 @@ impl Etcd {
 impl Drop for Etcd {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
-            let _ = child.wait();
+            process::kill_child(&mut child);
         }
-        lab::unregister_pid(self.pid);
+        cleanup::untrack_pid(self.pid);
     }
 }

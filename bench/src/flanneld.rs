@@ -1,17 +1,16 @@
 //! The flanneld under test: started in a host namespace (`ip netns exec`, which execs in
-//! place, so the child's pid is flanneld's), stopped with SIGTERM (SIGKILL after 5 s), its
+//! place, so the child's pid is flanneld's; the sandbox crate stops it), its
 //! memory read from `/proc/<pid>/status`, and its log read for the lines the benchmarks use
 //! (pure parsing: [`parse_reconciled`], [`line_time`]).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use flannel_sandbox::netns::Netns;
+use flannel_sandbox::{cleanup, process};
 
-use crate::lab::{self, Netns};
 use crate::plan::ETCD_IP;
 
 /// How long a graceful stop may take.
@@ -30,7 +29,6 @@ impl Flanneld {
     /// Returns it with the instant and wall-clock time taken right before the spawn.
     pub fn spawn(bin: &Path, ns: &Netns, dir: &Path) -> Result<(Flanneld, Instant, SystemTime)> {
         let log = dir.join("flanneld.log");
-        let file = std::fs::File::create(&log).context("creating flanneld.log")?;
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns.name()])
             .arg(bin)
@@ -42,17 +40,15 @@ impl Flanneld {
             ))
             .arg("-v=0")
             .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().context("flanneld.log")?)
-            .stderr(file);
+            .env_remove("RUST_LOG");
+        process::log_to(&mut cmd, &log)?;
         let wall = SystemTime::now();
         let t0 = Instant::now();
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
         let pid = i32::try_from(child.id()).context("pid out of range")?;
-        lab::register_pid(pid);
+        cleanup::track_pid(pid);
         Ok((
             Flanneld {
                 child: Some(child),
@@ -113,20 +109,8 @@ impl Flanneld {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
-        let _ = kill(Pid::from_raw(self.pid), Signal::SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            if child.try_wait().context("waiting for flanneld")?.is_some() {
-                break;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        lab::unregister_pid(self.pid);
+        process::stop_child(&mut child, STOP_TIMEOUT).context("stopping flanneld")?;
+        cleanup::untrack_pid(self.pid);
         Ok(())
     }
 }
@@ -134,10 +118,9 @@ impl Flanneld {
 impl Drop for Flanneld {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            process::kill_child(&mut child);
         }
-        lab::unregister_pid(self.pid);
+        cleanup::untrack_pid(self.pid);
     }
 }
 

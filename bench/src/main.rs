@@ -18,7 +18,6 @@ mod bench;
 mod etcd;
 mod flanneld;
 mod kubewatch;
-mod lab;
 mod modes;
 mod monitor;
 mod plan;
@@ -36,6 +35,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use flannel_sandbox::{cleanup, netns};
+pub use plan::{ETCD_IP, HOST_IP, UNDERLAY_LEN};
+
+/// First part of every namespace name this program creates (`frsbench<pid>-…`).
+pub const NAME_PREFIX: &str = "frsbench";
+/// Time limit of a plain setup or reading command (`ip …`, `tc …`).
+pub const CMD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Benchmarks of flanneld's datapath, in private network namespaces.
 #[derive(Debug, Parser)]
@@ -170,13 +176,13 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    if let Err(e) = lab::install_cleanup_handlers() {
+    if let Err(e) = cleanup::on_signal_and_panic("flannel-bench") {
         eprintln!("flannel-bench: {e:#}");
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse();
     let result = run(cli);
-    lab::cleanup_all();
+    cleanup::cleanup_all();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -206,7 +212,7 @@ fn run(cli: Cli) -> Result<()> {
     if !nix::unistd::Uid::effective().is_root() {
         bail!("flannel-bench creates network namespaces: run it as root");
     }
-    let removed = lab::remove_leftovers()?;
+    let removed = netns::remove_orphans(NAME_PREFIX)?;
     if !removed.is_empty() {
         eprintln!("removed leftover namespaces: {}", removed.join(", "));
     }
@@ -219,7 +225,7 @@ fn run(cli: Cli) -> Result<()> {
     let bin = std::fs::canonicalize(&bin).unwrap_or(bin);
     let timeout = Duration::from_secs(cli.timeout.max(1));
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = lab::run("uname", &["-r"], lab::CMD_TIMEOUT)
+    let kernel = flannel_sandbox::cmd::sh("uname", &["-r"], CMD_TIMEOUT)
         .map(|s| s.trim().to_owned())
         .unwrap_or_default();
     let mut out = String::from("## flannel-bench results\n\n");

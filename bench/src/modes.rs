@@ -4,7 +4,7 @@
 //!
 //! Unlike the other benchmarks this one needs real remote hosts with pods, so it builds its
 //! lab with `flannel_testkit::topology` (namespaces `frs-<pid>-<n>-bmodes_<mode>-…`, removed
-//! when the lab is dropped, and by [`crate::lab::cleanup_all`] on a signal or panic). Per mode:
+//! when the lab is dropped, and by `flannel_sandbox::cleanup` on a signal or panic). Per mode:
 //!
 //! 1. **Entries vs scale.** Host h1 with one pod; remote hosts are added one by one (1, 2, 4, 6
 //!    by default). At each host count the learned entries of every host are flushed, then pods

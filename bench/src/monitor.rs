@@ -26,7 +26,6 @@ use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
 
-use crate::lab;
 use crate::plan::Peer;
 
 /// `RTMGRP_NEIGH`: neighbour and FDB notifications.
@@ -148,7 +147,7 @@ impl Drop for Monitor {
 }
 
 fn subscribe(ns: &str) -> Result<Socket> {
-    lab::enter(ns)?;
+    flannel_sandbox::netns::enter(ns)?;
     let mut socket = Socket::new(NETLINK_ROUTE).context("opening an rtnetlink socket")?;
     setsockopt(&socket, sockopt::RcvBufForce, &RX_BUF).context("SO_RCVBUFFORCE")?;
     let timeout = TimeVal::new(0, i64::try_from(STOP_POLL.as_micros()).unwrap_or(50_000));

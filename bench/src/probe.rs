@@ -22,7 +22,7 @@ use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
 
-use crate::lab;
+use flannel_sandbox::netns;
 
 /// Pause between two probes.
 const PERIOD: Duration = Duration::from_millis(20);
@@ -47,7 +47,7 @@ impl Probe {
         let thread = std::thread::Builder::new()
             .name("rtnl-probe".into())
             .spawn(move || -> Result<()> {
-                lab::enter(&ns)?;
+                netns::enter(&ns)?;
                 let mut socket = Socket::new(NETLINK_ROUTE).context("opening a netlink socket")?;
                 socket.bind_auto().context("binding the probe socket")?;
                 let timeout = TimeVal::new(5, 0);

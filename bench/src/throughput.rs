@@ -7,7 +7,7 @@
 //! backend once, and the order rotates from round to round (round r starts with backend
 //! r mod n), so drift of a noisy machine hits every backend alike. Each measurement gets a
 //! fresh cluster built with `flannel_testkit::topology` (namespaces `frs-<pid>-<n>-btput_…`,
-//! removed when the lab is dropped, and by [`crate::lab::cleanup_all`] on a signal or panic):
+//! removed when the lab is dropped, and by `flannel_sandbox::cleanup` on a signal or panic):
 //! etcd, two hosts (`192.0.2.1`, `192.0.2.2`), flanneld on each, one pod per host in
 //! `198.18.0.0/16`. Then, from the pod on host 1 to the pod on host 2:
 //!
@@ -33,12 +33,12 @@ use flannel_testkit::topology::{Flanneld, Host, Lab, Pod};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::lab::run_output;
 use crate::throughput_drops::{self as drops, DropSample, Snapshot};
 use crate::throughput_report::{
     parse_iperf, parse_pid_cpu, parse_ping_rtts, parse_proc_stat, summarize, summarize_latency,
     table, CpuTimes, Latency, Sample,
 };
+use flannel_sandbox::cmd::{self, command};
 
 /// One configuration under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,8 +277,7 @@ impl Cluster {
         let bin = std::fs::canonicalize(bin).unwrap_or_else(|_| bin.to_path_buf());
         let mut pids = Vec::new();
         for h in &self.hosts {
-            let listed =
-                crate::lab::run("ip", &["netns", "pids", h.ns()], crate::lab::CMD_TIMEOUT)?;
+            let listed = cmd::sh("ip", &["netns", "pids", h.ns()], crate::CMD_TIMEOUT)?;
             let found: Vec<i32> = listed
                 .split_whitespace()
                 .filter_map(|p| p.parse::<i32>().ok())
@@ -389,10 +388,10 @@ fn read_drops(places: &[(&str, &str)]) -> Option<Snapshot> {
 }
 
 fn try_read_drops(places: &[(&str, &str)]) -> Result<Snapshot> {
-    let t = crate::lab::CMD_TIMEOUT;
+    let t = crate::CMD_TIMEOUT;
     let mut snap = Snapshot::new();
     for (label, ns) in places {
-        let proc_net = crate::lab::run(
+        let proc_net = cmd::sh(
             "ip",
             &[
                 "netns",
@@ -405,9 +404,9 @@ fn try_read_drops(places: &[(&str, &str)]) -> Result<Snapshot> {
             t,
         )?;
         drops::record(&mut snap, label, drops::parse_proc_net(&proc_net));
-        let links = crate::lab::run("ip", &["-n", ns, "-s", "-j", "link", "show"], t)?;
+        let links = cmd::sh("ip", &["-n", ns, "-s", "-j", "link", "show"], t)?;
         drops::record(&mut snap, label, drops::parse_ip_link(&links)?);
-        let qdiscs = crate::lab::run("tc", &["-n", ns, "-s", "-j", "qdisc", "show"], t)?;
+        let qdiscs = cmd::sh("tc", &["-n", ns, "-s", "-j", "qdisc", "show"], t)?;
         drops::record(&mut snap, label, drops::parse_tc_qdisc(&qdiscs)?);
     }
     let softnet =
@@ -440,25 +439,28 @@ fn ping(src: &Pod, dst: &Pod, count: u32, interval: Duration) -> Result<Vec<f64>
     let interval_s = format!("{:.3}", interval.as_secs_f64());
     let addr = dst.addr().to_string();
     let limit = interval * count + Duration::from_secs(10);
-    let out = run_output(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            src.ns(),
-            "ping",
-            "-n",
-            "-c",
-            &count_s,
-            "-i",
-            &interval_s,
-            "-W",
-            "1",
-            &addr,
-        ],
+    let out = cmd::run(
+        command(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                src.ns(),
+                "ping",
+                "-n",
+                "-c",
+                &count_s,
+                "-i",
+                &interval_s,
+                "-W",
+                "1",
+                &addr,
+            ],
+        ),
+        None,
         limit,
     )?;
-    Ok(parse_ping_rtts(&String::from_utf8_lossy(&out.stdout)))
+    Ok(parse_ping_rtts(&out.stdout))
 }
 
 /// The iperf3 server in pod 2: killed and reaped on drop (it exits by itself after one test).
@@ -539,38 +541,35 @@ fn iperf_run(
     let limit = Duration::from_secs(p.seconds + 30);
     let cpu0 = read_machine_cpu()?;
     let fl0 = read_pids_cpu(pids)?;
-    let out = run_output(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            src.ns(),
-            "iperf3",
-            "-c",
-            &addr,
-            "-p",
-            IPERF_PORT,
-            "-t",
-            &secs,
-            "-P",
-            &parallel,
-            "-J",
-            "--connect-timeout",
-            "5000",
-        ],
+    let out = cmd::run(
+        command(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                src.ns(),
+                "iperf3",
+                "-c",
+                &addr,
+                "-p",
+                IPERF_PORT,
+                "-t",
+                &secs,
+                "-P",
+                &parallel,
+                "-J",
+                "--connect-timeout",
+                "5000",
+            ],
+        ),
+        None,
         limit,
     )?;
     let cpu1 = read_machine_cpu()?;
     let fl1 = read_pids_cpu(pids)?;
     drop(server);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let result = parse_iperf(&stdout).with_context(|| {
-        format!(
-            "iperf3 client ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )
-    })?;
+    let result = parse_iperf(&out.stdout)
+        .with_context(|| format!("iperf3 client ({}): {}", out.status, out.stderr.trim()))?;
     Ok((result, cpu1.busy_since(&cpu0), fl1.saturating_sub(fl0)))
 }
 

@@ -11,14 +11,17 @@ use std::io::IsTerminal;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use flannel_lab::check::CheckReport;
 use flannel_lab::inspect::{render_list, render_status};
 use flannel_lab::render::matrix;
-use flannel_lab::{sys, Backend, Lab, LabError, LabName, LabSpec, UpOptions};
+use flannel_lab::{Backend, BackendOption, Lab, LabError, LabName, LabSpec, UpOptions};
+use flannel_sandbox::process::{self, Stopped};
+use flannel_sandbox::signals::{self, Action};
+use flannel_sandbox::{cmd, wait};
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
@@ -55,18 +58,20 @@ enum LabCommand {
     /// Build a lab and leave it running: etcd, one flanneld per host, pods via the flannel
     /// CNI plugin; then check all-pairs pod connectivity.
     Up(UpArgs),
-    /// Show a lab: hosts, pods, leases, backend.
+    /// Show a lab: hosts, pods, leases, backend; exit 1 unless it is running and whole.
     Status(NameJson),
     /// Ping every ordered pair of pods; exit 1 if any pair fails.
     Check(NameJson),
     /// Run a command in a host (h1), a pod (h1-p2), etcd or sw; a shell without a command.
     Exec(ExecArgs),
+    /// Restart one host's flanneld (SIGTERM, then start it again and wait until it is ready).
+    Restart(RestartArgs),
     /// Stop and remove a lab (also its leftovers after a crash).
     Down(DownArgs),
     /// List the labs on this machine.
     List(JsonOnly),
-    /// up vxlan, check, down; up host-gw, check, down (what `make demo` runs). An earlier lab
-    /// of the demo's name is removed first.
+    /// up, check, down with vxlan, then host-gw, then udp (what `make demo` runs), in a lab
+    /// of its own (`demo_<pid>`; leftovers of earlier demos that died are removed first).
     Demo(DemoArgs),
 }
 
@@ -130,6 +135,11 @@ struct UpArgs {
     /// flanneld's backend: vxlan, host-gw, udp or alloc.
     #[arg(long, default_value = "vxlan", value_parser = parse_backend)]
     backend: Backend,
+    /// A member of the network config's `Backend` besides `Type` (repeatable), e.g.
+    /// `Mode=on-demand`, `DirectRouting=true`, `MTU=1400`; numbers and booleans are written
+    /// as JSON numbers and booleans, anything else as a string.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_backend_option)]
+    backend_option: Vec<BackendOption>,
     #[command(flatten)]
     binaries: Binaries,
     /// Do not run the connectivity check after building.
@@ -154,6 +164,16 @@ struct ExecArgs {
 }
 
 #[derive(Debug, Args)]
+struct RestartArgs {
+    #[command(flatten)]
+    name: NameArg,
+    /// The host whose flanneld is restarted (h<n>).
+    host: String,
+    #[command(flatten)]
+    json: JsonOnly,
+}
+
+#[derive(Debug, Args)]
 struct DownArgs {
     #[command(flatten)]
     name: NameArg,
@@ -166,9 +186,10 @@ struct DownArgs {
 
 #[derive(Debug, Args)]
 struct DemoArgs {
-    /// The lab's name while the demo runs.
-    #[arg(long, default_value = "demo")]
-    name: String,
+    /// The lab's name while the demo runs [default: demo_<pid>, a name of its own]. A running
+    /// lab of that name is never removed.
+    #[arg(long)]
+    name: Option<String>,
     #[command(flatten)]
     shape: Shape,
     /// Backends to show, in order.
@@ -179,6 +200,10 @@ struct DemoArgs {
 }
 
 fn parse_backend(s: &str) -> Result<Backend, String> {
+    s.parse().map_err(|e: LabError| e.to_string())
+}
+
+fn parse_backend_option(s: &str) -> Result<BackendOption, String> {
     s.parse().map_err(|e: LabError| e.to_string())
 }
 
@@ -207,6 +232,10 @@ fn run(command: LabCommand) -> Result<ExitCode> {
             check(&lab, &a)
         }
         LabCommand::Exec(a) => exec(&lab, a),
+        LabCommand::Restart(a) => {
+            watch_signals()?;
+            restart(&lab, &a)
+        }
         LabCommand::Down(a) => {
             watch_signals()?;
             down(&lab, &a)
@@ -224,36 +253,29 @@ fn name_of(arg: &NameArg) -> Result<LabName> {
 }
 
 fn need_root() -> Result<()> {
-    if !sys::is_root() {
+    if !cmd::is_root() {
         bail!("the lab lives in network namespaces: run flannelctl as root");
     }
     Ok(())
 }
 
 /// SIGINT, SIGTERM and SIGHUP stop the lab's waits (what was built is torn down); a second
-/// one exits at once (`flannelctl lab down` removes what is left).
+/// one exits at once (`flannelctl lab down` removes what is left). The signals are handled,
+/// not blocked, so the daemons the lab starts do not inherit a blocked mask (they must stop
+/// on SIGTERM).
 fn watch_signals() -> Result<()> {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        set.add(s);
-    }
-    set.thread_block().context("blocking signals")?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            let mut seen = 0;
-            while let Ok(sig) = set.wait() {
-                seen += 1;
-                if seen > 1 {
-                    eprintln!("\nflannelctl: {sig} again: exiting; `flannelctl lab down` removes what is left");
-                    std::process::exit(130);
-                }
-                eprintln!("\nflannelctl: {sig}: stopping (again to quit at once)");
-                sys::interrupt();
-            }
-        })
-        .context("starting the signal thread")?;
+    signals::watch(|sig, seen| {
+        if seen > 1 {
+            eprintln!(
+                "\nflannelctl: {sig} again: exiting; `flannelctl lab down` removes what is left"
+            );
+            return Action::Exit(130);
+        }
+        eprintln!("\nflannelctl: {sig}: stopping (again to quit at once)");
+        wait::interrupt();
+        Action::Continue
+    })
+    .context("watching signals")?;
     Ok(())
 }
 
@@ -295,6 +317,7 @@ fn make_spec(
     name: LabName,
     shape: &Shape,
     backend: Backend,
+    backend_options: &[BackendOption],
     binaries: &Binaries,
 ) -> Result<LabSpec> {
     let (flanneld, plugin) = resolve_binaries(binaries)?;
@@ -305,6 +328,7 @@ fn make_spec(
     spec.backend = backend;
     spec.cni_bin_dir = binaries.cni_bin_dir.clone();
     spec.flanneld_args = binaries.flanneld_arg.clone();
+    spec.backend_options = backend_options.to_vec();
     spec.validate()?;
     Ok(spec)
 }
@@ -319,7 +343,13 @@ struct UpJson {
 fn up(lab: &Lab, a: UpArgs) -> Result<ExitCode> {
     need_root()?;
     let name = name_of(&a.name)?;
-    let spec = make_spec(name.clone(), &a.shape, a.backend, &a.binaries)?;
+    let spec = make_spec(
+        name.clone(),
+        &a.shape,
+        a.backend,
+        &a.backend_option,
+        &a.binaries,
+    )?;
     let json = a.json.json;
     let mut progress = TermProgress::new(json);
     let started = Instant::now();
@@ -403,7 +433,12 @@ fn status(lab: &Lab, a: &NameJson) -> Result<ExitCode> {
     } else {
         out!("{}", render_status(&s));
     }
-    Ok(ExitCode::SUCCESS)
+    // Scripts can wait on `lab status`: 0 only when everything is running.
+    Ok(if s.health == "running" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn check(lab: &Lab, a: &NameJson) -> Result<ExitCode> {
@@ -430,14 +465,61 @@ fn exec(lab: &Lab, a: ExecArgs) -> Result<ExitCode> {
     let ns = lab.namespace_of(&name_of(&a.name)?, &a.target)?;
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", &ns]);
-    if a.command.is_empty() {
-        cmd.arg(std::env::var_os("SHELL").unwrap_or_else(|| "/bin/sh".into()));
-    } else {
+    if let Some(program) = a.command.first() {
+        // `ip netns exec` exits 255 when the command cannot be run; a shell's 127 and 126
+        // say what happened.
+        if let Some((code, why)) = unrunnable(program) {
+            eprintln!("flannelctl: {program}: {why}");
+            return Ok(ExitCode::from(code));
+        }
         cmd.args(&a.command);
+    } else {
+        cmd.arg(std::env::var_os("SHELL").unwrap_or_else(|| "/bin/sh".into()));
     }
     // Only returns on failure; otherwise the command's exit status is flannelctl's.
     let e = cmd.exec();
     Err(anyhow!("running ip netns exec {ns}: {e}"))
+}
+
+/// Why `program` cannot be run, as a shell would say it: 127 when it is not found (in `PATH`
+/// when it has no `/`), 126 when it is not an executable file. The lab's namespaces share
+/// flannelctl's file system, so what is found here is what `ip netns exec` runs.
+fn unrunnable(program: &str) -> Option<(u8, &'static str)> {
+    if program.contains('/') {
+        let path = Path::new(program);
+        if !path.exists() {
+            return Some((127, "no such file"));
+        }
+        return (!cmd::is_executable(path)).then_some((126, "not an executable file"));
+    }
+    cmd::which(program)
+        .is_none()
+        .then_some((127, "command not found"))
+}
+
+fn restart(lab: &Lab, a: &RestartArgs) -> Result<ExitCode> {
+    need_root()?;
+    let r = lab.restart_flanneld(&name_of(&a.name)?, &a.host)?;
+    if a.json.json {
+        print_json(&r)?;
+    } else {
+        let old = match (r.old_pid, r.stopped) {
+            (Some(pid), Stopped::Terminated) => format!("pid {pid} stopped by SIGTERM"),
+            (Some(pid), Stopped::Killed) => {
+                format!("pid {pid} ignored SIGTERM and was killed")
+            }
+            (Some(pid), Stopped::NotRunning) => format!("pid {pid} was not running"),
+            (None, _) => "none was running".to_owned(),
+        };
+        outln!(
+            "lab {}: flanneld on {} restarted ({old}; now pid {}, ready after {:.1} s)",
+            r.lab,
+            r.host,
+            r.new_pid,
+            Duration::from_millis(r.took_ms).as_secs_f64()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn down(lab: &Lab, a: &DownArgs) -> Result<ExitCode> {
@@ -502,18 +584,24 @@ fn list(lab: &Lab, a: &JsonOnly) -> Result<ExitCode> {
 
 fn demo(lab: &Lab, a: DemoArgs) -> Result<ExitCode> {
     need_root()?;
-    let name = LabName::new(&a.name)?;
-    // The demo owns its lab name: an earlier demo that was killed is removed first.
-    let earlier = lab.down(&name)?;
-    if earlier.found {
-        outln!("{} (left by an earlier demo)", describe_down(&earlier));
-    }
+    let name = match &a.name {
+        Some(n) => LabName::new(n)?,
+        None => {
+            // A name of its own, so a lab someone else is using is never touched; what
+            // earlier demos left when they were killed is removed.
+            for earlier in lab.list()?.iter().filter(|l| dead_demo(&l.name)) {
+                let r = lab.down(&LabName::new(&earlier.name)?)?;
+                outln!("{} (left by an earlier demo)", describe_down(&r));
+            }
+            LabName::new(&demo_name(std::process::id()))?
+        }
+    };
     let mut all_ok = true;
     for (i, backend) in a.backends.iter().enumerate() {
-        if sys::interrupted() {
+        if wait::interrupted() {
             break;
         }
-        let spec = make_spec(name.clone(), &a.shape, *backend, &a.binaries)?;
+        let spec = make_spec(name.clone(), &a.shape, *backend, &[], &a.binaries)?;
         heading(&format!(
             "{}/{}: backend {backend}: {} hosts, {} pods each",
             i + 1,
@@ -550,7 +638,7 @@ fn demo(lab: &Lab, a: DemoArgs) -> Result<ExitCode> {
         let r = lab.down(&name)?;
         outln!("\n{}", describe_down(&r));
     }
-    if sys::interrupted() {
+    if wait::interrupted() {
         outln!("\ndemo interrupted");
         return Ok(ExitCode::from(130));
     }
@@ -561,6 +649,18 @@ fn demo(lab: &Lab, a: DemoArgs) -> Result<ExitCode> {
         outln!("\ndemo FAILED (see above)");
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// The lab name of the demo run by process `pid`.
+fn demo_name(pid: u32) -> String {
+    format!("demo_{pid}")
+}
+
+/// Whether `name` is the lab of a demo whose flannelctl no longer runs.
+fn dead_demo(name: &str) -> bool {
+    name.strip_prefix("demo_")
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| demo_name(pid) == name && !process::pid_exists(pid))
 }
 
 fn heading(text: &str) {
@@ -647,6 +747,63 @@ mod tests {
         assert!(
             Cli::try_parse_from(["flannelctl", "lab", "down", "--all", "--name", "x"]).is_err()
         );
+        assert_eq!(d.name, None);
+    }
+
+    #[test]
+    fn backend_options_and_restart_parse() {
+        let LabCommand::Up(a) = parse(&[
+            "flannelctl",
+            "lab",
+            "up",
+            "--backend-option",
+            "Mode=on-demand",
+            "--backend-option=DirectRouting=true",
+            "--backend-option",
+            "MTU=1400",
+        ]) else {
+            panic!("not up");
+        };
+        let shown: Vec<String> = a.backend_option.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            ["Mode=\"on-demand\"", "DirectRouting=true", "MTU=1400"]
+        );
+        assert!(Cli::try_parse_from(["flannelctl", "lab", "up", "--backend-option", "x"]).is_err());
+        let LabCommand::Restart(r) = parse(&["flannelctl", "lab", "restart", "--name", "x", "h2"])
+        else {
+            panic!("not restart");
+        };
+        assert_eq!((r.name.name.as_str(), r.host.as_str()), ("x", "h2"));
+    }
+
+    #[test]
+    fn unrunnable_commands_are_told_apart() {
+        assert_eq!(unrunnable("sh"), None);
+        assert_eq!(unrunnable("/bin/sh"), None);
+        assert_eq!(
+            unrunnable("surely-no-such-command"),
+            Some((127, "command not found"))
+        );
+        assert_eq!(unrunnable("/no/such/file"), Some((127, "no such file")));
+        let plain = std::env::temp_dir().join(format!("flannelctl-test-{}", std::process::id()));
+        std::fs::write(&plain, "not a program").unwrap();
+        let got = unrunnable(plain.to_str().unwrap());
+        std::fs::remove_file(&plain).unwrap();
+        assert_eq!(got, Some((126, "not an executable file")));
+    }
+
+    #[test]
+    fn demo_names_are_its_own() {
+        let me = std::process::id();
+        assert_eq!(demo_name(me), format!("demo_{me}"));
+        assert!(!dead_demo(&demo_name(me)), "a running demo is not dead");
+        // pid 0 never belongs to a process.
+        assert!(dead_demo("demo_0"));
+        assert!(!dead_demo("demo"));
+        assert!(!dead_demo("demo_x"));
+        assert!(!dead_demo("demo_007"));
+        assert!(!dead_demo("mydemo_0"));
     }
 
     #[test]

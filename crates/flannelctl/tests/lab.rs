@@ -288,3 +288,298 @@ fn down_removes_the_leftovers_of_a_crash() {
     assert!(!Path::new("/run/flannel-rs/lab").join(&name).exists());
     assert!(!Path::new("/var/tmp/flannel-rs-lab").join(&name).exists());
 }
+
+/// The pid of host `n`'s flanneld from the lab's state file.
+fn flanneld_pid(name: &str, n: usize) -> u32 {
+    let state_file = Path::new("/run/flannel-rs/lab")
+        .join(name)
+        .join("state.json");
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_file).expect("state.json"))
+            .expect("state JSON");
+    let pid = state["hosts"][n - 1]["flanneld"]["pid"]
+        .as_u64()
+        .expect("flanneld pid");
+    u32::try_from(pid).expect("pid fits")
+}
+
+/// `SigBlk` of `/proc/<pid>/status`.
+fn blocked_signals(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .expect("SigBlk");
+    u64::from_str_radix(hex.trim(), 16).expect("hex mask")
+}
+
+fn gone(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.contains(") Z "))
+        .unwrap_or(true)
+}
+
+/// The lab's daemons stop on SIGTERM (flannelctl used to block the signals it handles, and
+/// every daemon inherited the mask); backend options reach the network config; `status` exits
+/// 1 while a flanneld is down; `restart` brings one host's flanneld back; `exec` of a missing
+/// command exits 127.
+#[test]
+fn backend_options_sigterm_status_restart_and_exec() {
+    if !require_root("flannelctl::backend_options_sigterm_status_restart_and_exec") {
+        return;
+    }
+    let Some(bins) = binaries("backend_options_sigterm_status_restart_and_exec") else {
+        return;
+    };
+    let name = unique("c");
+    let _guard = Guard(name.clone());
+    ok(
+        up(
+            &name,
+            &bins,
+            &[
+                "--hosts",
+                "2",
+                "--pods",
+                "1",
+                "--backend",
+                "vxlan",
+                "--backend-option",
+                "Mode=on-demand",
+                "--backend-option",
+                "MTU=1400",
+            ],
+        ),
+        "lab up",
+    );
+    let config = ok(
+        ctl(&[
+            "lab",
+            "exec",
+            "--name",
+            &name,
+            "etcd",
+            "--",
+            "etcdctl",
+            "--endpoints=http://192.0.2.254:2379",
+            "get",
+            "--print-value-only",
+            "/coreos.com/network/config",
+        ]),
+        "etcdctl get config",
+    );
+    assert_eq!(
+        config.trim(),
+        r#"{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan","Mode":"on-demand","MTU":1400}}"#
+    );
+    let link = ok(
+        ctl(&[
+            "lab",
+            "exec",
+            "--name",
+            &name,
+            "h1",
+            "--",
+            "ip",
+            "-d",
+            "link",
+            "show",
+            "flannel.1",
+        ]),
+        "exec h1",
+    );
+    // As in Flannel, vxlan's MTU option is what the device's is derived from (50 bytes of
+    // encapsulation less).
+    assert!(link.contains("mtu 1350"), "{link}");
+    assert!(link.contains("l2miss") && link.contains("l3miss"), "{link}");
+    let check = json(
+        ctl(&["lab", "check", "--name", &name, "--json"]),
+        "lab check",
+    );
+    assert_eq!(
+        check["ok"], true,
+        "on-demand vxlan connects the pods: {check:#}"
+    );
+
+    // SIGTERM stops a lab flanneld, at once.
+    let pid = flanneld_pid(&name, 2);
+    assert_eq!(
+        blocked_signals(pid),
+        0,
+        "flanneld must not inherit a blocked mask"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid")),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    let mut stopped = false;
+    for _ in 0..150 {
+        if gone(pid) {
+            stopped = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(stopped, "flanneld (pid {pid}) ignored SIGTERM for 3 s");
+
+    let degraded = ctl(&["lab", "status", "--name", &name, "--json"]);
+    assert_eq!(degraded.status.code(), Some(1), "{degraded:?}");
+    let status: Value = serde_json::from_slice(&degraded.stdout).expect("status JSON");
+    assert_eq!(
+        status["health"], "degraded: flanneld on h2 is not running",
+        "{status:#}"
+    );
+
+    let restarted = json(
+        ctl(&["lab", "restart", "--name", &name, "h2", "--json"]),
+        "lab restart h2",
+    );
+    assert_eq!(restarted["host"], "h2");
+    assert_eq!(restarted["old_pid"], pid);
+    assert_eq!(restarted["stopped"], "not_running");
+    let new_pid = u32::try_from(restarted["new_pid"].as_u64().expect("new pid")).expect("pid");
+    assert_ne!(new_pid, pid);
+    assert_eq!(flanneld_pid(&name, 2), new_pid);
+    ok(
+        ctl(&["lab", "status", "--name", &name]),
+        "status after restart",
+    );
+    // A running flanneld is stopped by SIGTERM, not killed after the grace time.
+    let text = ok(
+        ctl(&["lab", "restart", "--name", &name, "h2"]),
+        "second restart",
+    );
+    assert!(
+        text.contains(&format!("pid {new_pid} stopped by SIGTERM")),
+        "{text}"
+    );
+    let check = json(
+        ctl(&["lab", "check", "--name", &name, "--json"]),
+        "check after restarts",
+    );
+    assert_eq!(check["ok"], true, "{check:#}");
+    let bad = ctl(&["lab", "restart", "--name", &name, "h9"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("has no host h9"),
+        "{bad:?}"
+    );
+
+    let missing = ctl(&[
+        "lab",
+        "exec",
+        "--name",
+        &name,
+        "h1",
+        "--",
+        "surely-no-such-command",
+    ]);
+    assert_eq!(missing.status.code(), Some(127), "{missing:?}");
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("command not found"),
+        "{missing:?}"
+    );
+
+    let down = ok(ctl(&["lab", "down", "--name", &name]), "lab down");
+    assert!(down.contains("stopped 3 processes"), "{down}");
+    assert_eq!(namespaces_of(&name), Vec::<String>::new());
+}
+
+/// A failed `up` removes the lab but keeps the log of the step that failed, and points to the
+/// kept copy (it used to point into the lab directory it had just deleted).
+#[test]
+fn failed_up_points_to_a_log_that_exists() {
+    if !require_root("flannelctl::failed_up_points_to_a_log_that_exists") {
+        return;
+    }
+    let Some(bins) = binaries("failed_up_points_to_a_log_that_exists") else {
+        return;
+    };
+    let name = unique("d");
+    let _guard = Guard(name.clone());
+    let failed = up(
+        &name,
+        &bins,
+        &[
+            "--hosts",
+            "1",
+            "--pods",
+            "0",
+            "--flanneld-arg=--surely-no-such-flag",
+        ],
+    );
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr).into_owned();
+    let path = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("last lines of "))
+        .and_then(|p| p.strip_suffix(':'))
+        .unwrap_or_else(|| panic!("no log named in: {stderr}"));
+    let log = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}: {stderr}"));
+    assert!(log.contains("surely-no-such-flag"), "{log}");
+    assert_eq!(namespaces_of(&name), Vec::<String>::new());
+    assert!(!Path::new("/run/flannel-rs/lab").join(&name).exists());
+    ok(ctl(&["lab", "down", "--name", &name]), "down");
+    assert!(!Path::new(path).exists(), "down removes the kept log");
+}
+
+/// `lab demo` runs in a lab of its own and leaves a lab called `demo` alone (it used to remove
+/// it first).
+#[test]
+fn demo_leaves_other_labs_alone() {
+    if !require_root("flannelctl::demo_leaves_other_labs_alone") {
+        return;
+    }
+    let Some((flanneld, plugin)) = binaries("demo_leaves_other_labs_alone") else {
+        return;
+    };
+    let name = "demo";
+    // Not a unique name on purpose: the point is that the demo does not touch it. Refuse to
+    // run over somebody's real `demo` lab.
+    if Path::new("/run/flannel-rs/lab").join(name).exists() || !namespaces_of(name).is_empty() {
+        panic!("a lab called demo exists on this machine: remove it before running this test");
+    }
+    let _guard = Guard(name.to_owned());
+    ok(
+        up(
+            name,
+            &(flanneld.clone(), plugin.clone()),
+            &["--hosts", "1", "--pods", "0", "--backend", "alloc"],
+        ),
+        "lab up demo",
+    );
+    let demo = ctl(&[
+        "lab",
+        "demo",
+        "--backends",
+        "host-gw",
+        "--hosts",
+        "2",
+        "--pods",
+        "1",
+        "--flanneld",
+        flanneld.to_str().expect("utf-8"),
+        "--cni-plugin",
+        plugin.to_str().expect("utf-8"),
+    ]);
+    let text = ok(demo, "lab demo");
+    assert!(text.contains("demo OK"), "{text}");
+    assert!(
+        !text.contains("lab demo:"),
+        "the demo touched lab demo: {text}"
+    );
+    ok(
+        ctl(&["lab", "status", "--name", name]),
+        "lab demo still running",
+    );
+    let list = json(ctl(&["lab", "list", "--json"]), "lab list");
+    assert!(
+        !list
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|l| l["name"].as_str().is_some_and(|n| n.starts_with("demo_"))),
+        "the demo's own lab is gone: {list:#}"
+    );
+}

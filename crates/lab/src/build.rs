@@ -6,8 +6,8 @@
 //! the routes between hosts (until every host has a route to every other host's subnet; not
 //! for `alloc`); each pod (namespace + CNI ADD).
 
-use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use flannel_model::subnet_env::SubnetEnv;
@@ -16,11 +16,13 @@ use ipnet::Ipv4Net;
 use crate::cni;
 use crate::error::{LabError, Result};
 use crate::lab::{lab_namespaces, lock, Lab, Progress};
-use crate::naming::{host_name, pod_name, Role};
+use crate::naming::{host_name, pod_name, LabName, Role};
 use crate::spec::{self, LabSpec, ETCD_CLIENT_PORT, ETCD_IP, HEALTHZ_PORT, UNDERLAY_PREFIX_LEN};
-use crate::state::{EtcdState, HostState, LabPaths, LabState, Phase, PodState, STATE_VERSION};
-use crate::sys::{self, CMD_TIMEOUT};
+use crate::state::{
+    EtcdState, HostState, LabPaths, LabState, Phase, PodState, ProcRecord, STATE_VERSION,
+};
 use crate::teardown::teardown;
+use flannel_sandbox::{cmd, etcd, netns, probe, process, text, wait};
 
 /// How long etcd may take to answer `/health`.
 const ETCD_TIMEOUT: Duration = Duration::from_secs(20);
@@ -28,6 +30,8 @@ const ETCD_TIMEOUT: Duration = Duration::from_secs(20);
 const FLANNELD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the hosts may take to learn each other's subnets.
 const ROUTES_TIMEOUT: Duration = Duration::from_secs(20);
+/// The header of the line written to a log before each daemon the lab starts.
+const SPAWN_HEADER: &str = "flannelctl lab";
 /// How many log lines a failed step shows.
 const LOG_TAIL_LINES: usize = 15;
 
@@ -48,22 +52,12 @@ const TOOLS: [(&str, &str); 6] = [
     ("sysctl", "procps"),
 ];
 
-/// `program` in `PATH`, if there.
-pub fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| is_executable(p))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
+use flannel_sandbox::cmd::is_executable;
+pub use flannel_sandbox::cmd::which;
 
 /// Checks everything `up` needs before anything is built.
 pub fn preflight(spec: &LabSpec) -> Result<()> {
-    if !sys::is_root() {
+    if !cmd::is_root() {
         return Err(LabError::Invalid(
             "the lab creates network namespaces: run flannelctl as root".into(),
         ));
@@ -119,6 +113,7 @@ impl Lab {
         let name = spec.name.clone();
         let lock = lock(paths, &name)?;
         self.clear_leftovers(&name, progress)?;
+        let _ = std::fs::remove_file(paths.failed_log(&name));
 
         let dir = paths.dir(&name);
         let etcd_data = paths.etcd_data(&name);
@@ -165,7 +160,10 @@ impl Lab {
                 Ok(builder.state)
             }
             Err(e) => {
+                let mut e = e;
                 if !options.keep_on_failure {
+                    // The step's log is in the lab's directory, which goes with the lab.
+                    e = keep_failed_log(paths, &name, e);
                     builder.progress.note("tearing down what was built");
                     let report = teardown(paths, &name, Some(&builder.state));
                     for w in &report.warnings {
@@ -194,11 +192,11 @@ impl Lab {
         let state = LabState::load(paths, name).ok().flatten();
         if let Some(s) = &state {
             let running = s.phase == Phase::Up
-                && (s.etcd.process.as_ref().is_some_and(sys::is_alive)
+                && (s.etcd.process.as_ref().is_some_and(process::is_alive)
                     || s.hosts
                         .iter()
                         .flat_map(|h| h.flanneld.as_ref())
-                        .any(sys::is_alive));
+                        .any(process::is_alive));
             if running {
                 return Err(LabError::Exists {
                     name: name.to_string(),
@@ -287,14 +285,15 @@ impl Builder<'_> {
     ) -> Result<()> {
         self.index += 1;
         self.progress.step(self.index, self.total, &what);
-        let result = sys::check_interrupt()
+        let result = wait::check_interrupt()
+            .map_err(LabError::from)
             .and_then(|()| f(self))
             .and_then(|()| self.state.save(self.paths));
         result.map_err(|e| LabError::Step {
             step: what,
             source: Box::new(e),
             log: log.map(|p| {
-                let tail = sys::tail_file(&p, LOG_TAIL_LINES);
+                let tail = text::tail_file(&p, LOG_TAIL_LINES);
                 (p, tail)
             }),
         })
@@ -310,14 +309,14 @@ impl Builder<'_> {
     fn add_ns(&mut self, ns: &str) -> Result<()> {
         self.state.namespaces.push(ns.to_owned());
         self.state.save(self.paths)?;
-        sys::netns_add(ns)
+        Ok(netns::add(ns)?)
     }
 
     fn make_switch(&mut self) -> Result<()> {
         let sw = self.state.switch_ns.clone();
         self.add_ns(&sw)?;
-        sys::ip_in(&sw, &["link", "add", "br0", "type", "bridge"])?;
-        sys::ip_in(&sw, &["link", "set", "br0", "up"])?;
+        netns::ip_in(&sw, &["link", "add", "br0", "type", "bridge"])?;
+        netns::ip_in(&sw, &["link", "set", "br0", "up"])?;
         Ok(())
     }
 
@@ -325,16 +324,16 @@ impl Builder<'_> {
     /// Both ends are created inside lab namespaces; nothing appears in flannelctl's own.
     fn plug(&self, ns: &str, port: &str, addr: Ipv4Addr) -> Result<()> {
         let sw = &self.state.switch_ns;
-        sys::ip_in(
+        netns::ip_in(
             sw,
             &[
                 "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
             ],
         )?;
-        sys::ip_in(sw, &["link", "set", port, "master", "br0", "up"])?;
+        netns::ip_in(sw, &["link", "set", port, "master", "br0", "up"])?;
         let cidr = format!("{addr}/{UNDERLAY_PREFIX_LEN}");
-        sys::ip_in(ns, &["addr", "add", &cidr, "dev", "eth0"])?;
-        sys::ip_in(ns, &["link", "set", "eth0", "up"])?;
+        netns::ip_in(ns, &["addr", "add", &cidr, "dev", "eth0"])?;
+        netns::ip_in(ns, &["link", "set", "eth0", "up"])?;
         Ok(())
     }
 
@@ -343,7 +342,7 @@ impl Builder<'_> {
         let ns = name.ns(Role::Host(n));
         self.add_ns(&ns)?;
         // Before eth0 exists, so it inherits rp_filter=0 from `default`.
-        sys::exec_in(
+        netns::exec_in(
             &ns,
             &[
                 "sysctl",
@@ -389,27 +388,28 @@ impl Builder<'_> {
         self.plug(&ns, "etcd", ETCD_IP)?;
         let etcd = which("etcd").ok_or_else(|| LabError::Invalid("etcd is not in PATH".into()))?;
         let data = self.state.etcd_data_dir.join("data");
-        let proc = sys::spawn_detached(
+        let proc = process::spawn_detached(
             &ns,
             &etcd,
             &spec::etcd_args(&data),
             &self.state.etcd.log,
             &["ETCD_", "ETCDCTL_"],
+            SPAWN_HEADER,
         )?;
         self.state.etcd.process = Some(proc);
         self.state.save(self.paths)?;
-        sys::wait_for(
+        wait::wait_for(
             &format!("etcd answering on {}/health", spec::ETCD_ENDPOINT),
             ETCD_TIMEOUT,
             Duration::from_millis(100),
             || {
-                if !sys::is_alive(&proc) {
+                if !process::is_alive(&proc) {
                     return Err(LabError::Exited {
                         what: format!("etcd (pid {})", proc.pid),
                     });
                 }
                 Ok(matches!(
-                    sys::http_get_in(&ns, ETCD_IP, ETCD_CLIENT_PORT, "/health"),
+                    probe::http_get_in(&ns, SocketAddr::from((ETCD_IP, ETCD_CLIENT_PORT)), "/health"),
                     Ok((200, body)) if body.contains("true")
                 ))
             },
@@ -423,40 +423,7 @@ impl Builder<'_> {
     }
 
     fn start_flanneld(&mut self, n: u8) -> Result<()> {
-        let host = self.host(n)?.clone();
-        let spec = &self.state.spec;
-        let proc = sys::spawn_detached(
-            &host.ns,
-            &spec.flanneld,
-            &spec.flanneld_args(&host.subnet_file),
-            &host.log,
-            &["FLANNELD_"],
-        )?;
-        if let Some(h) = self.state.hosts.iter_mut().find(|h| h.n == n) {
-            h.flanneld = Some(proc);
-        }
-        self.state.save(self.paths)?;
-        sys::wait_for(
-            &format!(
-                "flanneld on {} answering /readyz and writing {}",
-                host.name,
-                host.subnet_file.display()
-            ),
-            FLANNELD_TIMEOUT,
-            Duration::from_millis(100),
-            || {
-                if !sys::is_alive(&proc) {
-                    return Err(LabError::Exited {
-                        what: format!("flanneld on {} (pid {})", host.name, proc.pid),
-                    });
-                }
-                let ready = matches!(
-                    sys::http_get_in(&host.ns, Ipv4Addr::LOCALHOST, HEALTHZ_PORT, "/readyz"),
-                    Ok((200, _))
-                );
-                Ok(ready && host_subnet(&host).is_some())
-            },
-        )
+        start_flanneld(self.paths, &mut self.state, n).map(drop)
     }
 
     fn wait_routes(&mut self) -> Result<()> {
@@ -467,18 +434,19 @@ impl Builder<'_> {
             })?;
             subnets.push((h.clone(), subnet));
         }
-        // vxlan/host-gw: a route per other host's subnet; udp: the whole network to flannel0.
-        let per_host = self.state.spec.backend.routes_per_host();
+        // vxlan/host-gw: a route per other host's subnet; udp and vxlan on-demand: the whole
+        // network to their device.
+        let per_host = self.state.spec.routes_per_host();
         let network = self.state.spec.network.to_string();
         let mut missing = Vec::new();
-        let waited = sys::wait_for(
+        let waited = wait::wait_for(
             "routes to every host's subnet on every host",
             ROUTES_TIMEOUT,
             Duration::from_millis(100),
             || {
                 missing.clear();
                 for (h, _) in &subnets {
-                    let table = sys::ip_in(&h.ns, &["-4", "route", "show"])?;
+                    let table = netns::ip_in(&h.ns, &["-4", "route", "show"])?;
                     let others: Vec<String> = if per_host {
                         subnets
                             .iter()
@@ -531,6 +499,79 @@ impl Builder<'_> {
     }
 }
 
+/// Starts host `n`'s flanneld with the lab's command line, records it in the state (saved) and
+/// waits until it answers `/readyz` and its `subnet.env` exists.
+pub fn start_flanneld(paths: &LabPaths, state: &mut LabState, n: u8) -> Result<ProcRecord> {
+    let host = state
+        .host(n)
+        .cloned()
+        .ok_or_else(|| LabError::unexpected("the lab state", format!("no host {n}")))?;
+    let spec = &state.spec;
+    let proc = process::spawn_detached(
+        &host.ns,
+        &spec.flanneld,
+        &spec.flanneld_args(&host.subnet_file),
+        &host.log,
+        &["FLANNELD_"],
+        SPAWN_HEADER,
+    )?;
+    if let Some(h) = state.hosts.iter_mut().find(|h| h.n == n) {
+        h.flanneld = Some(proc);
+    }
+    state.save(paths)?;
+    wait::wait_for(
+        &format!(
+            "flanneld on {} answering /readyz and writing {}",
+            host.name,
+            host.subnet_file.display()
+        ),
+        FLANNELD_TIMEOUT,
+        Duration::from_millis(100),
+        || {
+            if !process::is_alive(&proc) {
+                return Err(LabError::Exited {
+                    what: format!("flanneld on {} (pid {})", host.name, proc.pid),
+                });
+            }
+            let ready = matches!(
+                probe::http_get_in(
+                    &host.ns,
+                    SocketAddr::from((Ipv4Addr::LOCALHOST, HEALTHZ_PORT)),
+                    "/readyz"
+                ),
+                Ok((200, _))
+            );
+            Ok(ready && host_subnet(&host).is_some())
+        },
+    )?;
+    Ok(proc)
+}
+
+/// Copies the log a failed step points to out of the lab's directory (to
+/// [`LabPaths::failed_log`]) and points the error there. Without a log, or when the copy
+/// fails, the error is returned as it is.
+fn keep_failed_log(paths: &LabPaths, name: &LabName, e: LabError) -> LabError {
+    match e {
+        LabError::Step {
+            step,
+            source,
+            log: Some((path, tail)),
+        } => {
+            let kept = paths.failed_log(name);
+            let log = match std::fs::copy(&path, &kept) {
+                Ok(_) => (kept, tail),
+                Err(_) => (path, tail),
+            };
+            LabError::Step {
+                step,
+                source,
+                log: Some(log),
+            }
+        }
+        other => other,
+    }
+}
+
 /// The host's subnet from its `subnet.env` (network address form, e.g. `198.18.5.0/24`).
 pub fn host_subnet(host: &HostState) -> Option<Ipv4Net> {
     SubnetEnv::read(&host.subnet_file)
@@ -555,22 +596,7 @@ pub fn missing_routes(table: &str, cidrs: &[String]) -> Vec<String> {
 
 /// `etcdctl` (API v3) against the lab's etcd, run in etcd's namespace; stdout.
 pub fn etcdctl(etcd_ns: &str, args: &[&str]) -> Result<String> {
-    let endpoints = format!("--endpoints={}", spec::ETCD_ENDPOINT);
-    let mut full = vec![
-        "etcdctl",
-        endpoints.as_str(),
-        "--dial-timeout=2s",
-        "--command-timeout=5s",
-    ];
-    full.extend_from_slice(args);
-    let mut cmd = sys::in_ns(etcd_ns, &full);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("ETCDCTL_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("ETCDCTL_API", "3");
-    sys::run_ok(cmd, None, CMD_TIMEOUT)
+    Ok(etcd::etcdctl_in(etcd_ns, spec::ETCD_ENDPOINT, args)?)
 }
 
 #[cfg(test)]
@@ -594,11 +620,5 @@ mod tests {
             missing_routes("198.18.2.0/240 dev x\n", &want[..1]),
             vec!["198.18.2.0/24"]
         );
-    }
-
-    #[test]
-    fn which_finds_sh() {
-        assert!(which("sh").is_some());
-        assert!(which("surely-not-a-program-here").is_none());
     }
 }

@@ -11,10 +11,10 @@ use crate::error::{LabError, Result};
 use crate::lab::{Lab, Progress};
 use crate::matrix::{plan, Counts, Endpoint, Matrix, PairResult, Plan};
 use crate::naming::LabName;
-use crate::ping::parse_ping;
 use crate::spec::Backend;
 use crate::state::LabState;
-use crate::sys;
+use flannel_sandbox::probe::{parse_ping, ping_command};
+use flannel_sandbox::{cmd, wait};
 
 /// Echo requests per pair.
 pub const PINGS: u32 = 3;
@@ -105,7 +105,7 @@ fn run_pings(
     std::thread::scope(|scope| {
         for _ in 0..PARALLEL.min(jobs.len()) {
             scope.spawn(|| loop {
-                if sys::interrupted() {
+                if wait::interrupted() {
                     return;
                 }
                 let next = queue
@@ -129,7 +129,7 @@ fn run_pings(
             });
         }
     });
-    sys::check_interrupt()?;
+    wait::check_interrupt()?;
     results
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -143,15 +143,8 @@ fn ping_pair(
     from: (&str, std::net::Ipv4Addr),
     to: (&str, std::net::Ipv4Addr),
 ) -> PairResult {
-    let count = PINGS.to_string();
-    let dst = to.1.to_string();
-    let cmd = sys::in_ns(
-        from_ns,
-        &[
-            "ping", "-n", "-q", "-c", &count, "-i", "0.2", "-W", "1", &dst,
-        ],
-    );
-    match sys::run(cmd, None, PING_TIMEOUT) {
+    let ping = ping_command(from_ns, to.1.into(), PINGS, Duration::from_millis(200));
+    match cmd::run(ping, None, PING_TIMEOUT) {
         Ok(out) => {
             let stats = parse_ping(&out.stdout);
             let error = match stats {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::error::{LabError, Result};
 use crate::state::{HostState, PodState};
-use crate::sys;
+use flannel_sandbox::{cmd, netns};
 
 /// Time limit of one plugin call.
 pub const CNI_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,8 +55,9 @@ pub fn call(command: &str, lab_dir: &Path, host: &HostState, pod: &PodState) -> 
     let bin = bin_dir(lab_dir);
     let plugin = bin.join("flannel");
     let plugin_str = plugin.to_string_lossy();
-    let mut cmd = sys::in_ns(&host.ns, &[plugin_str.as_ref()]);
-    cmd.env_clear()
+    let mut plugin_cmd = netns::in_ns(&host.ns, &[plugin_str.as_ref()]);
+    plugin_cmd
+        .env_clear()
         .env(
             "PATH",
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -72,9 +73,9 @@ pub fn call(command: &str, lab_dir: &Path, host: &HostState, pod: &PodState) -> 
         pod.container_id,
         pod.ns,
         bin.display(),
-        sys::describe(&cmd)
+        cmd::describe(&plugin_cmd)
     );
-    let result = sys::run(cmd, Some(&conf), CNI_TIMEOUT);
+    let result = cmd::run(plugin_cmd, Some(&conf), CNI_TIMEOUT);
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -85,7 +86,7 @@ pub fn call(command: &str, lab_dir: &Path, host: &HostState, pod: &PodState) -> 
         Ok(out) => out,
         Err(e) => {
             let _ = writeln!(log, "{e}");
-            return Err(e);
+            return Err(e.into());
         }
     };
     let _ = writeln!(

@@ -154,6 +154,30 @@ impl LabError {
     }
 }
 
+impl From<flannel_sandbox::SandboxError> for LabError {
+    fn from(e: flannel_sandbox::SandboxError) -> LabError {
+        use flannel_sandbox::SandboxError as S;
+        match e {
+            S::Io { what, source } => LabError::Io { what, source },
+            S::Command {
+                command,
+                status,
+                detail,
+            } => LabError::Command {
+                command,
+                status,
+                detail,
+            },
+            S::CommandTimeout { command, timeout } => LabError::CommandTimeout { command, timeout },
+            S::Timeout { what, timeout } => LabError::Timeout { what, timeout },
+            S::Exited { what } => LabError::Exited { what },
+            S::Invalid(text) => LabError::Invalid(text),
+            S::Unexpected { what, detail } => LabError::Unexpected { what, detail },
+            S::Interrupted => LabError::Interrupted,
+        }
+    }
+}
+
 /// Result alias for the lab.
 pub type Result<T, E = LabError> = std::result::Result<T, E>;
 

@@ -14,7 +14,7 @@ use crate::lab::{all_lab_names, lab_namespaces, Lab};
 use crate::render::Table;
 use crate::spec::{Backend, ETCD_PREFIX};
 use crate::state::{LabState, Phase, ProcRecord};
-use crate::sys;
+use flannel_sandbox::{netns, process};
 
 /// A process of the lab.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -29,7 +29,7 @@ impl ProcStatus {
     fn of(p: Option<&ProcRecord>) -> ProcStatus {
         ProcStatus {
             pid: p.map(|p| p.pid),
-            running: p.is_some_and(sys::is_alive),
+            running: p.is_some_and(process::is_alive),
         }
     }
 
@@ -138,25 +138,26 @@ pub struct LabSummary {
 /// `running`, or what is wrong.
 pub fn health(state: &LabState) -> String {
     if state.phase == Phase::Building {
-        return if sys::pid_exists(state.builder_pid) && state.builder_pid != std::process::id() {
+        return if process::pid_exists(state.builder_pid) && state.builder_pid != std::process::id()
+        {
             format!("building (flannelctl pid {})", state.builder_pid)
         } else {
             "incomplete: its `up` died; `down` removes it".to_owned()
         };
     }
     let mut problems = Vec::new();
-    if !state.etcd.process.as_ref().is_some_and(sys::is_alive) {
+    if !state.etcd.process.as_ref().is_some_and(process::is_alive) {
         problems.push("etcd is not running".to_owned());
     }
     for h in &state.hosts {
-        if !h.flanneld.as_ref().is_some_and(sys::is_alive) {
+        if !h.flanneld.as_ref().is_some_and(process::is_alive) {
             problems.push(format!("flanneld on {} is not running", h.name));
         }
     }
     let missing = state
         .namespaces
         .iter()
-        .filter(|ns| !sys::netns_exists(ns))
+        .filter(|ns| !netns::exists(ns))
         .count();
     if missing > 0 {
         problems.push(format!("{missing} namespaces are gone"));

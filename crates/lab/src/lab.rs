@@ -12,7 +12,7 @@ use nix::fcntl::{Flock, FlockArg};
 use crate::error::{LabError, Result};
 use crate::naming::{parse_ns_name, LabName, Role};
 use crate::state::{LabPaths, LabState};
-use crate::sys;
+use flannel_sandbox::{netns, wait};
 
 /// How long to wait for another flannelctl working on the same lab.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -83,7 +83,7 @@ pub fn lock(paths: &LabPaths, name: &LabName) -> Result<LabLock> {
                 }
             }
             Err((_, Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
-                sys::check_interrupt()?;
+                wait::check_interrupt()?;
                 std::thread::sleep(Duration::from_millis(100));
             }
             Err((_, Errno::EWOULDBLOCK)) => {
@@ -104,7 +104,7 @@ pub fn lock(paths: &LabPaths, name: &LabName) -> Result<LabLock> {
 
 /// The namespaces that belong to lab `name` (by name), whatever its state file says.
 pub fn lab_namespaces(name: &LabName) -> Result<Vec<String>> {
-    Ok(sys::netns_list()?
+    Ok(netns::list()?
         .into_iter()
         .filter(|ns| parse_ns_name(ns).is_some_and(|(n, _)| &n == name))
         .collect())
@@ -114,7 +114,7 @@ pub fn lab_namespaces(name: &LabName) -> Result<Vec<String>> {
 /// namespaces behind (sorted, deduplicated).
 pub fn all_lab_names(paths: &LabPaths) -> Result<Vec<LabName>> {
     let mut names = paths.lab_dirs()?;
-    for ns in sys::netns_list()? {
+    for ns in netns::list()? {
         if let Some((name, _)) = parse_ns_name(&ns) {
             names.push(name);
         }
@@ -156,7 +156,7 @@ impl Lab {
             ))
         })?;
         let ns = name.ns(role);
-        if sys::netns_exists(&ns) {
+        if netns::exists(&ns) {
             return Ok(ns);
         }
         let known = lab_namespaces(name)?;

@@ -11,12 +11,14 @@
 //! - [`naming`]: lab names and the namespace naming scheme (`frslab-<name>-<role>`);
 //! - [`spec`]: what a lab is made of and the texts given to etcd, flanneld and the plugin;
 //! - [`state`]: the persistent state and where every file lives;
-//! - [`ping`], [`matrix`], [`render`]: ping output, the all-pairs matrix, tables;
-//! - [`sys`]: bounded commands, namespaces, detached processes, probes;
+//! - [`matrix`], [`render`]: the all-pairs matrix, tables;
 //! - [`cni`]: the CNI plugin calls;
 //! - [`lab`]: the [`Lab`] entry point, progress reporting, locking;
 //! - [`build`] (`up`), [`teardown`] (`down`), [`inspect`] (`status`, `list`),
-//!   [`check`] (`check`).
+//!   [`check`] (`check`), [`restart`] (`restart`: one host's flanneld).
+//!
+//! Commands, namespaces, detached processes, probes and interrupts come from the sandbox
+//! crate (`flannel-sandbox`), shared with the tests and the benchmarks.
 //!
 //! A lab never touches the machine's own interfaces: every link is created inside a lab
 //! namespace, and no namespace has a route out.
@@ -29,11 +31,10 @@ pub mod inspect;
 pub mod lab;
 pub mod matrix;
 pub mod naming;
-pub mod ping;
 pub mod render;
+pub mod restart;
 pub mod spec;
 pub mod state;
-pub mod sys;
 pub mod teardown;
 
 pub use build::UpOptions;
@@ -42,6 +43,7 @@ pub use error::LabError;
 pub use inspect::{LabStatus, LabSummary};
 pub use lab::{Lab, Progress, Quiet};
 pub use naming::LabName;
-pub use spec::{Backend, LabSpec};
+pub use restart::RestartReport;
+pub use spec::{Backend, BackendOption, LabSpec};
 pub use state::{LabPaths, LabState};
 pub use teardown::DownReport;

@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
-use crate::ping::PingStats;
+use flannel_sandbox::probe::PingStats;
 
 /// How one pair went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -130,6 +130,55 @@ pub struct LabSpec {
     /// Extra arguments for every flanneld (e.g. `-v=2`).
     #[serde(default)]
     pub flanneld_args: Vec<String>,
+    /// Extra members of the network config's `Backend` object, in order (e.g. `Mode`,
+    /// `DirectRouting`, `MTU`).
+    #[serde(default)]
+    pub backend_options: Vec<BackendOption>,
+}
+
+/// One member of the network config's `Backend` object besides `Type`, from
+/// `--backend-option KEY=VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendOption {
+    /// The key, as Flannel spells it (`DirectRouting`, `MTU`, `Mode`, `VNI`, …).
+    pub key: String,
+    /// The value: a JSON number, boolean or `null` when `VALUE` reads as one (also a quoted
+    /// JSON string, object or array), else `VALUE` as a string.
+    pub value: serde_json::Value,
+}
+
+impl FromStr for BackendOption {
+    type Err = LabError;
+    fn from_str(s: &str) -> Result<BackendOption> {
+        let (key, value) = s.split_once('=').ok_or_else(|| {
+            LabError::Invalid(format!(
+                "backend option {s:?} is not KEY=VALUE (e.g. DirectRouting=true)"
+            ))
+        })?;
+        let key = key.trim();
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(LabError::Invalid(format!(
+                "backend option {s:?}: the key must be a word like Mode or DirectRouting"
+            )));
+        }
+        if key.eq_ignore_ascii_case("type") {
+            return Err(LabError::Invalid(
+                "Backend.Type is chosen with --backend, not --backend-option".into(),
+            ));
+        }
+        let value = serde_json::from_str(value)
+            .unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+        Ok(BackendOption {
+            key: key.to_owned(),
+            value,
+        })
+    }
+}
+
+impl fmt::Display for BackendOption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.key, self.value)
+    }
 }
 
 impl LabSpec {
@@ -145,12 +194,21 @@ impl LabSpec {
             cni_plugin,
             cni_bin_dir: PathBuf::from(DEFAULT_CNI_BIN_DIR),
             flanneld_args: Vec::new(),
+            backend_options: Vec::new(),
         }
     }
 
-    /// Checks counts and the network against each other: enough subnets for the hosts and
-    /// enough addresses in a subnet for the pods.
+    /// Checks counts and the network against each other (enough subnets for the hosts and
+    /// enough addresses in a subnet for the pods), and that no backend option is given twice.
     pub fn validate(&self) -> Result<()> {
+        for (i, o) in self.backend_options.iter().enumerate() {
+            if self.backend_options[..i].iter().any(|p| p.key == o.key) {
+                return Err(LabError::Invalid(format!(
+                    "backend option {} is given more than once",
+                    o.key
+                )));
+            }
+        }
         if !(1..=MAX_HOSTS).contains(&self.hosts) {
             return Err(LabError::Invalid(format!(
                 "--hosts {} is not in 1..={MAX_HOSTS}",
@@ -197,6 +255,18 @@ impl LabSpec {
         Ok(())
     }
 
+    /// Whether every host gets one route per other host's subnet: vxlan and host-gw, except
+    /// vxlan's `Mode=on-demand`, which (like udp) routes the whole network to its device.
+    pub fn routes_per_host(&self) -> bool {
+        let on_demand = self.backend_options.iter().any(|o| {
+            o.key == "Mode"
+                && o.value
+                    .as_str()
+                    .is_some_and(|m| m.eq_ignore_ascii_case("on-demand"))
+        });
+        self.backend.routes_per_host() && !(self.backend == Backend::Vxlan && on_demand)
+    }
+
     /// The host subnet length flanneld will choose (Flannel's default for `SubnetLen`).
     pub fn subnet_len(&self) -> u8 {
         let prefix = self.network.prefix_len();
@@ -207,12 +277,19 @@ impl LabSpec {
         }
     }
 
-    /// The network config written to `<prefix>/config`.
+    /// The network config written to `<prefix>/config`: `Network`, then `Backend` with `Type`
+    /// first and the backend options in the order given.
     pub fn net_conf(&self) -> String {
-        format!(
-            r#"{{"Network":"{}","Backend":{{"Type":"{}"}}}}"#,
-            self.network, self.backend
-        )
+        let mut backend = format!(r#"{{"Type":"{}""#, self.backend);
+        for o in &self.backend_options {
+            backend.push_str(&format!(
+                ",{}:{}",
+                serde_json::Value::String(o.key.clone()),
+                o.value
+            ));
+        }
+        backend.push('}');
+        format!(r#"{{"Network":"{}","Backend":{backend}}}"#, self.network)
     }
 
     /// flanneld's command line (after the binary) for a host whose subnet file is
@@ -235,18 +312,15 @@ impl LabSpec {
 /// etcd's command line (after the binary): a one-member cluster serving clients on
 /// [`ETCD_ENDPOINT`], its data in `data_dir`, logging to stderr.
 pub fn etcd_args(data_dir: &Path) -> Vec<String> {
-    vec![
-        "--name=lab".to_owned(),
-        format!("--data-dir={}", data_dir.display()),
-        format!("--listen-client-urls={ETCD_ENDPOINT}"),
-        format!("--advertise-client-urls={ETCD_ENDPOINT}"),
-        "--listen-peer-urls=http://127.0.0.1:2380".to_owned(),
-        "--initial-advertise-peer-urls=http://127.0.0.1:2380".to_owned(),
-        "--initial-cluster=lab=http://127.0.0.1:2380".to_owned(),
-        "--initial-cluster-state=new".to_owned(),
-        "--logger=zap".to_owned(),
-        "--log-outputs=stderr".to_owned(),
-    ]
+    flannel_sandbox::etcd::EtcdConfig {
+        name: "lab",
+        data_dir,
+        client_urls: &[ETCD_ENDPOINT],
+        advertise: ETCD_ENDPOINT,
+        peer_url: flannel_sandbox::etcd::PEER_URL,
+        log_level: None,
+    }
+    .args()
 }
 
 /// The CNI network configuration given to the `flannel` plugin for one host, like Flannel's
@@ -309,6 +383,38 @@ mod tests {
     }
 
     #[test]
+    fn backend_options_are_typed_and_kept_in_order() {
+        let mut s = spec();
+        for o in [
+            "Mode=on-demand",
+            "DirectRouting=true",
+            "MTU=1400",
+            "Name=\"1\"",
+        ] {
+            s.backend_options.push(o.parse().unwrap());
+        }
+        s.validate().unwrap();
+        assert!(!s.routes_per_host(), "on-demand routes the whole network");
+        assert!(spec().routes_per_host());
+        assert_eq!(
+            s.net_conf(),
+            r#"{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan","Mode":"on-demand","DirectRouting":true,"MTU":1400,"Name":"1"}}"#
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&s.net_conf()).unwrap();
+        assert_eq!(parsed["Backend"]["MTU"], 1400);
+        assert_eq!(s.backend_options[1].to_string(), "DirectRouting=true");
+        assert!("Mode".parse::<BackendOption>().is_err());
+        assert!("=x".parse::<BackendOption>().is_err());
+        assert!("Type=udp".parse::<BackendOption>().is_err());
+        s.backend_options.push("MTU=1300".parse().unwrap());
+        assert!(s.validate().unwrap_err().to_string().contains("MTU"));
+        // An older state file without the field still loads.
+        let mut old = serde_json::to_value(spec()).unwrap();
+        old.as_object_mut().unwrap().remove("backend_options");
+        assert_eq!(serde_json::from_value::<LabSpec>(old).unwrap(), spec());
+    }
+
+    #[test]
     fn flanneld_gets_flannels_flags() {
         let mut s = spec();
         s.flanneld_args = vec!["-v=2".into()];
@@ -368,6 +474,8 @@ mod tests {
         let args = etcd_args(Path::new("/var/tmp/x/etcd"));
         assert!(args.contains(&"--data-dir=/var/tmp/x/etcd".to_owned()));
         assert!(args.contains(&"--listen-client-urls=http://192.0.2.254:2379".to_owned()));
+        assert!(args.contains(&"--initial-cluster=lab=http://127.0.0.1:2380".to_owned()));
+        assert!(!args.iter().any(|a| a.starts_with("--log-level")));
         assert_eq!(host_ip(3), Ipv4Addr::new(192, 0, 2, 3));
     }
 }

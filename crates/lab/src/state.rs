@@ -10,6 +10,7 @@
 //!   h<n>/cni/flannel/                 the flannel plugin's dataDir (saved delegate configs)
 //!   h<n>/cni/ipam/                    host-local's dataDir (address leases)
 //! /run/flannel-rs/lab/<name>.lock     held while flannelctl changes the lab
+//! /run/flannel-rs/lab/<name>.failed.log  the log of the step a failed `up` stopped at
 //! /var/tmp/flannel-rs-lab/<name>/     etcd's data (off /run: etcd preallocates 64 MB of WAL)
 //! ```
 //!
@@ -67,6 +68,12 @@ impl LabPaths {
         self.root.join(format!("{}.lock", name.as_str()))
     }
 
+    /// Where a failed `up` keeps the log of the step that failed (outside the lab's
+    /// directory, which the failed `up` removes; the next `up` or `down` of the lab removes it).
+    pub fn failed_log(&self, name: &LabName) -> PathBuf {
+        self.root.join(format!("{}.failed.log", name.as_str()))
+    }
+
     /// etcd's data directory for the lab.
     pub fn etcd_data(&self, name: &LabName) -> PathBuf {
         self.etcd_root.join(name.as_str())
@@ -99,13 +106,7 @@ impl LabPaths {
 
 /// A process the lab started, identified beyond its pid: the kernel's start time (clock ticks
 /// after boot, field 22 of `/proc/<pid>/stat`) tells a reused pid from ours.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProcRecord {
-    /// Process id.
-    pub pid: u32,
-    /// Start time in clock ticks after boot.
-    pub start_time: u64,
-}
+pub use flannel_sandbox::process::ProcRecord;
 
 /// How far `up` got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,7 +18,7 @@ use crate::error::Result;
 use crate::lab::{all_lab_names, lab_namespaces, lock, Lab};
 use crate::naming::{parse_ns_name, LabName};
 use crate::state::{LabPaths, LabState, ProcRecord};
-use crate::sys;
+use flannel_sandbox::{netns, process};
 
 /// How long flanneld and etcd get to exit after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -56,6 +56,8 @@ impl Lab {
             }
         };
         let mut report = teardown(self.paths(), name, state.as_ref());
+        // The log a failed `up` kept (teardown itself leaves it: a failed `up` points to it).
+        let _ = std::fs::remove_file(self.paths().failed_log(name));
         warnings.append(&mut report.warnings);
         report.warnings = warnings;
         lock.remove();
@@ -88,7 +90,7 @@ pub fn teardown(paths: &LabPaths, name: &LabName, state: Option<&LabState>) -> D
             let Some(host) = s.host(pod.host) else {
                 continue;
             };
-            if !sys::netns_exists(&host.ns) || !host.cni_conf.exists() {
+            if !netns::exists(&host.ns) || !host.cni_conf.exists() {
                 continue;
             }
             match cni::call("DEL", &dir, host, pod) {
@@ -97,9 +99,9 @@ pub fn teardown(paths: &LabPaths, name: &LabName, state: Option<&LabState>) -> D
             }
         }
         let flanneld: Vec<ProcRecord> = s.hosts.iter().filter_map(|h| h.flanneld).collect();
-        report.processes_stopped += sys::stop_all(&flanneld, STOP_GRACE);
+        report.processes_stopped += process::stop_all(&flanneld, STOP_GRACE);
         let etcd: Vec<ProcRecord> = s.etcd.process.into_iter().collect();
-        report.processes_stopped += sys::stop_all(&etcd, STOP_GRACE);
+        report.processes_stopped += process::stop_all(&etcd, STOP_GRACE);
     }
 
     let mut namespaces: BTreeSet<String> = state
@@ -111,13 +113,13 @@ pub fn teardown(paths: &LabPaths, name: &LabName, state: Option<&LabState>) -> D
     }
     let mut ordered: Vec<String> = namespaces
         .into_iter()
-        .filter(|ns| sys::netns_exists(ns))
+        .filter(|ns| netns::exists(ns))
         // Only names of this lab's scheme are ever deleted, whatever a state file says.
         .filter(|ns| parse_ns_name(ns).is_some_and(|(n, _)| &n == name))
         .collect();
     ordered.sort_by_key(|ns| parse_ns_name(ns).map(|(_, r)| r.teardown_rank()));
     for ns in ordered {
-        match sys::netns_remove(&ns) {
+        match netns::remove(&ns) {
             Ok(()) => report.namespaces_removed.push(ns),
             Err(e) => report.warnings.push(e.to_string()),
         }

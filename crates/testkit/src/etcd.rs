@@ -7,15 +7,14 @@
 //! it, for writing raw keys, compacting and so on. [`EtcdServer::start_tls`] runs it with TLS
 //! and client-certificate authentication, using a throw-away CA made with `openssl`.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use flannel_sandbox::etcd::EtcdConfig;
+use flannel_sandbox::{probe, process};
 
 /// How long a start or restart may take before it is an error.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -153,21 +152,8 @@ impl EtcdServer {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
-        let pid = Pid::from_raw(i32::try_from(child.id()).context("etcd pid out of range")?);
-        // The process may have died by itself already; then there is nothing to signal.
-        let _ = kill(pid, Signal::SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            if child.try_wait().context("waiting for etcd")?.is_some() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                child.wait().context("waiting for killed etcd")?;
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        process::stop_child(&mut child, STOP_TIMEOUT).context("stopping etcd")?;
+        Ok(())
     }
 
     /// Start etcd again on the same ports with the same data and wait until it is healthy.
@@ -242,35 +228,25 @@ impl EtcdServer {
         let peer = format!("http://127.0.0.1:{}", self.ports.peer);
         let metrics = format!("http://127.0.0.1:{}", self.ports.metrics);
         let data = self.dir.path().join("data");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_file())
-            .context("opening the etcd log file")?;
-        let log_err = log.try_clone().context("duplicating the etcd log file")?;
+        let config = EtcdConfig {
+            name: "flannel-test",
+            data_dir: &data,
+            client_urls: &[&client],
+            advertise: &client,
+            peer_url: &peer,
+            log_level: Some("warn"),
+        };
         let mut cmd = Command::new(&self.binary);
-        cmd.arg("--name=flannel-test")
-            .arg(format!("--data-dir={}", data.display()))
-            .arg(format!("--listen-client-urls={client}"))
-            .arg(format!("--advertise-client-urls={client}"))
-            .arg(format!("--listen-peer-urls={peer}"))
-            .arg(format!("--initial-advertise-peer-urls={peer}"))
-            .arg(format!("--initial-cluster=flannel-test={peer}"))
-            .arg("--initial-cluster-state=new")
-            .arg(format!("--listen-metrics-urls={metrics}"))
-            .arg("--logger=zap")
-            .arg("--log-outputs=stderr")
-            .arg("--log-level=warn");
+        cmd.args(config.args())
+            .arg(format!("--listen-metrics-urls={metrics}"));
         if let Some(tls) = &self.tls {
             cmd.arg(format!("--cert-file={}", tls.server_cert.display()))
                 .arg(format!("--key-file={}", tls.server_key.display()))
                 .arg(format!("--trusted-ca-file={}", tls.ca.display()))
                 .arg("--client-cert-auth");
         }
+        process::log_to(&mut cmd, &self.log_file())?;
         let child = cmd
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
             .spawn()
             .with_context(|| format!("spawning {}", self.binary.display()))?;
         self.child = Some(child);
@@ -306,8 +282,7 @@ impl EtcdServer {
 
     fn kill_child(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            process::kill_child(&mut child);
         }
     }
 
@@ -324,19 +299,12 @@ impl Drop for EtcdServer {
     }
 }
 
-/// `GET /health` over a plain TCP connection; true when etcd answers `"health":"true"`.
+/// `GET /health`; true when etcd answers 200 with `"health":"true"`.
 fn health_ok(addr: SocketAddr) -> bool {
-    let attempt = || -> std::io::Result<bool> {
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
-        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-        stream.set_write_timeout(Some(Duration::from_secs(2)))?;
-        stream
-            .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
-        let mut body = String::new();
-        stream.read_to_string(&mut body)?;
-        Ok(body.starts_with("HTTP/1.1 200") && body.contains("\"health\":\"true\""))
-    };
-    attempt().unwrap_or(false)
+    matches!(
+        probe::http_get(addr, "/health"),
+        Ok((200, body)) if body.contains("\"health\":\"true\"")
+    )
 }
 
 /// Three distinct free loopback ports (bound to port 0 together, then released).

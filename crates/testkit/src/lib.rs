@@ -4,6 +4,10 @@
 //! - [`netns`]: private network namespaces for one test thread.
 //! - [`etcd`]: a real etcd process on a free loopback port with a temporary data directory.
 //! - [`kubeapi`]: an in-process fake Kubernetes API server (nodes, pods, list/watch/patch).
+//! - [`topology`]: multi-host labs of named namespaces (hosts, etcd, flanneld, pods).
+//!
+//! Namespaces, commands, processes, etcd's command line and the probes come from the sandbox
+//! crate (`flannel-sandbox`), which the lab and the benchmarks use too.
 
 pub mod etcd;
 pub mod kubeapi;

@@ -28,23 +28,26 @@
 //!
 //! Everything is synchronous: commands run through `ip netns exec`, and the few in-process
 //! socket operations (HTTP health checks) run on a short-lived thread that has joined the
-//! namespace with `setns`.
+//! namespace with `setns`. The namespaces, commands, probes and process handling are the
+//! sandbox crate's (`flannel-sandbox`, shared with the lab and the benchmarks); this module
+//! owns the test topology. Namespaces, processes and the temporary directory are also
+//! recorded in `flannel_sandbox::cleanup`, so a program that is stopped by a signal
+//! (`flannel-bench`) removes them too.
 
 use std::collections::HashSet;
 use std::fmt;
-use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
-use nix::sched::{setns, CloneFlags};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use anyhow::{bail, ensure, Context, Result};
+use flannel_sandbox::etcd::EtcdConfig;
+use flannel_sandbox::{cleanup, cmd, etcd, netns, probe, process, text};
 
 /// The lab's underlay network (the hosts' `eth0`).
 pub const UNDERLAY_PREFIX_LEN: u8 = 24;
@@ -74,8 +77,8 @@ const ETCD_START_TIMEOUT: Duration = Duration::from_secs(20);
 static LAB_COUNTER: AtomicUsize = AtomicUsize::new(0);
 /// Prefixes of the labs alive in this process (so leftover cleanup never touches them).
 static LIVE_LABS: Mutex<Option<HashSet<String>>> = Mutex::new(None);
-/// `ip netns add` is serialised: the first calls race on making `/run/netns` a shared mount.
-static NETNS_ADD: Mutex<()> = Mutex::new(());
+/// Time limit of a command run in a lab namespace (generous: tests run pings and traffic).
+const EXEC_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -99,16 +102,15 @@ impl LabInner {
 
     /// Create a namespace with `lo` up and register it for deletion.
     fn add_netns(&self, name: &str) -> Result<()> {
-        {
-            let _serial = lock(&NETNS_ADD);
-            run_ok("ip", &["netns", "add", name])?;
-        }
         lock(&self.namespaces).push(name.to_owned());
-        run_ok("ip", &["-n", name, "link", "set", "lo", "up"])?;
+        netns::add(name)?;
         Ok(())
     }
 
     fn register_child(&self, child: Child) -> SharedChild {
+        if let Ok(pid) = i32::try_from(child.id()) {
+            cleanup::track_pid(pid);
+        }
         let shared = Arc::new(Mutex::new(Some(child)));
         lock(&self.children).push(shared.clone());
         shared
@@ -161,6 +163,7 @@ impl Lab {
         lock(&LIVE_LABS)
             .get_or_insert_with(HashSet::new)
             .insert(prefix);
+        cleanup::track_dir(dir.path());
         let switch = inner.ns_name("sw");
         let lab = Lab {
             inner,
@@ -169,8 +172,7 @@ impl Lab {
         };
         // From here on, Drop undoes whatever part of the set-up succeeded.
         lab.inner.add_netns(&lab.switch)?;
-        lab.ip(&lab.switch, &["link", "add", "br0", "type", "bridge"])?;
-        lab.ip(&lab.switch, &["link", "set", "br0", "up"])?;
+        netns::add_bridge(&lab.switch, "br0")?;
         Ok(lab)
     }
 
@@ -190,25 +192,14 @@ impl Lab {
     }
 
     fn ip(&self, ns: &str, args: &[&str]) -> Result<String> {
-        let mut full = vec!["-n", ns];
-        full.extend_from_slice(args);
-        run_ok("ip", &full)
+        Ok(netns::ip_in(ns, args)?)
     }
 
     /// Attach namespace `ns` to the switch: veth `port` (in the switch, enslaved to `br0`) whose
     /// peer is `eth0` in `ns`, with `addr` on it.
     fn plug(&self, ns: &str, port: &str, addr: Ipv4Addr) -> Result<()> {
-        self.ip(
-            &self.switch,
-            &[
-                "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
-            ],
-        )?;
-        self.ip(&self.switch, &["link", "set", port, "master", "br0", "up"])?;
         let cidr = format!("{addr}/{UNDERLAY_PREFIX_LEN}");
-        self.ip(ns, &["addr", "add", &cidr, "dev", "eth0"])?;
-        self.ip(ns, &["link", "set", "eth0", "up"])?;
-        Ok(())
+        Ok(netns::plug(&self.switch, "br0", port, ns, "eth0", &cidr)?)
     }
 
     /// Add host `n` (1..=253): namespace `<prefix>-h<n>` with `eth0` = `192.0.2.<n>/24` on the
@@ -289,14 +280,11 @@ impl Lab {
     /// this process and the lab was dropped without cleaning up. Processes still running in
     /// them are killed first. Returns the names deleted.
     pub fn cleanup_leftovers(prefix_filter: &str) -> Result<Vec<String>> {
-        let listing = run_ok("ip", &["netns", "list"])?;
         let me = std::process::id();
         let live = lock(&LIVE_LABS).clone().unwrap_or_default();
         let mut deleted = Vec::new();
-        for line in listing.lines() {
-            let Some(name) = line.split_whitespace().next() else {
-                continue;
-            };
+        for name in netns::list()? {
+            let name = name.as_str();
             if !name.starts_with(prefix_filter) {
                 continue;
             }
@@ -311,8 +299,7 @@ impl Lab {
             if owner_alive {
                 continue;
             }
-            kill_netns_pids(name);
-            if run_ok("ip", &["netns", "del", name]).is_ok() {
+            if netns::remove(name).is_ok() {
                 deleted.push(name.to_owned());
             }
         }
@@ -333,35 +320,19 @@ fn parse_lab_name(name: &str) -> Option<(u32, String)> {
     Some((pid, format!("{NAME_PREFIX}-{pid}-{counter}-{hint}")))
 }
 
-/// SIGKILL every process living in namespace `ns` (only lab namespaces are passed here).
-fn kill_netns_pids(ns: &str) {
-    let Ok(pids) = run_ok("ip", &["netns", "pids", ns]) else {
-        return;
-    };
-    for pid in pids
-        .split_whitespace()
-        .filter_map(|p| p.parse::<i32>().ok())
-    {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-    }
-}
-
 impl Drop for Lab {
     fn drop(&mut self) {
         let children: Vec<SharedChild> = lock(&self.inner.children).drain(..).collect();
         for shared in children {
-            if let Some(mut child) = lock(&shared).take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+            kill_child(&shared);
         }
         let namespaces: Vec<String> = lock(&self.inner.namespaces).drain(..).collect();
         // Anything else still running inside (a background ping, say) was started by the test.
         for ns in &namespaces {
-            kill_netns_pids(ns);
+            netns::kill_pids(ns);
         }
         for ns in namespaces.iter().rev() {
-            if let Err(e) = run_ok("ip", &["netns", "del", ns]) {
+            if let Err(e) = netns::remove(ns) {
                 eprintln!("lab {}: {e:#}", self.inner.prefix);
             }
         }
@@ -369,6 +340,7 @@ impl Drop for Lab {
             set.remove(&self.inner.prefix);
         }
         if let Some(dir) = self.dir.take() {
+            cleanup::untrack_dir(dir.path());
             if std::env::var("FLANNEL_LAB_KEEP").is_ok_and(|v| v == "1") {
                 eprintln!(
                     "lab {}: keeping {}",
@@ -457,10 +429,11 @@ impl Host {
 
     /// HTTP GET `path` on `127.0.0.1:port` inside the host namespace: (status, body).
     pub fn http_get(&self, port: u16, path: &str) -> Result<(u16, String)> {
-        let path = path.to_owned();
-        in_netns(&self.ns, move || {
-            http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), &path)
-        })?
+        Ok(probe::http_get_in(
+            &self.ns,
+            SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            path,
+        )?)
     }
 
     /// Send one UDP datagram from this host's underlay address, port `from_port`, to `to`
@@ -764,20 +737,19 @@ impl Pod {
         count: u32,
         interval: Duration,
     ) -> Result<PingResult> {
-        let count = count.to_string();
-        let interval = format!("{:.3}", interval.as_secs_f64());
-        let dst = dst.into().to_string();
-        let out = netns_exec(
-            &self.ns,
-            &["ping", "-c", &count, "-i", &interval, "-W", "1", "-q", &dst],
+        let dst = dst.into();
+        // ping ends about a second after its last request; on a loaded machine its intervals
+        // stretch (a 1000 × 10 ms run has taken over 20 s), so the bound is generous.
+        let bound = interval * count * 4 + Duration::from_secs(60);
+        let out = cmd::run(
+            probe::ping_command(&self.ns, dst, count, interval),
+            None,
+            bound,
         )?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        parse_ping_summary(&stdout).with_context(|| {
+        parse_ping_summary(&out.stdout).with_context(|| {
             format!(
-                "ping {dst} from {}: no summary ({}); stdout: {stdout}; stderr: {}",
-                self.ns,
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
+                "ping {dst} from {}: no summary ({}); stdout: {}; stderr: {}",
+                self.ns, out.status, out.stdout, out.stderr
             )
         })
     }
@@ -785,11 +757,10 @@ impl Pod {
 
 /// `N packets transmitted, M received, …` → counts.
 pub fn parse_ping_summary(text: &str) -> Option<PingResult> {
-    let line = text.lines().find(|l| l.contains("packets transmitted"))?;
-    let mut parts = line.split(',');
-    let sent = parts.next()?.split_whitespace().next()?.parse().ok()?;
-    let received = parts.next()?.split_whitespace().next()?.parse().ok()?;
-    Some(PingResult { sent, received })
+    probe::parse_ping(text).map(|s| PingResult {
+        sent: s.sent,
+        received: s.received,
+    })
 }
 
 /// etcd in its own namespace at [`ETCD_ENDPOINT`].
@@ -831,32 +802,16 @@ impl Etcd {
         if self.is_running() {
             return Ok(());
         }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_file())
-            .context("opening the etcd log")?;
-        let log_err = log.try_clone().context("duplicating the etcd log handle")?;
         let data = self.dir.join("data");
-        let client = format!("--listen-client-urls={ETCD_ENDPOINT}");
-        let advertise = format!("--advertise-client-urls={ETCD_ENDPOINT}");
-        let data_arg = format!("--data-dir={}", data.display());
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "etcd", "--name=lab", &data_arg])
-            .args([&client, &advertise])
-            .args([
-                "--listen-peer-urls=http://127.0.0.1:2380",
-                "--initial-advertise-peer-urls=http://127.0.0.1:2380",
-                "--initial-cluster=lab=http://127.0.0.1:2380",
-                "--initial-cluster-state=new",
-                "--logger=zap",
-                "--log-outputs=stderr",
-                "--log-level=warn",
-            ])
-            .env_remove("ETCDCTL_API")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
+        let config = EtcdConfig {
+            name: "lab",
+            data_dir: &data,
+            client_urls: &[ETCD_ENDPOINT],
+            advertise: ETCD_ENDPOINT,
+            peer_url: etcd::PEER_URL,
+            log_level: Some("warn"),
+        };
+        let child = etcd::command(&self.ns, &config, &self.log_file())?
             .spawn()
             .context("spawning etcd")?;
         self.child = Some(self.lab.register_child(child));
@@ -866,10 +821,7 @@ impl Etcd {
             if !self.is_running() {
                 bail!("etcd exited during start-up; log:\n{}", self.log_tail(20));
             }
-            let ok = in_netns(&self.ns, move || http_get(health, "/health"))?
-                .map(|(status, body)| status == 200 && body.contains("\"health\":\"true\""))
-                .unwrap_or(false);
-            if ok {
+            if etcd::healthy_in(&self.ns, health) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -906,17 +858,7 @@ impl Etcd {
     /// Run `etcdctl` (API v3) against this etcd, from inside its namespace; stdout, or an error
     /// with stderr when it exits non-zero.
     pub fn etcdctl(&self, args: &[&str]) -> Result<String> {
-        let endpoints = format!("--endpoints={ETCD_ENDPOINT}");
-        let mut full = vec![
-            "env",
-            "ETCDCTL_API=3",
-            "etcdctl",
-            &endpoints,
-            "--dial-timeout=2s",
-            "--command-timeout=5s",
-        ];
-        full.extend_from_slice(args);
-        netns_exec_ok(&self.ns, &full).with_context(|| format!("etcdctl {args:?}"))
+        etcd::etcdctl_in(&self.ns, ETCD_ENDPOINT, args).with_context(|| format!("etcdctl {args:?}"))
     }
 
     /// Write the network config to `/coreos.com/network/config`.
@@ -951,7 +893,7 @@ impl Etcd {
 
     /// The last `n` lines of the etcd log.
     pub fn log_tail(&self, n: usize) -> String {
-        tail(
+        text::tail(
             &std::fs::read_to_string(self.log_file()).unwrap_or_default(),
             n,
         )
@@ -1000,19 +942,13 @@ impl Flanneld {
             self.starts, self.args
         )
         .context("writing the flanneld log")?;
-        let log_err = log.try_clone().context("duplicating the log handle")?;
+        drop(log);
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.host.ns])
             .arg(&self.bin)
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("FLANNELD_") {
-                cmd.env_remove(key);
-            }
-        }
+            .args(&self.args);
+        process::log_to(&mut cmd, &self.log)?;
+        process::drop_env(&mut cmd, &["FLANNELD_"]);
         self.started_at = SystemTime::now();
         let child = cmd
             .spawn()
@@ -1120,7 +1056,7 @@ impl Flanneld {
 
     /// The last `n` lines of the log.
     pub fn log_tail(&self, n: usize) -> String {
-        tail(&self.log(), n)
+        text::tail(&self.log(), n)
     }
 
     /// Path of the log file.
@@ -1151,8 +1087,8 @@ fn child_running(shared: &SharedChild) -> bool {
 
 fn kill_child(shared: &SharedChild) {
     if let Some(mut child) = lock(shared).take() {
-        let _ = child.kill();
-        let _ = child.wait();
+        process::kill_child(&mut child);
+        untrack(&child);
     }
 }
 
@@ -1160,27 +1096,15 @@ fn stop_child(shared: &SharedChild, timeout: Duration) -> Result<ExitStatus> {
     let Some(mut child) = lock(shared).take() else {
         bail!("process already reaped");
     };
-    if let Some(status) = child.try_wait().context("checking the process")? {
-        return Ok(status);
-    }
-    let pid = Pid::from_raw(i32::try_from(child.id()).context("pid out of range")?);
-    let _ = kill(pid, Signal::SIGTERM);
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().context("waiting for the process")? {
-            return Ok(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            return child.wait().context("waiting for the killed process");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let status = process::stop_child(&mut child, timeout)?;
+    untrack(&child);
+    Ok(status)
 }
 
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+fn untrack(child: &Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        cleanup::untrack_pid(pid);
+    }
 }
 
 /// Poll `check` every `interval` until it returns `true` or `timeout` passes; whether it did.
@@ -1202,30 +1126,16 @@ pub fn wait_until(
     }
 }
 
-/// Run `cmd args` (in the caller's namespace) and return stdout; error with stderr on failure.
-fn run_ok(cmd: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {cmd} {args:?}"))?;
-    ensure!(
-        out.status.success(),
-        "{cmd} {args:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
+/// `args` in namespace `ns` (bounded by [`EXEC_TIMEOUT`]), whatever the exit status.
 fn netns_exec(ns: &str, args: &[&str]) -> Result<Output> {
     ensure!(!args.is_empty(), "empty command");
-    Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {args:?} in {ns}"))
+    let out = cmd::run(netns::in_ns(ns, args), None, EXEC_TIMEOUT)
+        .with_context(|| format!("running {args:?} in {ns}"))?;
+    Ok(Output {
+        status: ExitStatus::from_raw(out.status.into_raw()),
+        stdout: out.stdout.into_bytes(),
+        stderr: out.stderr.into_bytes(),
+    })
 }
 
 fn netns_exec_ok(ns: &str, args: &[&str]) -> Result<String> {
@@ -1242,45 +1152,18 @@ fn netns_exec_ok(ns: &str, args: &[&str]) -> Result<String> {
 /// Run `f` on a fresh thread that has joined network namespace `ns` (sockets it opens live
 /// there). The calling thread's namespace is untouched.
 pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    let path = Path::new("/run/netns").join(ns);
-    std::thread::spawn(move || -> Result<T> {
-        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        setns(&file, CloneFlags::CLONE_NEWNET)
-            .with_context(|| format!("setns into {}", path.display()))?;
-        Ok(f())
-    })
-    .join()
-    .map_err(|_| anyhow!("the thread working in namespace {ns} panicked"))?
-}
-
-/// A minimal HTTP/1.1 GET: (status code, body).
-fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))
-        .with_context(|| format!("connecting to {addr}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("no HTTP status in {response:?}"))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+    Ok(netns::in_netns(ns, f)?)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// `program args` (in the test's namespace): stdout, or an error with stderr.
+    fn run_ok(program: &str, args: &[&str]) -> Result<String> {
+        Ok(cmd::sh(program, args, cmd::CMD_TIMEOUT)?)
+    }
 
     #[test]
     fn ping_summary_is_parsed() {
