@@ -8,14 +8,15 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use anyhow::{bail, Context, Result};
 use flannel_kernel::iface::ExternalInterface;
+use flannel_model::VxlanLeaseData;
 use flannel_model::{Lease, NetworkConfig, RawJson, SubnetKey};
 use flannel_planner::diff::Scope;
+use flannel_planner::ext_iface::ExtIface;
 use flannel_planner::hostgw;
 use flannel_planner::ondemand;
+use flannel_planner::skipped::Skipped;
 use flannel_planner::state::{KernelState, MacAddr, Route};
-use flannel_planner::vxlan::{
-    self, ExtIface, Skipped, VtepMacs, VxlanLeaseData, VxlanMode, VxlanOptions,
-};
+use flannel_planner::vxlan::{self, VtepMacs, VxlanMode, VxlanOptions};
 use ipnet::{IpNet, Ipv4Net};
 
 /// Backend types Flannel knows that this build does not provide yet.

@@ -25,7 +25,7 @@ use flannel_model::{Lease, SubnetKey};
 use flannel_planner::blackhole;
 use flannel_planner::diff::{diff, Op};
 use flannel_planner::ondemand;
-use flannel_planner::state::Route;
+use flannel_planner::state::{LinkSpec, Route};
 use futures_util::StreamExt;
 use ipnet::IpNet;
 use tokio::sync::mpsc;
@@ -521,19 +521,24 @@ async fn next_event(events: &mut Option<KernelEvents>) -> Option<KernelEvent> {
     }
 }
 
+/// A device's MAC for logs (empty for kinds without one).
+fn mac(l: &LinkSpec) -> String {
+    l.mac().map(|m| m.to_string()).unwrap_or_default()
+}
+
 fn log_ops(ops: &[Op], why: &str) {
     // One line per link change; per-peer entries summarised (there may be thousands).
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for op in ops {
         match op {
             Op::CreateLink(l) => {
-                info!(why, dev = %l.name, mtu = l.mtu, mac = %l.mac, "creating vxlan device")
+                info!(why, dev = %l.name(), mtu = l.mtu(), mac = %mac(l), "creating {} device", l.kind())
             }
             Op::RecreateLink(l) => {
-                warn!(why, dev = %l.name, "re-creating vxlan device with incompatible settings")
+                warn!(why, dev = %l.name(), "re-creating {} device with incompatible settings", l.kind())
             }
             Op::UpdateLink(l) => {
-                info!(why, dev = %l.name, mtu = l.mtu, mac = %l.mac, "updating vxlan device")
+                info!(why, dev = %l.name(), mtu = l.mtu(), mac = %mac(l), "updating {} device", l.kind())
             }
             Op::AddAddr(a) => info!(why, dev = %a.dev, addr = %a.net, "adding address"),
             Op::DelAddr(a) => info!(why, dev = %a.dev, addr = %a.net, "removing address"),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use flannel_model::Lease;
-use flannel_planner::vxlan::ExtIface;
+use flannel_planner::ext_iface::ExtIface;
 use flannel_registry::PeerEvent;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

@@ -1,10 +1,13 @@
 //! Host facts and kernel programming over netlink.
 //!
 //! Modules:
-//! - [`iface`]: external interface selection (`--iface`, `--iface-regex`, `--iface-can-reach`,
-//!   default route, `--public-ip`) from host facts gathered over rtnetlink.
+//! - [`select`]: external interface selection (`--iface`, `--iface-regex`,
+//!   `--iface-can-reach`, default route, `--public-ip`) from plain host facts. Pure.
+//! - [`iface`]: gathering those facts over rtnetlink, `ip route get`, and discovery.
+//! - [`decode`]: rtnetlink messages → plain facts and planner state. Pure.
 //! - [`netlink`]: [`Kernel`], the long-lived rtnetlink connection (dumps, lookups, batches).
 //! - [`observe`]: reading the managed kernel state into a planner `KernelState`.
+//! - [`link`]: one file per link kind (vxlan): decoding, the create message, its `ip` text.
 //! - [`apply`]: carrying out the planner's ops, batched, in dependency order.
 //! - [`monitor`]: link/address/route/neighbour notifications that call for a reconcile.
 //! - [`miss`]: the vxlan on-demand mode's miss listener, answers and learned-entry cleanup.
@@ -12,12 +15,15 @@
 //! - [`error`]: [`KernelError`], with errno classification.
 
 pub mod apply;
+pub mod decode;
 pub mod error;
 pub mod iface;
+pub mod link;
 pub mod miss;
 pub mod monitor;
 pub mod netlink;
 pub mod observe;
+pub mod select;
 pub mod sysctl;
 
 pub use apply::ApplyReport;

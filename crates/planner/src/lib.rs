@@ -3,6 +3,7 @@
 //! results.
 //!
 //! - [`allocator`]: Flannel's subnet acquisition algorithm.
+//! - [`link`]: the devices flanneld creates, one [`link::LinkSpec`] variant per link kind.
 //! - [`state`]: kernel objects flanneld manages (vxlan links, addresses, routes, neighbours, FDB,
 //!   blackhole routes).
 //! - [`diff`]: desired vs observed state → ordered operations, within what flanneld owns.
@@ -10,12 +11,17 @@
 //!   and, with `EnableIPv6`, IPv6).
 //! - [`ondemand`]: the vxlan on-demand mode (Flannel's first design): its kernel state and
 //!   the answers to the kernel's L2/L3 misses.
+//! - [`ext_iface`], [`skipped`]: the external interface's facts the backends plan with, and
+//!   a peer lease a backend cannot use.
 //! - [`blackhole`]: the blackhole routes for our own subnet (`--ip-blackhole-route`).
 
 pub mod allocator;
 pub mod blackhole;
 pub mod diff;
+pub mod ext_iface;
 pub mod hostgw;
+pub mod link;
 pub mod ondemand;
+pub mod skipped;
 pub mod state;
 pub mod vxlan;
