@@ -10,6 +10,7 @@
 //! briefly (until the new process has reopened the device and the route is back).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -22,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::backend::Backend;
+use crate::backend::{self, Backend, RuntimeSpec};
 use crate::datapath::{Command, Datapath, DatapathOptions};
 use crate::firewall::{networks_of_env, RuleFlags, Rules};
 use crate::health::Readiness;
@@ -80,15 +81,15 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
         "using external interface"
     );
 
-    let backend =
-        Backend::new(&network, &ext)?.with_stored_macs(stored.vtep_mac, stored.vtep_mac_v6);
-    let attrs = lease_attrs(&ext, &backend)?;
+    let backend: Arc<dyn Backend> =
+        backend::configure(&network, &ext, stored.vtep_mac, stored.vtep_mac_v6)?.into();
+    let attrs = lease_attrs(&ext, &*backend)?;
     if let Some(v6) = attrs.public_ipv6 {
         info!(public_ipv6 = %v6, iface_v6_addr = ?ext.iface_v6_addr, "IPv6 enabled");
     }
     info!(
         backend = backend.name(),
-        mtu = backend.mtu(),
+        mtu = backend.pod_mtu(),
         "backend configured"
     );
 
@@ -108,9 +109,9 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     info!(subnet = %lease.subnet, "lease acquired");
 
     // udp: the TUN device and the socket exist before the route to the device is added.
-    let udp = match &backend {
-        Backend::Udp { ext, port, .. } => {
-            Some(UdpBackend::open(ext, *port, &lease, cfg.udp_fast_path).await?)
+    let udp = match backend.runtime() {
+        Some(RuntimeSpec::UdpProxy { ext, port }) => {
+            Some(UdpBackend::open(&ext, port, &lease, cfg.udp_fast_path).await?)
         }
         _ => None,
     };
@@ -124,7 +125,7 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
             resync: cfg.rules.resync,
             previous,
         };
-        let mut dp = Datapath::new(backend.clone(), lease.subnet, journal, opts).await?;
+        let mut dp = Datapath::new(Arc::clone(&backend), lease.subnet, journal, opts).await?;
         // A failed first pass is not fatal: the loop retries on every event and every 10 s.
         for attempt in 1..=5 {
             match dp.reconcile("start-up").await {
@@ -153,7 +154,7 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     let mut rules =
         Rules::start(&network, cfg.rules.clone(), &networks, &previous_networks).await?;
 
-    write_subnet_env(&cfg, &network, &lease, &backend)?;
+    write_subnet_env(&cfg, &network, &lease, &*backend)?;
     info!(path = %cfg.subnet_file.display(), "wrote subnet file");
     ready.set(true);
     info!("flannel is ready");
@@ -178,7 +179,7 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
             }
             ManagerEvent::Synced => Command::Synced,
             ManagerEvent::Reacquired { lease, previous } => {
-                if let Err(e) = write_subnet_env(&cfg, &network, &lease, &backend) {
+                if let Err(e) = write_subnet_env(&cfg, &network, &lease, &*backend) {
                     error!(error = format!("{e:#}"), "rewriting the subnet file failed");
                 } else {
                     info!(path = %cfg.subnet_file.display(), subnet = %lease.subnet, "rewrote subnet file");
@@ -226,16 +227,17 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     Ok(())
 }
 
-fn lease_attrs(ext: &ExternalInterface, backend: &Backend) -> Result<LeaseAttrs> {
+fn lease_attrs(ext: &ExternalInterface, backend: &dyn Backend) -> Result<LeaseAttrs> {
     let public_ip = ext
         .ext_addr
         .context("the external interface has no IPv4 address to advertise")?;
+    let data = backend.lease_data();
     Ok(LeaseAttrs {
         public_ip,
-        public_ipv6: backend.public_ipv6(ext),
-        backend_type: backend.lease_type().to_owned(),
-        backend_data: backend.backend_data(),
-        backend_v6_data: backend.backend_v6_data(),
+        public_ipv6: data.public_ipv6,
+        backend_type: data.backend_type.to_owned(),
+        backend_data: data.backend_data,
+        backend_v6_data: data.backend_v6_data,
     })
 }
 
@@ -269,7 +271,7 @@ fn write_subnet_env(
     cfg: &DaemonConfig,
     network: &NetworkConfig,
     lease: &Lease,
-    backend: &Backend,
+    backend: &dyn Backend,
 ) -> Result<()> {
     let env = SubnetEnv {
         network: network.enable_ipv4.then_some(network.network).flatten(),
@@ -281,7 +283,7 @@ fn write_subnet_env(
             .then_some(network.ipv6_network)
             .flatten(),
         ipv6_subnet: lease.subnet.ipv6.map(SubnetEnv::first_usable_v6),
-        mtu: Some(backend.mtu()),
+        mtu: Some(backend.pod_mtu()),
         ipmasq: Some(cfg.ip_masq),
     };
     env.write_atomic(&cfg.subnet_file)

@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -32,7 +33,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::backend::Backend;
+use crate::backend::{self, Backend, RuntimeSpec};
 use crate::journal::RouteJournal;
 use flannel_registry::PeerEvent;
 
@@ -74,7 +75,7 @@ impl Default for DatapathOptions {
 /// The reconciler.
 pub struct Datapath {
     kernel: Kernel,
-    backend: Backend,
+    backend: Arc<dyn Backend>,
     own: SubnetKey,
     opts: DatapathOptions,
     /// Blackhole destinations of subnets we held before (ours to remove).
@@ -119,7 +120,7 @@ impl std::fmt::Debug for Datapath {
 impl Datapath {
     /// Connect to the kernel and load our route journal.
     pub async fn new(
-        backend: Backend,
+        backend: Arc<dyn Backend>,
         own: SubnetKey,
         journal: RouteJournal,
         opts: DatapathOptions,
@@ -180,18 +181,22 @@ impl Datapath {
             .await
             .context("reading the kernel state")?;
         let on_link = self.on_link_peers().await;
-        let (mut desired, skipped) = self
-            .backend
-            .desired(&self.own, self.peers.values(), &|ip| on_link.contains(&ip));
+        let (mut desired, skipped) =
+            self.backend
+                .desired(&self.own, &mut self.peers.values(), &|ip| {
+                    on_link.contains(&ip)
+                });
         desired.blackholes = self.desired_blackholes();
         for s in skipped {
             if self.skipped_logged.insert(s.subnet) {
                 warn!(subnet = %s.subnet, reason = %s.reason, "ignoring a peer lease this backend cannot use");
             }
         }
-        let scope = self
-            .backend
-            .scope(self.journal.routes(), self.owned_blackholes());
+        let scope = backend::scope(
+            &*self.backend,
+            self.journal.routes(),
+            self.owned_blackholes(),
+        );
         let mut ops = diff(&desired, &observed, &scope);
         if !self.synced {
             // Peers not read yet: only make sure the devices, their addresses and our
@@ -265,7 +270,7 @@ impl Datapath {
     /// On-demand mode: keep `app_solicit` set and remove learned entries whose peer left or
     /// changed (the static diff never sees learned entries).
     async fn forget_stale_learned(&mut self) {
-        let Some(dev) = self.backend.on_demand_dev() else {
+        let Some(dev) = self.miss_dev() else {
             return;
         };
         match flannel_kernel::miss::ensure_app_solicit(&dev) {
@@ -334,23 +339,21 @@ impl Datapath {
         }
     }
 
-    /// Peers' public IPs (v4, and v6 with IPv6 on) that are on our L2 segment (only needed
-    /// for vxlan DirectRouting).
-    async fn on_link_peers(&self) -> HashSet<IpAddr> {
-        let Backend::Vxlan { opts, ext, .. } = &self.backend else {
-            return HashSet::new();
-        };
-        if !opts.direct_routing {
-            return HashSet::new();
+    /// The device whose misses we answer (a backend with the miss-responder runtime: vxlan's
+    /// on-demand mode).
+    fn miss_dev(&self) -> Option<String> {
+        match self.backend.runtime() {
+            Some(RuntimeSpec::MissResponder { dev }) => Some(dev),
+            _ => None,
         }
+    }
+
+    /// The peer addresses the backend asked about that are on our L2 segment (vxlan
+    /// DirectRouting asks about peers' public IPs).
+    async fn on_link_peers(&self) -> HashSet<IpAddr> {
         let mut out = HashSet::new();
         for lease in self.peers.values() {
-            let v6 = lease
-                .attrs
-                .public_ipv6
-                .filter(|_| ext.addr_v6.is_some() && lease.subnet.ipv6.is_some())
-                .map(IpAddr::V6);
-            for ip in std::iter::once(IpAddr::V4(lease.attrs.public_ip)).chain(v6) {
+            for ip in self.backend.on_link_queries(lease) {
                 match self.kernel.route_get(ip).await {
                     Ok(answer) if answer.gateway.is_none() => {
                         out.insert(ip);
@@ -406,7 +409,7 @@ impl Datapath {
             .chain(self.backend.route_devs())
             .collect();
         let mut events = self.subscribe().await;
-        let on_demand = self.backend.on_demand_dev();
+        let on_demand = self.miss_dev();
         let mut misses = match &on_demand {
             Some(dev) => match flannel_kernel::miss::subscribe_misses() {
                 Ok(m) => {

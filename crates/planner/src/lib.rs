@@ -2,6 +2,8 @@
 //! Nothing here performs I/O; the I/O crates gather facts, call these functions and apply the
 //! results.
 //!
+//! - [`backend`]: the [`backend::Backend`] trait, one module per backend, and the registry
+//!   that maps the config's `Backend.Type` to one.
 //! - [`allocator`]: Flannel's subnet acquisition algorithm.
 //! - [`link`]: the devices flanneld creates, one [`link::LinkSpec`] variant per link kind.
 //! - [`state`]: kernel objects flanneld manages (vxlan links, addresses, routes, neighbours, FDB,
@@ -16,6 +18,7 @@
 //! - [`blackhole`]: the blackhole routes for our own subnet (`--ip-blackhole-route`).
 
 pub mod allocator;
+pub mod backend;
 pub mod blackhole;
 pub mod diff;
 pub mod ext_iface;
