@@ -83,6 +83,9 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
 
     let backend: Arc<dyn Backend> =
         backend::configure(&network, &ext, stored.vtep_mac, stored.vtep_mac_v6)?.into();
+    for warning in backend.warnings() {
+        warn!("{warning}");
+    }
     let attrs = lease_attrs(&ext, &*backend)?;
     if let Some(v6) = attrs.public_ipv6 {
         info!(public_ipv6 = %v6, iface_v6_addr = ?ext.iface_v6_addr, "IPv6 enabled");

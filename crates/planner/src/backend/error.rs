@@ -54,6 +54,25 @@ pub enum BackendError {
         /// The encapsulation overhead.
         overhead: u32,
     },
+    /// The MTU pods would get is below what the kernel accepts for an enabled family.
+    #[error(
+        "the {backend} backend would give pods an MTU of {mtu} (FLANNEL_MTU), below the {min} \
+         that {family} needs; raise the Backend's MTU option or the MTU of {ext} (now {ext_mtu})"
+    )]
+    MtuTooSmall {
+        /// The backend.
+        backend: &'static str,
+        /// The pod MTU it computed.
+        mtu: u32,
+        /// The family's minimum.
+        min: u32,
+        /// `IPv4` or `IPv6`.
+        family: &'static str,
+        /// The external interface.
+        ext: String,
+        /// Its MTU.
+        ext_mtu: u32,
+    },
     /// A backend Flannel has and this build does not.
     #[error("backend type {name:?} is not available in this build of flannel-rs yet (available: {available})")]
     NotYet {

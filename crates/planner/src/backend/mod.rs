@@ -165,6 +165,44 @@ pub trait Backend: fmt::Debug + Send + Sync {
     fn runtime(&self) -> Option<RuntimeSpec> {
         None
     }
+
+    /// Things about this configuration an operator should hear of at start-up (logged as
+    /// warnings), e.g. an `MTU` option larger than the underlay carries.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The smallest MTU the kernel accepts on a device carrying IPv4 (RFC 791).
+pub const MIN_MTU_V4: u32 = 68;
+
+/// The smallest MTU the kernel accepts on a device carrying IPv6 (RFC 8200).
+pub const MIN_MTU_V6: u32 = 1280;
+
+/// Refuse a pod MTU the kernel would not take on the backend's devices (or on the pods'
+/// interfaces): at least 68 with IPv4, at least 1280 with IPv6.
+pub fn check_pod_mtu(
+    backend: &dyn Backend,
+    network: &NetworkConfig,
+    underlay: &Underlay,
+) -> Result<(), BackendError> {
+    let mtu = backend.pod_mtu();
+    for (enabled, min, family) in [
+        (network.enable_ipv4, MIN_MTU_V4, "IPv4"),
+        (network.enable_ipv6, MIN_MTU_V6, "IPv6"),
+    ] {
+        if enabled && mtu < min {
+            return Err(BackendError::MtuTooSmall {
+                backend: backend.name(),
+                mtu,
+                min,
+                family,
+                ext: underlay.name.clone(),
+                ext_mtu: underlay.mtu,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// One backend type the config may name.
@@ -203,7 +241,9 @@ pub const NOT_YET: &[&str] = &["ipip", "wireguard", "ipsec", "extension", "tence
 pub fn build(inputs: &Inputs<'_>) -> Result<Box<dyn Backend>, BackendError> {
     let t = inputs.network.backend_type();
     if let Some(r) = REGISTRY.iter().find(|r| r.type_name == t) {
-        return (r.build)(inputs);
+        let backend = (r.build)(inputs)?;
+        check_pod_mtu(&*backend, inputs.network, inputs.underlay)?;
+        return Ok(backend);
     }
     if NOT_YET.contains(&t) {
         return Err(BackendError::NotYet {

@@ -279,3 +279,72 @@ fn direct_routing_asks_about_peers_public_ips() {
     .expect("backend");
     assert!(plain.on_link_queries(&peer).is_empty());
 }
+
+#[test]
+fn pod_mtus_the_kernel_refuses_are_refused_at_start() {
+    // `MTU: 100` used to give FLANNEL_MTU=50 and fail in the kernel on every pass.
+    let err = backend(
+        r#"{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan","MTU":100}}"#,
+        false,
+    )
+    .expect_err("MTU 50 for pods");
+    assert_eq!(
+        err.to_string(),
+        "the vxlan backend would give pods an MTU of 50 (FLANNEL_MTU), below the 68 that IPv4 \
+         needs; raise the Backend's MTU option or the MTU of eth0 (now 1500)"
+    );
+    // The smallest that works, for IPv4 only.
+    let b = backend(
+        r#"{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan","MTU":118}}"#,
+        false,
+    )
+    .expect("68 is enough for IPv4");
+    assert_eq!(b.pod_mtu(), 68);
+    // With IPv6 enabled the pods need 1280.
+    let small_dual = DUAL.replace(r#""Type":"vxlan""#, r#""Type":"vxlan","MTU":1349"#);
+    let err = backend(&small_dual, true).expect_err("IPv6 needs 1280");
+    assert!(
+        err.to_string()
+            .contains("an MTU of 1279 (FLANNEL_MTU), below the 1280 that IPv6 needs"),
+        "{err}"
+    );
+    let ok_dual = DUAL.replace(r#""Type":"vxlan""#, r#""Type":"vxlan","MTU":1350"#);
+    assert_eq!(backend(&ok_dual, true).expect("1280").pod_mtu(), 1280);
+    // host-gw and alloc pass the interface's MTU on: the same rule applies.
+    let mut u = underlay(true);
+    u.mtu = 1200;
+    let hg = network(&DUAL.replace("vxlan", "host-gw"));
+    let err = build(&Inputs {
+        network: &hg,
+        underlay: &u,
+        stored: Stored::default(),
+    })
+    .expect_err("IPv6 on a 1200-byte underlay");
+    assert!(err.to_string().contains("the host-gw backend"), "{err}");
+}
+
+#[test]
+fn a_vxlan_mtu_above_the_underlays_is_warned_about() {
+    let b = backend(
+        r#"{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan","MTU":9000}}"#,
+        false,
+    )
+    .expect("allowed");
+    assert_eq!(
+        b.warnings(),
+        [
+            "the vxlan MTU option 9000 exceeds the MTU of eth0 (1500): encapsulated packets \
+          larger than 1500 will be dropped or fragmented on the underlay"
+        ]
+    );
+    let fits = backend(
+        r#"{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan","MTU":1500}}"#,
+        false,
+    )
+    .expect("allowed");
+    assert!(fits.warnings().is_empty());
+    assert!(backend(r#"{"Network":"198.18.0.0/16"}"#, false)
+        .expect("udp")
+        .warnings()
+        .is_empty());
+}

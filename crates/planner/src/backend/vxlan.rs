@@ -141,6 +141,19 @@ impl Backend for Vxlan {
         }
     }
 
+    /// `MTU` is the size of the encapsulated packets: larger than the external interface's
+    /// MTU, they do not fit the underlay.
+    fn warnings(&self) -> Vec<String> {
+        match self.opts.mtu {
+            Some(mtu) if mtu > self.ext.mtu => vec![format!(
+                "the vxlan MTU option {mtu} exceeds the MTU of {} ({}): encapsulated packets \
+                 larger than {} will be dropped or fragmented on the underlay",
+                self.ext.name, self.ext.mtu, self.ext.mtu
+            )],
+            _ => Vec::new(),
+        }
+    }
+
     fn runtime(&self) -> Option<RuntimeSpec> {
         (self.opts.mode == VxlanMode::OnDemand).then(|| RuntimeSpec::MissResponder {
             dev: self.opts.device_name(),
