@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use flannel_kernel::iface::{discover_external_interface, ExternalInterface, IfaceRequest};
+use flannel_kernel::Kernel;
 use flannel_model::{Lease, LeaseAttrs, NetworkConfig, SubnetEnv, SubnetKey};
 use flannel_registry::etcd::EtcdConfig;
 use flannel_registry::{ManagerConfig, ManagerEvent};
@@ -128,7 +129,8 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
             resync: cfg.rules.resync,
             previous,
         };
-        let mut dp = Datapath::new(Arc::clone(&backend), lease.subnet, journal, opts).await?;
+        let kernel = Kernel::connect().context("opening the rtnetlink connection")?;
+        let mut dp = Datapath::new(kernel, Arc::clone(&backend), lease.subnet, journal, opts);
         // A failed first pass is not fatal: the loop retries on every event and every 10 s.
         for attempt in 1..=5 {
             match dp.reconcile("start-up").await {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use flannel_kernel::miss::{MissEvent, MissEvents};
-use flannel_kernel::{Kernel, KernelEvent, KernelEvents, ObserveScope};
+use flannel_kernel::{KernelApi, KernelEvent, KernelEvents, ObserveScope};
 use flannel_model::{Lease, SubnetKey};
 use flannel_planner::blackhole;
 use flannel_planner::diff::{diff, Op};
@@ -72,9 +72,9 @@ impl Default for DatapathOptions {
     }
 }
 
-/// The reconciler.
-pub struct Datapath {
-    kernel: Kernel,
+/// The reconciler, over any [`KernelApi`] (netlink in flanneld, a fake in tests).
+pub struct Datapath<K> {
+    kernel: K,
     backend: Arc<dyn Backend>,
     own: SubnetKey,
     opts: DatapathOptions,
@@ -106,7 +106,7 @@ struct MissCounters {
     forgotten: u64,
 }
 
-impl std::fmt::Debug for Datapath {
+impl<K> std::fmt::Debug for Datapath<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Datapath")
             .field("backend", &self.backend.name())
@@ -117,20 +117,20 @@ impl std::fmt::Debug for Datapath {
     }
 }
 
-impl Datapath {
-    /// Connect to the kernel and load our route journal.
-    pub async fn new(
+impl<K: KernelApi + 'static> Datapath<K> {
+    /// The reconciler for our lease `own`, with the route journal loaded.
+    pub fn new(
+        kernel: K,
         backend: Arc<dyn Backend>,
         own: SubnetKey,
         journal: RouteJournal,
         opts: DatapathOptions,
-    ) -> Result<Self> {
-        let kernel = Kernel::connect().context("opening the rtnetlink connection")?;
+    ) -> Self {
         let mut retired_blackholes = BTreeSet::new();
         if let Some(previous) = opts.previous {
             retire(&mut retired_blackholes, &previous, &own);
         }
-        Ok(Datapath {
+        Datapath {
             kernel,
             backend,
             own,
@@ -142,7 +142,7 @@ impl Datapath {
             skipped_logged: HashSet::new(),
             misses: MissCounters::default(),
             miss_table: None,
-        })
+        }
     }
 
     fn observe_scope(&self) -> ObserveScope {
@@ -376,7 +376,7 @@ impl Datapath {
         }
     }
 
-    fn handle(&mut self, cmd: Command) {
+    pub(crate) fn handle(&mut self, cmd: Command) {
         match cmd {
             Command::Peers(events) => {
                 self.miss_table = None;
@@ -613,5 +613,243 @@ mod tests {
         assert!(concerns(&route("flannel-v6.1"), &devs, &ours));
         assert!(!concerns(&route("eth1"), &devs, &ours));
         assert!(concerns(&KernelEvent::Overrun, &devs, &ours));
+    }
+
+    // The loop's decisions against a fake kernel (no root): what happens before and after the
+    // first full lease snapshot, the route journal on foreign devices, blackholes.
+
+    use crate::backend;
+    use flannel_kernel::iface::ExternalInterface;
+    use flannel_model::{LeaseAttrs, NetworkConfig, RawJson};
+    use flannel_testkit::fake_kernel::FakeKernel;
+    use std::path::Path;
+
+    fn ext() -> ExternalInterface {
+        ExternalInterface {
+            index: 2,
+            name: "eth0".into(),
+            mtu: 1500,
+            iface_addr: Some("192.0.2.1".parse().expect("ip")),
+            iface_v6_addr: None,
+            ext_addr: Some("192.0.2.1".parse().expect("ip")),
+            ext_v6_addr: None,
+        }
+    }
+
+    fn configured(backend_json: &str) -> Arc<dyn Backend> {
+        let mut n = NetworkConfig::parse(&format!(
+            r#"{{"Network":"198.18.0.0/16","Backend":{backend_json}}}"#
+        ))
+        .expect("config");
+        n.check().expect("valid");
+        backend::configure(&n, &ext(), None, None)
+            .expect("backend")
+            .into()
+    }
+
+    fn own(s: &str) -> SubnetKey {
+        SubnetKey {
+            ipv4: s.parse().expect("net"),
+            ipv6: None,
+        }
+    }
+
+    /// Host `i`'s lease: 198.18.i.0/24 at 192.0.2.i, vxlan data when `ty` is vxlan.
+    fn peer(i: u8, ty: &str) -> Lease {
+        Lease {
+            subnet: own(&format!("198.18.{i}.0/24")),
+            attrs: LeaseAttrs {
+                public_ip: std::net::Ipv4Addr::new(192, 0, 2, i),
+                public_ipv6: None,
+                backend_type: ty.into(),
+                backend_data: (ty == "vxlan").then(|| {
+                    RawJson::new(&format!(
+                        r#"{{"VNI":1,"VtepMAC":"0e:00:00:00:00:{i:02x}"}}"#
+                    ))
+                    .expect("json")
+                }),
+                backend_v6_data: None,
+            },
+            expiration: None,
+        }
+    }
+
+    fn datapath(
+        kernel: &FakeKernel,
+        backend: Arc<dyn Backend>,
+        dir: &Path,
+        opts: DatapathOptions,
+    ) -> Datapath<FakeKernel> {
+        let journal = RouteJournal::load(dir.join("subnet.env.routes"));
+        Datapath::new(kernel.clone(), backend, own("198.18.1.0/24"), journal, opts)
+    }
+
+    fn routes(k: &FakeKernel) -> Vec<String> {
+        k.state().routes.iter().map(ToString::to_string).collect()
+    }
+
+    #[tokio::test]
+    async fn peers_entries_are_removed_only_after_the_first_full_snapshot() {
+        let vx = configured(r#"{"Type":"vxlan"}"#);
+        // What a previous run left: the device and the entries of host 9, now gone.
+        let (before, _) = vx.desired(
+            &own("198.18.1.0/24"),
+            &mut [peer(9, "vxlan")].iter(),
+            &|_| false,
+        );
+        let kernel = FakeKernel::new(before);
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut dp = datapath(&kernel, vx, dir.path(), DatapathOptions::default());
+        assert_eq!(dp.reconcile("start-up").await.expect("pass"), 0);
+        dp.handle(Command::Peers(vec![PeerEvent::Added(peer(2, "vxlan"))]));
+        assert_eq!(dp.reconcile("lease change").await.expect("pass"), 0);
+        assert_eq!(
+            routes(&kernel),
+            ["198.18.9.0/24 via 198.18.9.0 dev flannel.1 onlink"],
+            "nothing removed or added before the snapshot is complete"
+        );
+        dp.handle(Command::Synced);
+        assert_eq!(dp.reconcile("lease change").await.expect("pass"), 6);
+        assert_eq!(
+            routes(&kernel),
+            ["198.18.2.0/24 via 198.18.2.0 dev flannel.1 onlink"]
+        );
+        let s = kernel.state();
+        assert_eq!((s.neighs.len(), s.fdb.len()), (1, 1));
+        assert_eq!(dp.reconcile("periodic check").await.expect("pass"), 0);
+    }
+
+    #[tokio::test]
+    async fn devices_are_made_before_the_snapshot_and_peers_after() {
+        let kernel = FakeKernel::default();
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut dp = datapath(
+            &kernel,
+            configured(r#"{"Type":"vxlan"}"#),
+            dir.path(),
+            DatapathOptions::default(),
+        );
+        dp.handle(Command::Peers(vec![PeerEvent::Added(peer(2, "vxlan"))]));
+        dp.reconcile("start-up").await.expect("pass");
+        let s = kernel.state();
+        assert_eq!(s.links.keys().collect::<Vec<_>>(), ["flannel.1"]);
+        assert_eq!(s.addrs.len(), 1);
+        assert_eq!(s.entry_count(), 0);
+        dp.handle(Command::Synced);
+        dp.reconcile("lease change").await.expect("pass");
+        assert_eq!(kernel.state().entry_count(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_journal_decides_which_foreign_routes_are_ours() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("subnet.env.routes");
+        // Ours from a previous run, recorded; an operator's inside the network, and outside.
+        std::fs::write(&path, "198.18.9.0/24 via 192.0.2.9 dev eth0\n").expect("write");
+        let route = |dst: &str, gw: &str| Route {
+            dst: dst.parse().expect("net"),
+            gateway: Some(gw.parse().expect("ip")),
+            dev: "eth0".into(),
+            onlink: false,
+        };
+        let mut start = flannel_planner::state::KernelState::default();
+        start.routes = [
+            route("198.18.9.0/24", "192.0.2.9"),
+            route("198.18.200.0/24", "192.0.2.200"),
+            route("203.0.113.0/24", "192.0.2.254"),
+        ]
+        .into();
+        let kernel = FakeKernel::new(start);
+        let mut dp = datapath(
+            &kernel,
+            configured(r#"{"Type":"host-gw"}"#),
+            dir.path(),
+            DatapathOptions::default(),
+        );
+        dp.handle(Command::Peers(vec![PeerEvent::Added(peer(2, "host-gw"))]));
+        dp.reconcile("start-up").await.expect("pass");
+        assert_eq!(routes(&kernel).len(), 3, "nothing added or removed yet");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("journal"),
+            "198.18.9.0/24 via 192.0.2.9 dev eth0\n",
+            "what we knew is kept until the snapshot"
+        );
+        dp.handle(Command::Synced);
+        dp.reconcile("lease change").await.expect("pass");
+        assert_eq!(
+            routes(&kernel),
+            [
+                "198.18.2.0/24 via 192.0.2.2 dev eth0",
+                "198.18.200.0/24 via 192.0.2.200 dev eth0",
+                "203.0.113.0/24 via 192.0.2.254 dev eth0",
+            ],
+            "our stale route is gone, the operator's stay"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("journal"),
+            "198.18.2.0/24 via 192.0.2.2 dev eth0\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn direct_routing_asks_the_kernel_and_journals_the_route() {
+        let kernel = FakeKernel::default();
+        kernel.set_on_link(["192.0.2.2".parse().expect("ip")]);
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut dp = datapath(
+            &kernel,
+            configured(r#"{"Type":"vxlan","DirectRouting":true}"#),
+            dir.path(),
+            DatapathOptions::default(),
+        );
+        dp.handle(Command::Peers(vec![
+            PeerEvent::Added(peer(2, "vxlan")),
+            PeerEvent::Added(peer(3, "vxlan")),
+        ]));
+        dp.handle(Command::Synced);
+        dp.reconcile("lease change").await.expect("pass");
+        assert_eq!(
+            routes(&kernel),
+            [
+                "198.18.2.0/24 via 192.0.2.2 dev eth0",
+                "198.18.3.0/24 via 198.18.3.0 dev flannel.1 onlink",
+            ]
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("subnet.env.routes")).expect("journal"),
+            "198.18.2.0/24 via 192.0.2.2 dev eth0\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn blackholes_follow_our_subnet_and_spare_the_operators() {
+        let mut start = flannel_planner::state::KernelState::default();
+        start.blackholes = [net("198.18.7.0/24"), net("203.0.113.0/24")].into();
+        let kernel = FakeKernel::new(start);
+        let dir = tempfile::tempdir().expect("tmp");
+        let opts = DatapathOptions {
+            blackhole: true,
+            previous: Some(own("198.18.7.0/24")),
+            ..DatapathOptions::default()
+        };
+        let mut dp = datapath(&kernel, configured(r#"{"Type":"alloc"}"#), dir.path(), opts);
+        // Before the snapshot too: blackholes do not depend on peers.
+        dp.reconcile("start-up").await.expect("pass");
+        assert_eq!(
+            kernel.state().blackholes,
+            [net("198.18.1.0/24"), net("203.0.113.0/24")].into()
+        );
+        dp.handle(Command::Own(own("198.18.3.0/24")));
+        dp.reconcile("lease change").await.expect("pass");
+        assert_eq!(
+            kernel.state().blackholes,
+            [net("198.18.3.0/24"), net("203.0.113.0/24")].into()
+        );
+        // Removed behind our back: put back on the next pass.
+        kernel.edit(|s| {
+            s.blackholes.remove(&net("198.18.3.0/24"));
+        });
+        assert_eq!(dp.reconcile("kernel change").await.expect("pass"), 1);
+        assert!(kernel.state().blackholes.contains(&net("198.18.3.0/24")));
     }
 }

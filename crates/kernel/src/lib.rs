@@ -12,6 +12,8 @@
 //! - [`monitor`]: link/address/route/neighbour notifications that call for a reconcile.
 //! - [`miss`]: the vxlan on-demand mode's miss listener, answers and learned-entry cleanup.
 //! - [`sysctl`]: per-device sysctls through `/proc/sys` (`accept_ra` of the vxlan devices).
+//! - [`seam`]: [`KernelApi`], what the daemon asks of the kernel (netlink here, a fake in
+//!   tests).
 //! - [`error`]: [`KernelError`], with errno classification.
 
 pub mod apply;
@@ -23,6 +25,7 @@ pub mod miss;
 pub mod monitor;
 pub mod netlink;
 pub mod observe;
+pub mod seam;
 pub mod select;
 pub mod sysctl;
 
@@ -35,3 +38,4 @@ pub use iface::{
 pub use monitor::{KernelEvent, KernelEvents};
 pub use netlink::Kernel;
 pub use observe::ObserveScope;
+pub use seam::KernelApi;
