@@ -24,13 +24,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::backend::{self, Backend, RuntimeSpec};
+use crate::backend::{self, Backend};
 use crate::datapath::{Command, Datapath, DatapathOptions};
 use crate::firewall::{networks_of_env, RuleFlags, Rules};
 use crate::health::Readiness;
 use crate::journal::RouteJournal;
 use crate::leases::{KubeSettings, LeaseSource};
-use crate::udp::UdpBackend;
+use crate::runtime;
 
 /// Everything the daemon needs, already validated (built from the command line in `main`).
 #[derive(Debug, Clone)]
@@ -112,13 +112,9 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     };
     info!(subnet = %lease.subnet, "lease acquired");
 
-    // udp: the TUN device and the socket exist before the route to the device is added.
-    let udp = match backend.runtime() {
-        Some(RuntimeSpec::UdpProxy { ext, port }) => {
-            Some(UdpBackend::open(&ext, port, &lease, cfg.udp_fast_path).await?)
-        }
-        _ => None,
-    };
+    // A backend's userspace part (udp: the TUN device and the socket) exists before the
+    // route to its device is added.
+    let mut runtime = runtime::prepare(backend.runtime(), &lease, cfg.udp_fast_path).await?;
 
     // The device exists (and peers' entries are kept) before anything says we are ready.
     let mut datapath = None;
@@ -165,10 +161,9 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     info!("flannel is ready");
     notify_ready();
 
-    let (udp_peers, udp_task) = match udp.map(|u| u.spawn(cancel.clone())) {
-        Some((feed, task)) => (Some(feed), Some(task)),
-        None => (None, None),
-    };
+    if let Some(r) = runtime.as_mut() {
+        r.start(cancel.clone());
+    }
     let (dp_tx, dp_rx) = mpsc::channel(1024);
     let dp_task = datapath.map(|dp| tokio::spawn(dp.run(dp_rx, cancel.clone())));
     let (tx, mut rx) = mpsc::channel(256);
@@ -177,8 +172,8 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     while let Some(event) = rx.recv().await {
         let command = match event {
             ManagerEvent::Peers(peers) => {
-                if let Some(feed) = &udp_peers {
-                    feed.apply(&peers);
+                if let Some(r) = runtime.as_mut() {
+                    r.peers_changed(&peers);
                 }
                 Command::Peers(peers)
             }
@@ -189,13 +184,10 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
                 } else {
                     info!(path = %cfg.subnet_file.display(), subnet = %lease.subnet, "rewrote subnet file");
                 }
-                if lease.subnet != previous && udp_peers.is_some() {
-                    warn!(
-                        subnet = %lease.subnet,
-                        "the subnet changed: flannel0 keeps the old address until flanneld restarts"
-                    );
-                }
                 if lease.subnet != previous {
+                    if let Some(r) = runtime.as_mut() {
+                        r.subnet_changed(&lease);
+                    }
                     let old = networks_of(&network, &current);
                     if let Err(e) = rules.update(&networks_of(&network, &lease), &old).await {
                         error!(
@@ -216,18 +208,8 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     if let Some(t) = dp_task {
         t.await.context("datapath task")?;
     }
-    if let Some(t) = udp_task {
-        let c = t.await.context("udp proxy task")?;
-        info!(
-            forwarded = c.outbound.forwarded,
-            delivered = c.inbound.delivered,
-            unreachable_replies = c.outbound.unreachable_replies,
-            dropped_out = c.outbound.dropped(),
-            dropped_in = c.inbound.dropped(),
-            io_errors = c.io_errors,
-            "udp proxy stopped; {} closed",
-            flannel_udp::TUN_NAME
-        );
+    if let Some(r) = runtime {
+        r.stop().await?;
     }
     Ok(())
 }

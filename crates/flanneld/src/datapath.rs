@@ -752,13 +752,15 @@ mod tests {
             dev: "eth0".into(),
             onlink: false,
         };
-        let mut start = flannel_planner::state::KernelState::default();
-        start.routes = [
-            route("198.18.9.0/24", "192.0.2.9"),
-            route("198.18.200.0/24", "192.0.2.200"),
-            route("203.0.113.0/24", "192.0.2.254"),
-        ]
-        .into();
+        let start = flannel_planner::state::KernelState {
+            routes: [
+                route("198.18.9.0/24", "192.0.2.9"),
+                route("198.18.200.0/24", "192.0.2.200"),
+                route("203.0.113.0/24", "192.0.2.254"),
+            ]
+            .into(),
+            ..Default::default()
+        };
         let kernel = FakeKernel::new(start);
         let mut dp = datapath(
             &kernel,
@@ -823,8 +825,10 @@ mod tests {
 
     #[tokio::test]
     async fn blackholes_follow_our_subnet_and_spare_the_operators() {
-        let mut start = flannel_planner::state::KernelState::default();
-        start.blackholes = [net("198.18.7.0/24"), net("203.0.113.0/24")].into();
+        let start = flannel_planner::state::KernelState {
+            blackholes: [net("198.18.7.0/24"), net("203.0.113.0/24")].into(),
+            ..Default::default()
+        };
         let kernel = FakeKernel::new(start);
         let dir = tempfile::tempdir().expect("tmp");
         let opts = DatapathOptions {
