@@ -25,7 +25,6 @@ use flannel_kernel::{KernelApi, KernelEvent, KernelEvents, ObserveScope};
 use flannel_model::{Lease, SubnetKey};
 use flannel_planner::blackhole;
 use flannel_planner::diff::{diff, Op};
-use flannel_planner::ondemand;
 use flannel_planner::state::{LinkSpec, Route};
 use futures_util::StreamExt;
 use ipnet::IpNet;
@@ -35,6 +34,7 @@ use tracing::{debug, info, warn};
 
 use crate::backend::{self, Backend, RuntimeSpec};
 use crate::journal::RouteJournal;
+use crate::ondemand::MissResponder;
 use flannel_registry::PeerEvent;
 
 /// How often the full reconcile pass runs even when nothing happened.
@@ -85,25 +85,8 @@ pub struct Datapath<K> {
     journal: RouteJournal,
     /// Peers already reported as unusable (logged once each).
     skipped_logged: HashSet<SubnetKey>,
-    /// Miss counters of the vxlan on-demand mode.
-    misses: MissCounters,
-    /// The on-demand responder's view of the peers (rebuilt lazily after peer changes).
-    miss_table: Option<ondemand::PeerTable>,
-}
-
-/// What the on-demand responder did since start (logged with every reconcile).
-#[derive(Debug, Clone, Copy, Default)]
-struct MissCounters {
-    /// Neighbour entries installed (L3 misses answered).
-    l3: u64,
-    /// FDB entries installed (L2 misses answered).
-    l2: u64,
-    /// Misses no lease covers (ignored).
-    unknown: u64,
-    /// Answers the kernel refused.
-    failed: u64,
-    /// Learned entries removed because their peer left or changed.
-    forgotten: u64,
+    /// The vxlan on-demand mode's miss responder (the backend's `MissResponder` runtime).
+    responder: Option<MissResponder>,
 }
 
 impl<K> std::fmt::Debug for Datapath<K> {
@@ -130,6 +113,11 @@ impl<K: KernelApi + 'static> Datapath<K> {
         if let Some(previous) = opts.previous {
             retire(&mut retired_blackholes, &previous, &own);
         }
+        // The backend's miss-responder runtime (vxlan on-demand) runs inside this loop.
+        let responder = match backend.runtime() {
+            Some(RuntimeSpec::MissResponder { dev }) => Some(MissResponder::new(dev)),
+            _ => None,
+        };
         Datapath {
             kernel,
             backend,
@@ -140,8 +128,7 @@ impl<K: KernelApi + 'static> Datapath<K> {
             synced: false,
             journal,
             skipped_logged: HashSet::new(),
-            misses: MissCounters::default(),
-            miss_table: None,
+            responder,
         }
     }
 
@@ -214,8 +201,8 @@ impl<K: KernelApi + 'static> Datapath<K> {
                 )
             });
         }
-        if self.synced {
-            self.forget_stale_learned().await;
+        if let (true, Some(r)) = (self.synced, self.responder.as_mut()) {
+            r.forget_stale(&self.kernel, &self.peers).await;
         }
         if ops.is_empty() {
             debug!(why, "kernel state already matches");
@@ -250,7 +237,11 @@ impl<K: KernelApi + 'static> Datapath<K> {
             journal.extend(self.journal.routes().iter().cloned());
         }
         self.journal.store(journal)?;
-        let m = self.misses;
+        let m = self
+            .responder
+            .as_ref()
+            .map(MissResponder::counters)
+            .unwrap_or_default();
         info!(
             why,
             ops = ops.len(),
@@ -265,87 +256,6 @@ impl<K: KernelApi + 'static> Datapath<K> {
             "kernel state reconciled"
         );
         Ok(ops.len())
-    }
-
-    /// On-demand mode: keep `app_solicit` set and remove learned entries whose peer left or
-    /// changed (the static diff never sees learned entries).
-    async fn forget_stale_learned(&mut self) {
-        let Some(dev) = self.miss_dev() else {
-            return;
-        };
-        match flannel_kernel::miss::ensure_app_solicit(&dev) {
-            Ok(true) => info!(dev = %dev, "set app_solicit=3"),
-            Ok(false) => {}
-            Err(e) => debug!(dev = %dev, error = %e, "cannot set app_solicit (device missing?)"),
-        }
-        let (table, _) = ondemand::PeerTable::from_leases(self.peers.values());
-        let (neighs, fdb) = match self.kernel.learned(&dev).await {
-            Ok(l) => l,
-            Err(e) => {
-                warn!(error = %e, "cannot list learned entries");
-                return;
-            }
-        };
-        let (stale_n, stale_f) = ondemand::stale_learned(&neighs, &fdb, &table);
-        if stale_n.is_empty() && stale_f.is_empty() {
-            return;
-        }
-        let errors = self.kernel.forget(&stale_n, &stale_f).await;
-        for e in &errors {
-            warn!(error = %e, "cannot remove a stale learned entry");
-        }
-        self.misses.forgotten += (stale_n.len() + stale_f.len()) as u64;
-        info!(
-            neighbours = stale_n.len(),
-            fdb = stale_f.len(),
-            "removed entries learned from departed peers"
-        );
-    }
-
-    /// Answer one kernel miss on the on-demand device (`index` is its cached ifindex).
-    async fn answer_miss(&mut self, dev: &str, index: &mut Option<u32>, ev: MissEvent) {
-        if *index != Some(ev.index) {
-            *index = self.kernel.device_index(dev).await.ok().flatten();
-            if *index != Some(ev.index) {
-                return;
-            }
-        }
-        // Built once per change of the peer set, not once per miss.
-        let peers = &self.peers;
-        let table = self
-            .miss_table
-            .get_or_insert_with(|| ondemand::PeerTable::from_leases(peers.values()).0);
-        let answer = ondemand::decide(ev.miss, table, dev);
-        let result = match answer {
-            ondemand::Answer::Neigh(n) => {
-                self.misses.l3 += 1;
-                debug!(ip = %n.ip, mac = %n.mac, "L3 miss answered");
-                self.kernel.answer_neigh(ev.index, &n).await
-            }
-            ondemand::Answer::Fdb(f) => {
-                self.misses.l2 += 1;
-                debug!(mac = %f.mac, dst = %f.dst, "L2 miss answered");
-                self.kernel.answer_fdb(ev.index, &f).await
-            }
-            ondemand::Answer::Unknown => {
-                self.misses.unknown += 1;
-                debug!(miss = ?ev.miss, "miss for an address no lease covers; ignored");
-                Ok(())
-            }
-        };
-        if let Err(e) = result {
-            self.misses.failed += 1;
-            warn!(error = %e, "cannot install the answer to a miss");
-        }
-    }
-
-    /// The device whose misses we answer (a backend with the miss-responder runtime: vxlan's
-    /// on-demand mode).
-    fn miss_dev(&self) -> Option<String> {
-        match self.backend.runtime() {
-            Some(RuntimeSpec::MissResponder { dev }) => Some(dev),
-            _ => None,
-        }
     }
 
     /// The peer addresses the backend asked about that are on our L2 segment (vxlan
@@ -379,7 +289,9 @@ impl<K: KernelApi + 'static> Datapath<K> {
     pub(crate) fn handle(&mut self, cmd: Command) {
         match cmd {
             Command::Peers(events) => {
-                self.miss_table = None;
+                if let Some(r) = self.responder.as_mut() {
+                    r.peers_changed();
+                }
                 for e in events {
                     match e {
                         PeerEvent::Added(l) => {
@@ -409,21 +321,7 @@ impl<K: KernelApi + 'static> Datapath<K> {
             .chain(self.backend.route_devs())
             .collect();
         let mut events = self.subscribe().await;
-        let on_demand = self.miss_dev();
-        let mut misses = match &on_demand {
-            Some(dev) => match flannel_kernel::miss::subscribe_misses() {
-                Ok(m) => {
-                    info!(dev = %dev, "vxlan on-demand mode: watching for L2/L3 misses");
-                    Some(m)
-                }
-                Err(e) => {
-                    warn!(error = %e, "cannot watch for misses; remote pods are unreachable");
-                    None
-                }
-            },
-            None => None,
-        };
-        let mut dev_index = None;
+        let mut misses = self.responder.as_ref().and_then(MissResponder::subscribe);
         let period = self
             .opts
             .resync
@@ -460,8 +358,8 @@ impl<K: KernelApi + 'static> Datapath<K> {
                     "kernel change"
                 }
                 miss = next_miss(&mut misses) => {
-                    match (miss, &on_demand) {
-                        (Some(ev), Some(dev)) => self.answer_miss(dev, &mut dev_index, ev).await,
+                    match (miss, self.responder.as_mut()) {
+                        (Some(ev), Some(r)) => r.answer(&self.kernel, &self.peers, ev).await,
                         _ => {
                             warn!("miss stream ended; re-subscribing");
                             misses = flannel_kernel::miss::subscribe_misses().ok();

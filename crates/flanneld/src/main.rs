@@ -13,6 +13,7 @@ mod health;
 mod journal;
 mod leases;
 mod logging;
+mod ondemand;
 mod runtime;
 mod udp;
 
