@@ -1,17 +1,22 @@
 //! The configured backend: the external interface's facts handed to the planner's backend
 //! registry ([`flannel_planner::backend`]), which picks the backend the config's `Type` names.
-//! The daemon only talks to the [`Backend`] trait; nothing here knows one backend from another.
+//! The daemon only talks to the [`Backend`] trait, and gets the backend's runtime (if any) from
+//! [`prepare_runtime`]; nothing else in flanneld knows one backend from another.
 
 use std::collections::BTreeSet;
 
 use anyhow::Result;
 use flannel_kernel::iface::ExternalInterface;
+use flannel_model::Lease;
 use flannel_model::{MacAddr, NetworkConfig};
 pub use flannel_planner::backend::{Backend, RuntimeSpec};
 use flannel_planner::backend::{Inputs, Stored, Underlay};
 use flannel_planner::diff::Scope;
 use flannel_planner::state::Route;
 use ipnet::IpNet;
+
+use crate::runtime::BackendRuntime;
+use crate::udp::UdpRuntime;
 
 /// The planner's view of the external interface.
 pub fn underlay(ext: &ExternalInterface) -> Underlay {
@@ -45,6 +50,22 @@ pub fn configure(
         },
     };
     Ok(flannel_planner::backend::build(&inputs)?)
+}
+
+/// Open what `spec` needs before the datapath's first pass (the udp device exists before the
+/// route through it is added). `None` when the backend needs no runtime of its own.
+pub async fn prepare_runtime(
+    spec: Option<RuntimeSpec>,
+    lease: &Lease,
+    udp_fast_path: bool,
+) -> Result<Option<Box<dyn BackendRuntime>>> {
+    Ok(match spec {
+        Some(RuntimeSpec::UdpProxy { ext, port }) => Some(Box::new(
+            UdpRuntime::open(&ext, port, lease, udp_fast_path).await?,
+        )),
+        // Run by the datapath loop (see the module docs).
+        Some(RuntimeSpec::MissResponder { .. }) | None => None,
+    })
 }
 
 /// The ownership scope for diffs, given the routes our journal says we installed and the

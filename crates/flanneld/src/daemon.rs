@@ -30,7 +30,6 @@ use crate::firewall::{networks_of_env, RuleFlags, Rules};
 use crate::health::Readiness;
 use crate::journal::RouteJournal;
 use crate::leases::{KubeSettings, LeaseSource};
-use crate::runtime;
 
 /// Everything the daemon needs, already validated (built from the command line in `main`).
 #[derive(Debug, Clone)]
@@ -114,7 +113,8 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
 
     // A backend's userspace part (udp: the TUN device and the socket) exists before the
     // route to its device is added.
-    let mut runtime = runtime::prepare(backend.runtime(), &lease, cfg.udp_fast_path).await?;
+    let mut runtime =
+        backend::prepare_runtime(backend.runtime(), &lease, cfg.udp_fast_path).await?;
 
     // The device exists (and peers' entries are kept) before anything says we are ready.
     let mut datapath = None;

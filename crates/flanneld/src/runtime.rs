@@ -1,7 +1,8 @@
 //! Backend runtimes: the userspace part a backend may need next to the kernel state it asks
-//! for ([`RuntimeSpec`]). The daemon prepares whatever the backend names, starts it once
+//! for (`RuntimeSpec`). The daemon prepares whatever the backend names, starts it once
 //! flanneld is ready, tells it about peer and subnet changes, and stops it on shutdown; it
-//! never asks which backend it runs.
+//! never asks which backend it runs. `crate::backend::prepare_runtime` makes the runtime a
+//! spec names.
 //!
 //! - `UdpProxy`: the udp backend's TUN device and proxy ([`crate::udp`]).
 //! - `MissResponder`: the vxlan on-demand mode's answers to kernel misses; the datapath loop
@@ -14,9 +15,6 @@ use anyhow::Result;
 use flannel_model::Lease;
 use flannel_registry::PeerEvent;
 use tokio_util::sync::CancellationToken;
-
-use crate::backend::RuntimeSpec;
-use crate::udp::UdpRuntime;
 
 /// What [`BackendRuntime::stop`] returns: the end of the runtime, once it has wound down.
 pub type Stopped = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
@@ -34,20 +32,4 @@ pub trait BackendRuntime: Send {
 
     /// Wait until it has ended (after `cancel` fired) and report what it did.
     fn stop(self: Box<Self>) -> Stopped;
-}
-
-/// Open what `spec` needs before the datapath's first pass (the udp device exists before the
-/// route through it is added). `None` when the backend needs no runtime of its own.
-pub async fn prepare(
-    spec: Option<RuntimeSpec>,
-    lease: &Lease,
-    udp_fast_path: bool,
-) -> Result<Option<Box<dyn BackendRuntime>>> {
-    Ok(match spec {
-        Some(RuntimeSpec::UdpProxy { ext, port }) => Some(Box::new(
-            UdpRuntime::open(&ext, port, lease, udp_fast_path).await?,
-        )),
-        // Run by the datapath loop (see the module docs).
-        Some(RuntimeSpec::MissResponder { .. }) | None => None,
-    })
 }
