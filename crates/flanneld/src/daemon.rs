@@ -10,10 +10,12 @@
 //! briefly (until the new process has reopened the device and the route is back).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use flannel_kernel::iface::{discover_external_interface, ExternalInterface, IfaceRequest};
+use flannel_kernel::Kernel;
 use flannel_model::{Lease, LeaseAttrs, NetworkConfig, SubnetEnv, SubnetKey};
 use flannel_registry::etcd::EtcdConfig;
 use flannel_registry::{ManagerConfig, ManagerEvent};
@@ -22,13 +24,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::backend::Backend;
+use crate::backend::{self, Backend};
 use crate::datapath::{Command, Datapath, DatapathOptions};
 use crate::firewall::{networks_of_env, RuleFlags, Rules};
 use crate::health::Readiness;
 use crate::journal::RouteJournal;
 use crate::leases::{KubeSettings, LeaseSource};
-use crate::udp::UdpBackend;
 
 /// Everything the daemon needs, already validated (built from the command line in `main`).
 #[derive(Debug, Clone)]
@@ -82,19 +83,24 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
 
     // A backend the config cannot build is a config error: retried, re-reading the config.
     let Some((network, backend)) = source
-        .settle_config(network, &cancel, |n| Backend::new(n, &ext))
+        .settle_config(network, &cancel, |n| {
+            backend::configure(n, &ext, stored.vtep_mac, stored.vtep_mac_v6)
+        })
         .await?
     else {
         return Ok(());
     };
-    let backend = backend.with_stored_macs(stored.vtep_mac, stored.vtep_mac_v6);
-    let attrs = lease_attrs(&ext, &backend)?;
+    let backend: Arc<dyn Backend> = backend.into();
+    for warning in backend.warnings() {
+        warn!("{warning}");
+    }
+    let attrs = lease_attrs(&ext, &*backend)?;
     if let Some(v6) = attrs.public_ipv6 {
         info!(public_ipv6 = %v6, iface_v6_addr = ext.iface_v6_addr.map(tracing::field::display), "IPv6 enabled");
     }
     info!(
         backend = backend.name(),
-        mtu = backend.mtu(),
+        mtu = backend.pod_mtu(),
         "backend configured"
     );
 
@@ -113,13 +119,10 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     };
     info!(subnet = %lease.subnet, "lease acquired");
 
-    // udp: the TUN device and the socket exist before the route to the device is added.
-    let udp = match &backend {
-        Backend::Udp { ext, port, .. } => {
-            Some(UdpBackend::open(ext, *port, &lease, cfg.udp_fast_path).await?)
-        }
-        _ => None,
-    };
+    // A backend's userspace part (udp: the TUN device and the socket) exists before the
+    // route to its device is added.
+    let mut runtime =
+        backend::prepare_runtime(backend.runtime(), &lease, cfg.udp_fast_path).await?;
 
     // The device exists (and peers' entries are kept) before anything says we are ready.
     let mut datapath = None;
@@ -130,7 +133,8 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
             resync: cfg.rules.resync,
             previous,
         };
-        let mut dp = Datapath::new(backend.clone(), lease.subnet, journal, opts).await?;
+        let kernel = Kernel::connect().context("opening the rtnetlink connection")?;
+        let mut dp = Datapath::new(kernel, Arc::clone(&backend), lease.subnet, journal, opts);
         // A failed first pass is not fatal: the loop retries on every event and every 10 s.
         for attempt in 1..=5 {
             match dp.reconcile("start-up").await {
@@ -159,16 +163,15 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     let mut rules =
         Rules::start(&network, cfg.rules.clone(), &networks, &previous_networks).await?;
 
-    write_subnet_env(&cfg, &network, &lease, &backend)?;
+    write_subnet_env(&cfg, &network, &lease, &*backend)?;
     info!(path = %cfg.subnet_file.display(), "wrote subnet file");
     ready.set(true);
     info!("flannel is ready");
     notify_ready();
 
-    let (udp_peers, udp_task) = match udp.map(|u| u.spawn(cancel.clone())) {
-        Some((feed, task)) => (Some(feed), Some(task)),
-        None => (None, None),
-    };
+    if let Some(r) = runtime.as_mut() {
+        r.start(cancel.clone());
+    }
     let (dp_tx, dp_rx) = mpsc::channel(1024);
     let dp_task = datapath.map(|dp| tokio::spawn(dp.run(dp_rx, cancel.clone())));
     let (tx, mut rx) = mpsc::channel(256);
@@ -177,25 +180,22 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     while let Some(event) = rx.recv().await {
         let command = match event {
             ManagerEvent::Peers(peers) => {
-                if let Some(feed) = &udp_peers {
-                    feed.apply(&peers);
+                if let Some(r) = runtime.as_mut() {
+                    r.peers_changed(&peers);
                 }
                 Command::Peers(peers)
             }
             ManagerEvent::Synced => Command::Synced,
             ManagerEvent::Reacquired { lease, previous } => {
-                if let Err(e) = write_subnet_env(&cfg, &network, &lease, &backend) {
+                if let Err(e) = write_subnet_env(&cfg, &network, &lease, &*backend) {
                     error!(error = format!("{e:#}"), "rewriting the subnet file failed");
                 } else {
                     info!(path = %cfg.subnet_file.display(), subnet = %lease.subnet, "rewrote subnet file");
                 }
-                if lease.subnet != previous && udp_peers.is_some() {
-                    warn!(
-                        subnet = %lease.subnet,
-                        "the subnet changed: flannel0 keeps the old address until flanneld restarts"
-                    );
-                }
                 if lease.subnet != previous {
+                    if let Some(r) = runtime.as_mut() {
+                        r.subnet_changed(&lease);
+                    }
                     let old = networks_of(&network, &current);
                     if let Err(e) = rules.update(&networks_of(&network, &lease), &old).await {
                         error!(
@@ -216,32 +216,23 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     if let Some(t) = dp_task {
         t.await.context("datapath task")?;
     }
-    if let Some(t) = udp_task {
-        let c = t.await.context("udp proxy task")?;
-        info!(
-            forwarded = c.outbound.forwarded,
-            delivered = c.inbound.delivered,
-            unreachable_replies = c.outbound.unreachable_replies,
-            dropped_out = c.outbound.dropped(),
-            dropped_in = c.inbound.dropped(),
-            io_errors = c.io_errors,
-            "udp proxy stopped; {} closed",
-            flannel_udp::TUN_NAME
-        );
+    if let Some(r) = runtime {
+        r.stop().await?;
     }
     Ok(())
 }
 
-fn lease_attrs(ext: &ExternalInterface, backend: &Backend) -> Result<LeaseAttrs> {
+fn lease_attrs(ext: &ExternalInterface, backend: &dyn Backend) -> Result<LeaseAttrs> {
     let public_ip = ext
         .ext_addr
         .context("the external interface has no IPv4 address to advertise")?;
+    let data = backend.lease_data();
     Ok(LeaseAttrs {
         public_ip,
-        public_ipv6: backend.public_ipv6(ext),
-        backend_type: backend.lease_type().to_owned(),
-        backend_data: backend.backend_data(),
-        backend_v6_data: backend.backend_v6_data(),
+        public_ipv6: data.public_ipv6,
+        backend_type: data.backend_type.to_owned(),
+        backend_data: data.backend_data,
+        backend_v6_data: data.backend_v6_data,
     })
 }
 
@@ -275,7 +266,7 @@ fn write_subnet_env(
     cfg: &DaemonConfig,
     network: &NetworkConfig,
     lease: &Lease,
-    backend: &Backend,
+    backend: &dyn Backend,
 ) -> Result<()> {
     let env = SubnetEnv {
         network: network.enable_ipv4.then_some(network.network).flatten(),
@@ -287,7 +278,7 @@ fn write_subnet_env(
             .then_some(network.ipv6_network)
             .flatten(),
         ipv6_subnet: lease.subnet.ipv6.map(SubnetEnv::first_usable_v6),
-        mtu: Some(backend.mtu()),
+        mtu: Some(backend.pod_mtu()),
         ipmasq: Some(cfg.ip_masq),
     };
     env.write_atomic(&cfg.subnet_file)

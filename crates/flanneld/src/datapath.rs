@@ -16,24 +16,25 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use flannel_kernel::miss::{MissEvent, MissEvents};
-use flannel_kernel::{Kernel, KernelEvent, KernelEvents, ObserveScope};
+use flannel_kernel::{KernelApi, KernelEvent, KernelEvents, ObserveScope};
 use flannel_model::{Lease, SubnetKey};
 use flannel_planner::blackhole;
 use flannel_planner::diff::{diff, Op};
-use flannel_planner::ondemand;
-use flannel_planner::state::Route;
+use flannel_planner::state::{LinkSpec, Route};
 use futures_util::StreamExt;
 use ipnet::IpNet;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::backend::Backend;
+use crate::backend::{self, Backend, RuntimeSpec};
 use crate::journal::RouteJournal;
+use crate::ondemand::MissResponder;
 use flannel_registry::PeerEvent;
 
 /// How often the full reconcile pass runs even when nothing happened.
@@ -71,10 +72,10 @@ impl Default for DatapathOptions {
     }
 }
 
-/// The reconciler.
-pub struct Datapath {
-    kernel: Kernel,
-    backend: Backend,
+/// The reconciler, over any [`KernelApi`] (netlink in flanneld, a fake in tests).
+pub struct Datapath<K> {
+    kernel: K,
+    backend: Arc<dyn Backend>,
     own: SubnetKey,
     opts: DatapathOptions,
     /// Blackhole destinations of subnets we held before (ours to remove).
@@ -84,28 +85,11 @@ pub struct Datapath {
     journal: RouteJournal,
     /// Peers already reported as unusable (logged once each).
     skipped_logged: HashSet<SubnetKey>,
-    /// Miss counters of the vxlan on-demand mode.
-    misses: MissCounters,
-    /// The on-demand responder's view of the peers (rebuilt lazily after peer changes).
-    miss_table: Option<ondemand::PeerTable>,
+    /// The vxlan on-demand mode's miss responder (the backend's `MissResponder` runtime).
+    responder: Option<MissResponder>,
 }
 
-/// What the on-demand responder did since start (logged with every reconcile).
-#[derive(Debug, Clone, Copy, Default)]
-struct MissCounters {
-    /// Neighbour entries installed (L3 misses answered).
-    l3: u64,
-    /// FDB entries installed (L2 misses answered).
-    l2: u64,
-    /// Misses no lease covers (ignored).
-    unknown: u64,
-    /// Answers the kernel refused.
-    failed: u64,
-    /// Learned entries removed because their peer left or changed.
-    forgotten: u64,
-}
-
-impl std::fmt::Debug for Datapath {
+impl<K> std::fmt::Debug for Datapath<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Datapath")
             .field("backend", &self.backend.name())
@@ -116,20 +100,25 @@ impl std::fmt::Debug for Datapath {
     }
 }
 
-impl Datapath {
-    /// Connect to the kernel and load our route journal.
-    pub async fn new(
-        backend: Backend,
+impl<K: KernelApi + 'static> Datapath<K> {
+    /// The reconciler for our lease `own`, with the route journal loaded.
+    pub fn new(
+        kernel: K,
+        backend: Arc<dyn Backend>,
         own: SubnetKey,
         journal: RouteJournal,
         opts: DatapathOptions,
-    ) -> Result<Self> {
-        let kernel = Kernel::connect().context("opening the rtnetlink connection")?;
+    ) -> Self {
         let mut retired_blackholes = BTreeSet::new();
         if let Some(previous) = opts.previous {
             retire(&mut retired_blackholes, &previous, &own);
         }
-        Ok(Datapath {
+        // The backend's miss-responder runtime (vxlan on-demand) runs inside this loop.
+        let responder = match backend.runtime() {
+            Some(RuntimeSpec::MissResponder { dev }) => Some(MissResponder::new(dev)),
+            _ => None,
+        };
+        Datapath {
             kernel,
             backend,
             own,
@@ -139,9 +128,8 @@ impl Datapath {
             synced: false,
             journal,
             skipped_logged: HashSet::new(),
-            misses: MissCounters::default(),
-            miss_table: None,
-        })
+            responder,
+        }
     }
 
     fn observe_scope(&self) -> ObserveScope {
@@ -180,18 +168,22 @@ impl Datapath {
             .await
             .context("reading the kernel state")?;
         let on_link = self.on_link_peers().await;
-        let (mut desired, skipped) = self
-            .backend
-            .desired(&self.own, self.peers.values(), &|ip| on_link.contains(&ip));
+        let (mut desired, skipped) =
+            self.backend
+                .desired(&self.own, &mut self.peers.values(), &|ip| {
+                    on_link.contains(&ip)
+                });
         desired.blackholes = self.desired_blackholes();
         for s in skipped {
             if self.skipped_logged.insert(s.subnet) {
                 warn!(subnet = %s.subnet, reason = %s.reason, "ignoring a peer lease this backend cannot use");
             }
         }
-        let scope = self
-            .backend
-            .scope(self.journal.routes(), self.owned_blackholes());
+        let scope = backend::scope(
+            &*self.backend,
+            self.journal.routes(),
+            self.owned_blackholes(),
+        );
         let mut ops = diff(&desired, &observed, &scope);
         if !self.synced {
             // Peers not read yet: only make sure the devices, their addresses and our
@@ -209,8 +201,8 @@ impl Datapath {
                 )
             });
         }
-        if self.synced {
-            self.forget_stale_learned().await;
+        if let (true, Some(r)) = (self.synced, self.responder.as_mut()) {
+            r.forget_stale(&self.kernel, &self.peers).await;
         }
         if ops.is_empty() {
             debug!(why, "kernel state already matches");
@@ -245,7 +237,11 @@ impl Datapath {
             journal.extend(self.journal.routes().iter().cloned());
         }
         self.journal.store(journal)?;
-        let m = self.misses;
+        let m = self
+            .responder
+            .as_ref()
+            .map(MissResponder::counters)
+            .unwrap_or_default();
         info!(
             why,
             ops = ops.len(),
@@ -262,95 +258,12 @@ impl Datapath {
         Ok(ops.len())
     }
 
-    /// On-demand mode: keep `app_solicit` set and remove learned entries whose peer left or
-    /// changed (the static diff never sees learned entries).
-    async fn forget_stale_learned(&mut self) {
-        let Some(dev) = self.backend.on_demand_dev() else {
-            return;
-        };
-        match flannel_kernel::miss::ensure_app_solicit(&dev) {
-            Ok(true) => info!(dev = %dev, "set app_solicit=3"),
-            Ok(false) => {}
-            Err(e) => debug!(dev = %dev, error = %e, "cannot set app_solicit (device missing?)"),
-        }
-        let (table, _) = ondemand::PeerTable::from_leases(self.peers.values());
-        let (neighs, fdb) = match self.kernel.learned(&dev).await {
-            Ok(l) => l,
-            Err(e) => {
-                warn!(error = %e, "cannot list learned entries");
-                return;
-            }
-        };
-        let (stale_n, stale_f) = ondemand::stale_learned(&neighs, &fdb, &table);
-        if stale_n.is_empty() && stale_f.is_empty() {
-            return;
-        }
-        let errors = self.kernel.forget(&stale_n, &stale_f).await;
-        for e in &errors {
-            warn!(error = %e, "cannot remove a stale learned entry");
-        }
-        self.misses.forgotten += (stale_n.len() + stale_f.len()) as u64;
-        info!(
-            neighbours = stale_n.len(),
-            fdb = stale_f.len(),
-            "removed entries learned from departed peers"
-        );
-    }
-
-    /// Answer one kernel miss on the on-demand device (`index` is its cached ifindex).
-    async fn answer_miss(&mut self, dev: &str, index: &mut Option<u32>, ev: MissEvent) {
-        if *index != Some(ev.index) {
-            *index = self.kernel.device_index(dev).await.ok().flatten();
-            if *index != Some(ev.index) {
-                return;
-            }
-        }
-        // Built once per change of the peer set, not once per miss.
-        let peers = &self.peers;
-        let table = self
-            .miss_table
-            .get_or_insert_with(|| ondemand::PeerTable::from_leases(peers.values()).0);
-        let answer = ondemand::decide(ev.miss, table, dev);
-        let result = match answer {
-            ondemand::Answer::Neigh(n) => {
-                self.misses.l3 += 1;
-                debug!(ip = %n.ip, mac = %n.mac, "L3 miss answered");
-                self.kernel.answer_neigh(ev.index, &n).await
-            }
-            ondemand::Answer::Fdb(f) => {
-                self.misses.l2 += 1;
-                debug!(mac = %f.mac, dst = %f.dst, "L2 miss answered");
-                self.kernel.answer_fdb(ev.index, &f).await
-            }
-            ondemand::Answer::Unknown => {
-                self.misses.unknown += 1;
-                debug!(miss = ?ev.miss, "miss for an address no lease covers; ignored");
-                Ok(())
-            }
-        };
-        if let Err(e) = result {
-            self.misses.failed += 1;
-            warn!(error = %e, "cannot install the answer to a miss");
-        }
-    }
-
-    /// Peers' public IPs (v4, and v6 with IPv6 on) that are on our L2 segment (only needed
-    /// for vxlan DirectRouting).
+    /// The peer addresses the backend asked about that are on our L2 segment (vxlan
+    /// DirectRouting asks about peers' public IPs).
     async fn on_link_peers(&self) -> HashSet<IpAddr> {
-        let Backend::Vxlan { opts, ext, .. } = &self.backend else {
-            return HashSet::new();
-        };
-        if !opts.direct_routing {
-            return HashSet::new();
-        }
         let mut out = HashSet::new();
         for lease in self.peers.values() {
-            let v6 = lease
-                .attrs
-                .public_ipv6
-                .filter(|_| ext.addr_v6.is_some() && lease.subnet.ipv6.is_some())
-                .map(IpAddr::V6);
-            for ip in std::iter::once(IpAddr::V4(lease.attrs.public_ip)).chain(v6) {
+            for ip in self.backend.on_link_queries(lease) {
                 match self.kernel.route_get(ip).await {
                     Ok(answer) if answer.gateway.is_none() => {
                         out.insert(ip);
@@ -373,10 +286,12 @@ impl Datapath {
         }
     }
 
-    fn handle(&mut self, cmd: Command) {
+    pub(crate) fn handle(&mut self, cmd: Command) {
         match cmd {
             Command::Peers(events) => {
-                self.miss_table = None;
+                if let Some(r) = self.responder.as_mut() {
+                    r.peers_changed();
+                }
                 for e in events {
                     match e {
                         PeerEvent::Added(l) => {
@@ -406,21 +321,7 @@ impl Datapath {
             .chain(self.backend.route_devs())
             .collect();
         let mut events = self.subscribe().await;
-        let on_demand = self.backend.on_demand_dev();
-        let mut misses = match &on_demand {
-            Some(dev) => match flannel_kernel::miss::subscribe_misses() {
-                Ok(m) => {
-                    info!(dev = %dev, "vxlan on-demand mode: watching for L2/L3 misses");
-                    Some(m)
-                }
-                Err(e) => {
-                    warn!(error = %e, "cannot watch for misses; remote pods are unreachable");
-                    None
-                }
-            },
-            None => None,
-        };
-        let mut dev_index = None;
+        let mut misses = self.responder.as_ref().and_then(MissResponder::subscribe);
         let period = self
             .opts
             .resync
@@ -457,8 +358,8 @@ impl Datapath {
                     "kernel change"
                 }
                 miss = next_miss(&mut misses) => {
-                    match (miss, &on_demand) {
-                        (Some(ev), Some(dev)) => self.answer_miss(dev, &mut dev_index, ev).await,
+                    match (miss, self.responder.as_mut()) {
+                        (Some(ev), Some(r)) => r.answer(&self.kernel, &self.peers, ev).await,
                         _ => {
                             warn!("miss stream ended; re-subscribing");
                             misses = flannel_kernel::miss::subscribe_misses().ok();
@@ -521,19 +422,24 @@ async fn next_event(events: &mut Option<KernelEvents>) -> Option<KernelEvent> {
     }
 }
 
+/// A device's MAC for logs (empty for kinds without one).
+fn mac(l: &LinkSpec) -> String {
+    l.mac().map(|m| m.to_string()).unwrap_or_default()
+}
+
 fn log_ops(ops: &[Op], why: &str) {
     // One line per link change; per-peer entries summarised (there may be thousands).
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for op in ops {
         match op {
             Op::CreateLink(l) => {
-                info!(why, dev = %l.name, mtu = l.mtu, mac = %l.mac, "creating vxlan device")
+                info!(why, dev = %l.name(), mtu = l.mtu(), mac = %mac(l), "creating {} device", l.kind())
             }
             Op::RecreateLink(l) => {
-                warn!(why, dev = %l.name, "re-creating vxlan device with incompatible settings")
+                warn!(why, dev = %l.name(), "re-creating {} device with incompatible settings", l.kind())
             }
             Op::UpdateLink(l) => {
-                info!(why, dev = %l.name, mtu = l.mtu, mac = %l.mac, "updating vxlan device")
+                info!(why, dev = %l.name(), mtu = l.mtu(), mac = %mac(l), "updating {} device", l.kind())
             }
             Op::AddAddr(a) => info!(why, dev = %a.dev, addr = %a.net, "adding address"),
             Op::DelAddr(a) => info!(why, dev = %a.dev, addr = %a.net, "removing address"),
@@ -609,5 +515,247 @@ mod tests {
         assert!(concerns(&route("flannel-v6.1"), &devs, &ours));
         assert!(!concerns(&route("eth1"), &devs, &ours));
         assert!(concerns(&KernelEvent::Overrun, &devs, &ours));
+    }
+
+    // The loop's decisions against a fake kernel (no root): what happens before and after the
+    // first full lease snapshot, the route journal on foreign devices, blackholes.
+
+    use crate::backend;
+    use flannel_kernel::iface::ExternalInterface;
+    use flannel_model::{LeaseAttrs, NetworkConfig, RawJson};
+    use flannel_testkit::fake_kernel::FakeKernel;
+    use std::path::Path;
+
+    fn ext() -> ExternalInterface {
+        ExternalInterface {
+            index: 2,
+            name: "eth0".into(),
+            mtu: 1500,
+            iface_addr: Some("192.0.2.1".parse().expect("ip")),
+            iface_v6_addr: None,
+            ext_addr: Some("192.0.2.1".parse().expect("ip")),
+            ext_v6_addr: None,
+        }
+    }
+
+    fn configured(backend_json: &str) -> Arc<dyn Backend> {
+        let mut n = NetworkConfig::parse(&format!(
+            r#"{{"Network":"198.18.0.0/16","Backend":{backend_json}}}"#
+        ))
+        .expect("config");
+        n.check().expect("valid");
+        backend::configure(&n, &ext(), None, None)
+            .expect("backend")
+            .into()
+    }
+
+    fn own(s: &str) -> SubnetKey {
+        SubnetKey {
+            ipv4: s.parse().expect("net"),
+            ipv6: None,
+        }
+    }
+
+    /// Host `i`'s lease: 198.18.i.0/24 at 192.0.2.i, vxlan data when `ty` is vxlan.
+    fn peer(i: u8, ty: &str) -> Lease {
+        Lease {
+            subnet: own(&format!("198.18.{i}.0/24")),
+            attrs: LeaseAttrs {
+                public_ip: std::net::Ipv4Addr::new(192, 0, 2, i),
+                public_ipv6: None,
+                backend_type: ty.into(),
+                backend_data: (ty == "vxlan").then(|| {
+                    RawJson::new(&format!(
+                        r#"{{"VNI":1,"VtepMAC":"0e:00:00:00:00:{i:02x}"}}"#
+                    ))
+                    .expect("json")
+                }),
+                backend_v6_data: None,
+            },
+            expiration: None,
+        }
+    }
+
+    fn datapath(
+        kernel: &FakeKernel,
+        backend: Arc<dyn Backend>,
+        dir: &Path,
+        opts: DatapathOptions,
+    ) -> Datapath<FakeKernel> {
+        let journal = RouteJournal::load(dir.join("subnet.env.routes"));
+        Datapath::new(kernel.clone(), backend, own("198.18.1.0/24"), journal, opts)
+    }
+
+    fn routes(k: &FakeKernel) -> Vec<String> {
+        k.state().routes.iter().map(ToString::to_string).collect()
+    }
+
+    #[tokio::test]
+    async fn peers_entries_are_removed_only_after_the_first_full_snapshot() {
+        let vx = configured(r#"{"Type":"vxlan"}"#);
+        // What a previous run left: the device and the entries of host 9, now gone.
+        let (before, _) = vx.desired(
+            &own("198.18.1.0/24"),
+            &mut [peer(9, "vxlan")].iter(),
+            &|_| false,
+        );
+        let kernel = FakeKernel::new(before);
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut dp = datapath(&kernel, vx, dir.path(), DatapathOptions::default());
+        assert_eq!(dp.reconcile("start-up").await.expect("pass"), 0);
+        dp.handle(Command::Peers(vec![PeerEvent::Added(peer(2, "vxlan"))]));
+        assert_eq!(dp.reconcile("lease change").await.expect("pass"), 0);
+        assert_eq!(
+            routes(&kernel),
+            ["198.18.9.0/24 via 198.18.9.0 dev flannel.1 onlink"],
+            "nothing removed or added before the snapshot is complete"
+        );
+        dp.handle(Command::Synced);
+        assert_eq!(dp.reconcile("lease change").await.expect("pass"), 6);
+        assert_eq!(
+            routes(&kernel),
+            ["198.18.2.0/24 via 198.18.2.0 dev flannel.1 onlink"]
+        );
+        let s = kernel.state();
+        assert_eq!((s.neighs.len(), s.fdb.len()), (1, 1));
+        assert_eq!(dp.reconcile("periodic check").await.expect("pass"), 0);
+    }
+
+    #[tokio::test]
+    async fn devices_are_made_before_the_snapshot_and_peers_after() {
+        let kernel = FakeKernel::default();
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut dp = datapath(
+            &kernel,
+            configured(r#"{"Type":"vxlan"}"#),
+            dir.path(),
+            DatapathOptions::default(),
+        );
+        dp.handle(Command::Peers(vec![PeerEvent::Added(peer(2, "vxlan"))]));
+        dp.reconcile("start-up").await.expect("pass");
+        let s = kernel.state();
+        assert_eq!(s.links.keys().collect::<Vec<_>>(), ["flannel.1"]);
+        assert_eq!(s.addrs.len(), 1);
+        assert_eq!(s.entry_count(), 0);
+        dp.handle(Command::Synced);
+        dp.reconcile("lease change").await.expect("pass");
+        assert_eq!(kernel.state().entry_count(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_journal_decides_which_foreign_routes_are_ours() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("subnet.env.routes");
+        // Ours from a previous run, recorded; an operator's inside the network, and outside.
+        std::fs::write(&path, "198.18.9.0/24 via 192.0.2.9 dev eth0\n").expect("write");
+        let route = |dst: &str, gw: &str| Route {
+            dst: dst.parse().expect("net"),
+            gateway: Some(gw.parse().expect("ip")),
+            dev: "eth0".into(),
+            onlink: false,
+        };
+        let start = flannel_planner::state::KernelState {
+            routes: [
+                route("198.18.9.0/24", "192.0.2.9"),
+                route("198.18.200.0/24", "192.0.2.200"),
+                route("203.0.113.0/24", "192.0.2.254"),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let kernel = FakeKernel::new(start);
+        let mut dp = datapath(
+            &kernel,
+            configured(r#"{"Type":"host-gw"}"#),
+            dir.path(),
+            DatapathOptions::default(),
+        );
+        dp.handle(Command::Peers(vec![PeerEvent::Added(peer(2, "host-gw"))]));
+        dp.reconcile("start-up").await.expect("pass");
+        assert_eq!(routes(&kernel).len(), 3, "nothing added or removed yet");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("journal"),
+            "198.18.9.0/24 via 192.0.2.9 dev eth0\n",
+            "what we knew is kept until the snapshot"
+        );
+        dp.handle(Command::Synced);
+        dp.reconcile("lease change").await.expect("pass");
+        assert_eq!(
+            routes(&kernel),
+            [
+                "198.18.2.0/24 via 192.0.2.2 dev eth0",
+                "198.18.200.0/24 via 192.0.2.200 dev eth0",
+                "203.0.113.0/24 via 192.0.2.254 dev eth0",
+            ],
+            "our stale route is gone, the operator's stay"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("journal"),
+            "198.18.2.0/24 via 192.0.2.2 dev eth0\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn direct_routing_asks_the_kernel_and_journals_the_route() {
+        let kernel = FakeKernel::default();
+        kernel.set_on_link(["192.0.2.2".parse().expect("ip")]);
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut dp = datapath(
+            &kernel,
+            configured(r#"{"Type":"vxlan","DirectRouting":true}"#),
+            dir.path(),
+            DatapathOptions::default(),
+        );
+        dp.handle(Command::Peers(vec![
+            PeerEvent::Added(peer(2, "vxlan")),
+            PeerEvent::Added(peer(3, "vxlan")),
+        ]));
+        dp.handle(Command::Synced);
+        dp.reconcile("lease change").await.expect("pass");
+        assert_eq!(
+            routes(&kernel),
+            [
+                "198.18.2.0/24 via 192.0.2.2 dev eth0",
+                "198.18.3.0/24 via 198.18.3.0 dev flannel.1 onlink",
+            ]
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("subnet.env.routes")).expect("journal"),
+            "198.18.2.0/24 via 192.0.2.2 dev eth0\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn blackholes_follow_our_subnet_and_spare_the_operators() {
+        let start = flannel_planner::state::KernelState {
+            blackholes: [net("198.18.7.0/24"), net("203.0.113.0/24")].into(),
+            ..Default::default()
+        };
+        let kernel = FakeKernel::new(start);
+        let dir = tempfile::tempdir().expect("tmp");
+        let opts = DatapathOptions {
+            blackhole: true,
+            previous: Some(own("198.18.7.0/24")),
+            ..DatapathOptions::default()
+        };
+        let mut dp = datapath(&kernel, configured(r#"{"Type":"alloc"}"#), dir.path(), opts);
+        // Before the snapshot too: blackholes do not depend on peers.
+        dp.reconcile("start-up").await.expect("pass");
+        assert_eq!(
+            kernel.state().blackholes,
+            [net("198.18.1.0/24"), net("203.0.113.0/24")].into()
+        );
+        dp.handle(Command::Own(own("198.18.3.0/24")));
+        dp.reconcile("lease change").await.expect("pass");
+        assert_eq!(
+            kernel.state().blackholes,
+            [net("198.18.3.0/24"), net("203.0.113.0/24")].into()
+        );
+        // Removed behind our back: put back on the next pass.
+        kernel.edit(|s| {
+            s.blackholes.remove(&net("198.18.3.0/24"));
+        });
+        assert_eq!(dp.reconcile("kernel change").await.expect("pass"), 1);
+        assert!(kernel.state().blackholes.contains(&net("198.18.3.0/24")));
     }
 }

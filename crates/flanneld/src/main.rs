@@ -13,6 +13,8 @@ mod health;
 mod journal;
 mod leases;
 mod logging;
+mod ondemand;
+mod runtime;
 mod udp;
 
 use std::net::SocketAddr;

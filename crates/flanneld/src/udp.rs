@@ -3,14 +3,16 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use flannel_model::Lease;
-use flannel_planner::vxlan::ExtIface;
+use flannel_planner::ext_iface::ExtIface;
 use flannel_registry::PeerEvent;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
+
+use crate::runtime::{BackendRuntime, Stopped};
 
 /// The datapath, ready to run.
 pub struct UdpBackend {
@@ -95,6 +97,69 @@ impl UdpBackend {
             Datapath::Fast(f, rx) => tokio::spawn(f.run(rx, stats, cancel)),
         };
         (self.peers, task)
+    }
+}
+
+/// The udp backend as a [`BackendRuntime`]: opened before the datapath's first pass,
+/// forwarding from `start` on.
+pub struct UdpRuntime {
+    state: RuntimeState,
+}
+
+enum RuntimeState {
+    Opened(UdpBackend),
+    Running(PeerFeed, JoinHandle<flannel_udp::ProxyCounters>),
+    Gone,
+}
+
+impl UdpRuntime {
+    /// See [`UdpBackend::open`].
+    pub async fn open(ext: &ExtIface, port: u16, lease: &Lease, fast_path: bool) -> Result<Self> {
+        Ok(UdpRuntime {
+            state: RuntimeState::Opened(UdpBackend::open(ext, port, lease, fast_path).await?),
+        })
+    }
+}
+
+impl BackendRuntime for UdpRuntime {
+    fn start(&mut self, cancel: CancellationToken) {
+        if let RuntimeState::Opened(udp) = std::mem::replace(&mut self.state, RuntimeState::Gone) {
+            let (feed, task) = udp.spawn(cancel);
+            self.state = RuntimeState::Running(feed, task);
+        }
+    }
+
+    fn peers_changed(&mut self, events: &[PeerEvent]) {
+        if let RuntimeState::Running(feed, _) = &self.state {
+            feed.apply(events);
+        }
+    }
+
+    fn subnet_changed(&mut self, lease: &Lease) {
+        warn!(
+            subnet = %lease.subnet,
+            "the subnet changed: flannel0 keeps the old address until flanneld restarts"
+        );
+    }
+
+    fn stop(self: Box<Self>) -> Stopped {
+        Box::pin(async move {
+            let RuntimeState::Running(_, task) = self.state else {
+                return Ok(());
+            };
+            let c = task.await.context("udp proxy task")?;
+            info!(
+                forwarded = c.outbound.forwarded,
+                delivered = c.inbound.delivered,
+                unreachable_replies = c.outbound.unreachable_replies,
+                dropped_out = c.outbound.dropped(),
+                dropped_in = c.inbound.dropped(),
+                io_errors = c.io_errors,
+                "udp proxy stopped; {} closed",
+                flannel_udp::TUN_NAME
+            );
+            Ok(())
+        })
     }
 }
 

@@ -35,7 +35,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use flannel_planner::blackhole::BLACKHOLE_METRIC;
 use flannel_planner::diff::Op;
-use flannel_planner::state::{Addr, Fdb, MacAddr, Neigh, Route, VxlanLink};
+use flannel_planner::state::{Addr, Fdb, LinkSpec, MacAddr, Neigh, Route};
 use futures_util::future::join_all;
 use futures_util::stream::{self, StreamExt};
 use ipnet::IpNet;
@@ -49,9 +49,10 @@ use netlink_packet_route::route::{
     RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use rtnetlink::{AddressMessageBuilder, LinkUnspec, LinkVxlan, RouteMessageBuilder};
+use rtnetlink::{AddressMessageBuilder, RouteMessageBuilder};
 
 use crate::error::{source_errno, KernelError};
+use crate::link;
 use crate::netlink::Kernel;
 
 /// Netlink messages per `sendmsg`. Their acknowledgements (a few hundred bytes of receive
@@ -128,7 +129,7 @@ enum Key<'a> {
 
 fn key(op: &Op) -> Key<'_> {
     match op {
-        Op::CreateLink(l) | Op::RecreateLink(l) | Op::UpdateLink(l) => Key::Link(&l.name),
+        Op::CreateLink(l) | Op::RecreateLink(l) | Op::UpdateLink(l) => Key::Link(l.name()),
         Op::AddAddr(a) | Op::DelAddr(a) => Key::Addr(&a.dev, a.net),
         Op::DelRoute(r) | Op::ReplaceRoute(r) => Key::Route(r.dst),
         Op::AddBlackhole(dst) | Op::DelBlackhole(dst) => Key::Route(*dst),
@@ -140,7 +141,7 @@ fn key(op: &Op) -> Key<'_> {
 /// The device an op is about (`None`: blackhole routes have none).
 fn dev(op: &Op) -> Option<&str> {
     match op {
-        Op::CreateLink(l) | Op::RecreateLink(l) | Op::UpdateLink(l) => Some(&l.name),
+        Op::CreateLink(l) | Op::RecreateLink(l) | Op::UpdateLink(l) => Some(l.name()),
         Op::AddAddr(a) | Op::DelAddr(a) => Some(&a.dev),
         Op::DelRoute(r) | Op::ReplaceRoute(r) => Some(&r.dev),
         Op::DelNeigh(n) | Op::ReplaceNeigh(n) => Some(&n.dev),
@@ -184,15 +185,16 @@ fn waves<'a>(ops: &[&'a Op]) -> Vec<Vec<&'a Op>> {
 /// The `ip` / `bridge` command with the same effect as `op` (for logs and errors).
 pub fn command(op: &Op) -> String {
     match op {
-        Op::CreateLink(l) => link_add_command(l),
-        Op::RecreateLink(l) => format!("ip link del {} && {}", l.name, link_add_command(l)),
-        Op::UpdateLink(l) => format!(
-            "ip link set {} mtu {} address {} {}",
-            l.name,
-            l.mtu,
-            l.mac,
-            if l.up { "up" } else { "down" }
-        ),
+        Op::CreateLink(l) => link::add_command(l),
+        Op::RecreateLink(l) => format!("ip link del {} && {}", l.name(), link::add_command(l)),
+        Op::UpdateLink(l) => {
+            let mut s = format!("ip link set {} mtu {}", l.name(), l.mtu());
+            if let Some(mac) = l.mac() {
+                s.push_str(&format!(" address {mac}"));
+            }
+            s.push_str(if l.up() { " up" } else { " down" });
+            s
+        }
         Op::AddAddr(a) => format!("ip addr add {} dev {}", a.net, a.dev),
         Op::DelAddr(a) => format!("ip addr del {} dev {}", a.net, a.dev),
         Op::ReplaceRoute(r) => format!("ip route replace {r} proto boot"),
@@ -211,87 +213,6 @@ pub fn command(op: &Op) -> String {
             format!("ip route add blackhole {dst} metric {BLACKHOLE_METRIC} proto boot")
         }
         Op::DelBlackhole(dst) => format!("ip route del blackhole {dst}"),
-    }
-}
-
-fn link_add_command(l: &VxlanLink) -> String {
-    let mut s = format!(
-        "ip link add {} address {} mtu {} type vxlan id {}",
-        l.name, l.mac, l.mtu, l.vni
-    );
-    if l.underlay_index != 0 {
-        s.push_str(&format!(" dev #{}", l.underlay_index));
-    }
-    if !l.local.is_unspecified() {
-        s.push_str(&format!(" local {}", l.local));
-    }
-    if l.port != 0 {
-        s.push_str(&format!(" dstport {}", l.port));
-    }
-    s.push_str(if l.learning {
-        " learning"
-    } else {
-        " nolearning"
-    });
-    for (on, word) in [
-        (l.gbp, " gbp"),
-        (l.l2miss, " l2miss"),
-        (l.l3miss, " l3miss"),
-    ] {
-        if on {
-            s.push_str(word);
-        }
-    }
-    if l.up {
-        s.push_str(" && ip link set ");
-        s.push_str(&l.name);
-        s.push_str(" up");
-    }
-    s
-}
-
-/// `RTM_NEWLINK` creating the vxlan device `l`.
-pub(crate) fn vxlan_create_msg(l: &VxlanLink) -> LinkMessage {
-    let mut b = LinkVxlan::new(&l.name, l.vni).learning(l.learning);
-    if l.underlay_index != 0 {
-        b = b.dev(l.underlay_index);
-    }
-    match l.local {
-        IpAddr::V4(a) if !a.is_unspecified() => b = b.local(a),
-        IpAddr::V6(a) if !a.is_unspecified() => b = b.local6(a),
-        _ => {}
-    }
-    if l.port != 0 {
-        b = b.port(l.port);
-    }
-    if l.gbp {
-        b = b.gbp();
-    }
-    if l.l2miss {
-        b = b.l2miss(true);
-    }
-    if l.l3miss {
-        b = b.l3miss(true);
-    }
-    if l.mtu != 0 {
-        b = b.mtu(l.mtu);
-    }
-    b = b.address(l.mac.0.to_vec());
-    if l.up {
-        b = b.up();
-    }
-    b.build()
-}
-
-/// `RTM_SETLINK` bringing an existing device's MTU, address and state to `l`'s.
-pub(crate) fn link_update_msg(index: u32, l: &VxlanLink) -> LinkMessage {
-    let b = LinkUnspec::new_with_index(index)
-        .mtu(l.mtu)
-        .address(l.mac.0.to_vec());
-    if l.up {
-        b.up().build()
-    } else {
-        b.down().build()
     }
 }
 
@@ -599,14 +520,14 @@ impl Kernel {
         };
         match op {
             Op::CreateLink(l) => {
-                match self.create_vxlan(l).await {
+                match self.create_link(l).await {
                     Err(e) if source_errno(&e) == Some(libc::EEXIST) => {
                         tracing::warn!(
-                            dev = %l.name,
+                            dev = %l.name(),
                             "a device of this name already exists; deleting and creating it again"
                         );
-                        self.delete_link(&l.name).await?;
-                        self.create_vxlan(l).await.map_err(fail)?;
+                        self.delete_link(l.name()).await?;
+                        self.create_link(l).await.map_err(fail)?;
                     }
                     r => r.map_err(fail)?,
                 }
@@ -614,20 +535,20 @@ impl Kernel {
                 Ok(())
             }
             Op::RecreateLink(l) => {
-                self.delete_link(&l.name).await?;
-                self.create_vxlan(l).await.map_err(fail)?;
+                self.delete_link(l.name()).await?;
+                self.create_link(l).await.map_err(fail)?;
                 refuse_router_advertisements(l);
                 Ok(())
             }
             Op::UpdateLink(l) => {
                 let index =
-                    self.link_index(&l.name)
+                    self.link_index(l.name())
                         .await?
                         .ok_or_else(|| KernelError::NoSuchDevice {
                             cmd: command(op),
-                            dev: l.name.clone(),
+                            dev: l.name().to_owned(),
                         })?;
-                self.ack(RouteNetlinkMessage::SetLink(link_update_msg(index, l)), 0)
+                self.ack(RouteNetlinkMessage::SetLink(link::update_msg(index, l)), 0)
                     .await
                     .map_err(fail)
             }
@@ -635,9 +556,9 @@ impl Kernel {
         }
     }
 
-    async fn create_vxlan(&self, l: &VxlanLink) -> Result<(), rtnetlink::Error> {
+    async fn create_link(&self, l: &LinkSpec) -> Result<(), rtnetlink::Error> {
         self.ack(
-            RouteNetlinkMessage::NewLink(vxlan_create_msg(l)),
+            RouteNetlinkMessage::NewLink(link::create_msg(l)),
             NLM_F_CREATE | NLM_F_EXCL,
         )
         .await
@@ -662,21 +583,22 @@ impl Kernel {
 
 /// `net/ipv6/conf/<dev>/accept_ra = 0` on a device just created (Flannel does it for every
 /// vxlan device). Best effort: without IPv6 in the kernel there is nothing to refuse.
-fn refuse_router_advertisements(l: &VxlanLink) {
-    let key = crate::sysctl::accept_ra_key(&l.name);
+fn refuse_router_advertisements(l: &LinkSpec) {
+    let key = crate::sysctl::accept_ra_key(l.name());
     match crate::sysctl::write(&key, "0") {
         Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && l.local.is_ipv4() => {
-            tracing::debug!(dev = %l.name, "no IPv6 sysctls for the device; accept_ra left alone")
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && link::ipv6_optional(l) => {
+            tracing::debug!(dev = %l.name(), "no IPv6 sysctls for the device; accept_ra left alone")
         }
-        Err(e) => tracing::warn!(dev = %l.name, error = %e, "cannot set accept_ra=0"),
+        Err(e) => tracing::warn!(dev = %l.name(), error = %e, "cannot set accept_ra=0"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netlink_packet_route::link::{InfoData, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo};
+    use crate::link::vxlan::create_msg as vxlan_create_msg;
+    use flannel_planner::state::VxlanLink;
     use netlink_packet_route::neighbour::NeighbourAddress;
     use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader};
 
@@ -704,45 +626,6 @@ mod tests {
             dev: dev.into(),
             onlink,
         }
-    }
-
-    #[test]
-    fn vxlan_create_has_flannels_attributes_and_no_port_when_default() {
-        let msg = vxlan_create_msg(&link());
-        assert!(msg.header.flags.contains(LinkFlags::Up));
-        assert!(msg.attributes.contains(&LinkAttribute::Mtu(1450)));
-        assert!(msg
-            .attributes
-            .contains(&LinkAttribute::Address(vec![0x0e, 0, 0, 0, 0, 1])));
-        let data = msg
-            .attributes
-            .iter()
-            .find_map(|a| match a {
-                LinkAttribute::LinkInfo(i) => i.iter().find_map(|i| match i {
-                    LinkInfo::Data(InfoData::Vxlan(d)) => Some(d.clone()),
-                    _ => None,
-                }),
-                _ => None,
-            })
-            .expect("vxlan data");
-        assert_eq!(
-            data,
-            vec![
-                InfoVxlan::Id(1),
-                InfoVxlan::Learning(false),
-                InfoVxlan::Link(2),
-                InfoVxlan::Local(Ipv4Addr::new(192, 0, 2, 1)),
-            ]
-        );
-        let mut l = link();
-        l.port = 4789;
-        l.gbp = true;
-        let msg = vxlan_create_msg(&l);
-        let text = format!("{msg:?}");
-        assert!(
-            text.contains("Port(4789)") && text.contains("Gbp"),
-            "{text}"
-        );
     }
 
     #[test]
@@ -824,7 +707,7 @@ mod tests {
         let mut ops = [
             Op::ReplaceRoute(r.clone()),
             Op::DelRoute(r),
-            Op::UpdateLink(link()),
+            Op::UpdateLink(LinkSpec::Vxlan(link())),
         ];
         ops.sort_by_key(phase);
         assert!(matches!(
@@ -875,7 +758,7 @@ mod tests {
         assert!(text.contains("Local6(2001:db8:1::1)"), "{text}");
         assert!(!text.contains("Local("), "{text}");
         assert_eq!(
-            command(&Op::CreateLink(l)),
+            command(&Op::CreateLink(LinkSpec::Vxlan(l))),
             "ip link add flannel-v6.1 address 0e:00:00:00:00:01 mtu 1430 type vxlan id 1 dev #2 \
              local 2001:db8:1::1 nolearning && ip link set flannel-v6.1 up"
         );
@@ -896,7 +779,7 @@ mod tests {
             "bridge fdb replace 0e:00:00:00:00:02 dev flannel.1 dst 192.0.2.2 self permanent"
         );
         assert_eq!(
-            command(&Op::CreateLink(link())),
+            command(&Op::CreateLink(LinkSpec::Vxlan(link()))),
             "ip link add flannel.1 address 0e:00:00:00:00:01 mtu 1450 type vxlan id 1 dev #2 \
              local 192.0.2.1 nolearning && ip link set flannel.1 up"
         );

@@ -24,9 +24,9 @@ use rtnetlink::MulticastGroup;
 use tokio::task::JoinHandle;
 
 use crate::apply::{fdb_msg, neigh_msg};
+use crate::decode::{is_permanent, lladdr, neigh_dst};
 use crate::error::KernelError;
 use crate::netlink::Kernel;
-use crate::observe::{is_permanent, lladdr, neigh_dst};
 
 /// Receive buffer asked for the miss socket (a burst of first contacts can be large).
 const MISS_RX_BUF_BYTES: usize = 4 << 20;

@@ -64,7 +64,18 @@ pub enum KernelEvent {
 /// A stream of [`KernelEvent`]s; dropping it closes the socket.
 pub struct KernelEvents {
     inner: Pin<Box<dyn Stream<Item = KernelEvent> + Send>>,
-    task: JoinHandle<()>,
+    /// The socket task (none for events that do not come from a socket).
+    task: Option<JoinHandle<()>>,
+}
+
+impl KernelEvents {
+    /// Events from any stream (a fake kernel's, in tests).
+    pub fn from_stream(events: impl Stream<Item = KernelEvent> + Send + 'static) -> Self {
+        KernelEvents {
+            inner: events.boxed(),
+            task: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for KernelEvents {
@@ -75,7 +86,9 @@ impl std::fmt::Debug for KernelEvents {
 
 impl Drop for KernelEvents {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
@@ -134,7 +147,10 @@ pub async fn subscribe() -> Result<KernelEvents, KernelError> {
             async move { ev }
         })
         .boxed();
-    Ok(KernelEvents { inner, task })
+    Ok(KernelEvents {
+        inner,
+        task: Some(task),
+    })
 }
 
 fn link_name(l: &LinkMessage) -> Option<String> {

@@ -130,7 +130,7 @@ fn vxlan_dual_stack_devices_and_peers_are_programmed_exactly() -> Result<()> {
         ip(&format!("link del {DEV6}"))?;
         let ops = reconcile(&k, &fewer, &oscope, &scope).await?;
         assert!(
-            matches!(ops[0], Op::CreateLink(ref l) if l.name == DEV6),
+            matches!(ops[0], Op::CreateLink(ref l) if l.name() == DEV6),
             "{ops:#?}"
         );
         assert_eq!(ops.len(), 1 + 1 + 3, "{ops:#?}");

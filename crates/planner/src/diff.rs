@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
 
-use crate::state::{Addr, Fdb, KernelState, Neigh, Route, VxlanLink};
+use crate::state::{Addr, Fdb, KernelState, LinkSpec, Neigh, Route};
 
 /// What flanneld may change besides the desired entries themselves.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -40,11 +40,11 @@ impl Scope {
 /// One kernel change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    CreateLink(VxlanLink),
+    CreateLink(LinkSpec),
     /// Delete the existing device (incompatible settings) and create it again.
-    RecreateLink(VxlanLink),
+    RecreateLink(LinkSpec),
     /// Adjust MTU / MAC / bring up an existing compatible device.
-    UpdateLink(VxlanLink),
+    UpdateLink(LinkSpec),
     AddAddr(Addr),
     DelAddr(Addr),
     DelRoute(Route),
@@ -74,7 +74,7 @@ pub fn diff(desired: &KernelState, observed: &KernelState, scope: &Scope) -> Vec
                 ops.push(Op::RecreateLink(want.clone()));
                 fresh.insert(name);
             }
-            Some(have) if have.mtu != want.mtu || have.mac != want.mac || !have.up => {
+            Some(have) if want.needs_update(have) => {
                 ops.push(Op::UpdateLink(want.clone()));
             }
             Some(_) => {}
@@ -178,7 +178,7 @@ pub fn simulate(state: &mut KernelState, ops: &[Op]) {
     for op in ops {
         match op {
             Op::CreateLink(l) | Op::RecreateLink(l) => {
-                let name = l.name.clone();
+                let name = l.name().to_owned();
                 state.addrs.retain(|a| a.dev != name);
                 state.routes.retain(|r| r.dev != name);
                 state.neighs.retain(|n| n.dev != name);
@@ -186,7 +186,7 @@ pub fn simulate(state: &mut KernelState, ops: &[Op]) {
                 state.links.insert(name, l.clone());
             }
             Op::UpdateLink(l) => {
-                state.links.insert(l.name.clone(), l.clone());
+                state.links.insert(l.name().to_owned(), l.clone());
             }
             Op::AddAddr(a) => {
                 state.addrs.insert(a.clone());
@@ -228,14 +228,14 @@ pub fn simulate(state: &mut KernelState, ops: &[Op]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::MacAddr;
+    use crate::state::{MacAddr, VxlanLink};
     use proptest::prelude::*;
     use std::net::{IpAddr, Ipv4Addr};
 
     const DEV: &str = "flannel.1";
 
-    fn link(mtu: u32) -> VxlanLink {
-        VxlanLink {
+    fn link(mtu: u32) -> LinkSpec {
+        LinkSpec::Vxlan(VxlanLink {
             name: DEV.into(),
             vni: 1,
             underlay_index: 2,
@@ -248,7 +248,14 @@ mod tests {
             mtu,
             mac: MacAddr([0x0e, 0, 0, 0, 0, 1]),
             up: true,
-        }
+        })
+    }
+
+    fn vx(s: &mut KernelState) -> &mut VxlanLink {
+        s.links
+            .get_mut(DEV)
+            .and_then(LinkSpec::as_vxlan_mut)
+            .expect("vxlan link")
     }
 
     fn peer(i: u8, dev: &str) -> (Route, Neigh, Fdb) {
@@ -338,7 +345,7 @@ mod tests {
     #[test]
     fn incompatible_device_is_recreated_and_everything_replayed() {
         let mut observed = state(&[2, 3]);
-        observed.links.get_mut(DEV).expect("link").vni = 7;
+        vx(&mut observed).vni = 7;
         let ops = diff(&state(&[2, 3]), &observed, &scope());
         assert!(matches!(ops[0], Op::RecreateLink(_)));
         assert_eq!(ops.len(), 1 + 3 * 2, "{ops:?}");
@@ -347,7 +354,7 @@ mod tests {
     #[test]
     fn mtu_change_updates_in_place() {
         let mut observed = state(&[2]);
-        observed.links.get_mut(DEV).expect("link").mtu = 1400;
+        vx(&mut observed).mtu = 1400;
         assert_eq!(
             diff(&state(&[2]), &observed, &scope()),
             vec![Op::UpdateLink(link(1450))]
@@ -434,7 +441,7 @@ mod tests {
         )
             .prop_map(|(peers, mtu, vni7, foreign, blackholes)| {
                 let mut s = state(&peers.into_iter().collect::<Vec<_>>());
-                let l = s.links.get_mut(DEV).expect("link");
+                let l = vx(&mut s);
                 l.mtu = mtu;
                 if vni7 {
                     l.vni = 7;

@@ -7,8 +7,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use flannel_model::Lease;
 use ipnet::IpNet;
 
+use crate::ext_iface::ExtIface;
+use crate::skipped::Skipped;
 use crate::state::{KernelState, Route};
-use crate::vxlan::{ExtIface, Skipped};
 
 /// Flannel's refusal to run behind NAT.
 pub const NAT_ERROR: &str = "your PublicIP differs from interface IP, meaning that probably you're on a NAT, which is not supported by host-gw backend";

@@ -2,7 +2,10 @@
 //! Nothing here performs I/O; the I/O crates gather facts, call these functions and apply the
 //! results.
 //!
+//! - [`backend`]: the [`backend::Backend`] trait, one module per backend, and the registry
+//!   that maps the config's `Backend.Type` to one.
 //! - [`allocator`]: Flannel's subnet acquisition algorithm.
+//! - [`link`]: the devices flanneld creates, one [`link::LinkSpec`] variant per link kind.
 //! - [`state`]: kernel objects flanneld manages (vxlan links, addresses, routes, neighbours, FDB,
 //!   blackhole routes).
 //! - [`diff`]: desired vs observed state → ordered operations, within what flanneld owns.
@@ -10,12 +13,18 @@
 //!   and, with `EnableIPv6`, IPv6).
 //! - [`ondemand`]: the vxlan on-demand mode (Flannel's first design): its kernel state and
 //!   the answers to the kernel's L2/L3 misses.
+//! - [`ext_iface`], [`skipped`]: the external interface's facts the backends plan with, and
+//!   a peer lease a backend cannot use.
 //! - [`blackhole`]: the blackhole routes for our own subnet (`--ip-blackhole-route`).
 
 pub mod allocator;
+pub mod backend;
 pub mod blackhole;
 pub mod diff;
+pub mod ext_iface;
 pub mod hostgw;
+pub mod link;
 pub mod ondemand;
+pub mod skipped;
 pub mod state;
 pub mod vxlan;

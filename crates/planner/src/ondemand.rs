@@ -15,8 +15,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use flannel_model::{Lease, SubnetKey};
 use ipnet::{IpNet, Ipv4Net};
 
-use crate::state::{Addr, Fdb, KernelState, MacAddr, Neigh, Route};
-use crate::vxlan::{host_net, link, ExtIface, Skipped, VxlanLeaseData, VxlanOptions};
+use crate::state::{Addr, Fdb, KernelState, LinkSpec, MacAddr, Neigh, Route};
+use flannel_model::VxlanLeaseData;
+
+use crate::ext_iface::ExtIface;
+use crate::skipped::Skipped;
+use crate::vxlan::{host_net, link, VxlanOptions};
 
 /// The mode's static kernel state: the device (with `l2miss` and `l3miss`, no learning), our
 /// own address (`<subnet>.0/32`, as in the default mode) and one route
@@ -42,7 +46,7 @@ pub fn desired_state(
     l.l2miss = true;
     l.l3miss = true;
     let mut state = KernelState::default();
-    state.links.insert(dev.clone(), l);
+    state.links.insert(dev.clone(), LinkSpec::Vxlan(l));
     state.addrs.insert(Addr {
         dev: dev.clone(),
         net: IpNet::V4(host_net(own.ipv4)),
@@ -86,7 +90,7 @@ impl PeerTable {
             }
             let data = match lease.attrs.backend_data.as_ref() {
                 None => Err("no BackendData".to_owned()),
-                Some(raw) => VxlanLeaseData::from_raw(raw),
+                Some(raw) => VxlanLeaseData::from_raw(raw).map_err(|e| e.to_string()),
             };
             match data {
                 Ok(d) => peers.push(Peer {
@@ -328,7 +332,7 @@ mod tests {
             mac("0e:00:00:00:00:01"),
             "198.18.0.0/16".parse().expect("net"),
         );
-        let l = &s.links["flannel.1"];
+        let l = s.links["flannel.1"].as_vxlan().expect("vxlan");
         assert!(l.l2miss && l.l3miss && !l.learning);
         assert_eq!(l.mtu, 1450);
         let addrs: Vec<String> = s.addrs.iter().map(|a| a.to_string_for_test()).collect();

@@ -10,101 +10,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
 
 use ipnet::IpNet;
 
-/// An Ethernet address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MacAddr(pub [u8; 6]);
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
-    }
-}
-
-/// A MAC address that does not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid MAC address {0:?}")]
-pub struct BadMac(pub String);
-
-impl FromStr for MacAddr {
-    type Err = BadMac;
-
-    /// Accepts `aa:bb:cc:dd:ee:ff` and `aa-bb-cc-dd-ee-ff`, any case (as Go's ParseMAC does for
-    /// 6-byte addresses).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || BadMac(s.to_owned());
-        let sep = if s.contains('-') { '-' } else { ':' };
-        let mut out = [0u8; 6];
-        let mut parts = s.split(sep);
-        for byte in &mut out {
-            let part = parts.next().ok_or_else(bad)?;
-            if part.len() != 2 {
-                return Err(bad());
-            }
-            *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
-        }
-        if parts.next().is_some() {
-            return Err(bad());
-        }
-        Ok(MacAddr(out))
-    }
-}
-
-/// A vxlan device as flanneld wants it (`ip link add flannel.1 type vxlan …`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VxlanLink {
-    pub name: String,
-    pub vni: u32,
-    /// ifindex of the underlay device (`dev`).
-    pub underlay_index: u32,
-    /// Underlay source address (`local`).
-    pub local: IpAddr,
-    /// UDP destination port; 0 lets the kernel use its default (8472).
-    pub port: u16,
-    pub gbp: bool,
-    pub learning: bool,
-    /// Kernel miss notifications (the on-demand vxlan mode).
-    pub l2miss: bool,
-    pub l3miss: bool,
-    pub mtu: u32,
-    pub mac: MacAddr,
-    /// Administratively up (desired: always).
-    pub up: bool,
-}
-
-impl VxlanLink {
-    /// True when an existing device can be kept and only its MTU/MAC adjusted; false means it
-    /// must be deleted and created again (Flannel's `vxlanLinksIncompat`).
-    pub fn compatible_with(&self, observed: &VxlanLink) -> bool {
-        self.vni == observed.vni
-            && self.underlay_index == observed.underlay_index
-            && self.local == observed.local
-            && effective_port(self.port) == effective_port(observed.port)
-            && self.gbp == observed.gbp
-            && self.learning == observed.learning
-            && self.l2miss == observed.l2miss
-            && self.l3miss == observed.l3miss
-    }
-}
-
-/// The kernel's default vxlan port when none is given.
-pub const DEFAULT_VXLAN_PORT: u16 = 8472;
-
-fn effective_port(port: u16) -> u16 {
-    if port == 0 {
-        DEFAULT_VXLAN_PORT
-    } else {
-        port
-    }
-}
+pub use crate::link::{LinkSpec, VxlanLink, DEFAULT_VXLAN_PORT};
+pub use flannel_model::backend_data::MacAddr;
 
 /// An address on a device.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -156,7 +66,8 @@ pub struct Fdb {
 /// Everything flanneld manages on one host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KernelState {
-    pub links: BTreeMap<String, VxlanLink>,
+    /// Devices flanneld creates, by name.
+    pub links: BTreeMap<String, LinkSpec>,
     pub addrs: BTreeSet<Addr>,
     pub routes: BTreeSet<Route>,
     pub neighs: BTreeSet<Neigh>,

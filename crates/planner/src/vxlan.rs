@@ -9,13 +9,15 @@
 //! peer; one whose IPv6 part cannot be used keeps its IPv4 entries (Flannel drops the whole
 //! lease when its `BackendV6Data` does not decode).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
-use flannel_model::{gojson, Lease, RawJson, SubnetKey};
+use flannel_model::{gojson, Lease, RawJson, SubnetKey, VxlanLeaseData};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde_json::Value;
 
-use crate::state::{Addr, Fdb, KernelState, MacAddr, Neigh, Route, VxlanLink};
+use crate::ext_iface::ExtIface;
+use crate::skipped::Skipped;
+use crate::state::{Addr, Fdb, KernelState, LinkSpec, MacAddr, Neigh, Route, VxlanLink};
 
 /// Bytes of vxlan encapsulation over an IPv4 underlay (outer IP 20 + UDP 8 + vxlan 8 +
 /// inner Ethernet 14).
@@ -178,40 +180,6 @@ impl VxlanOptions {
     }
 }
 
-/// The vxlan BackendData (and BackendV6Data) in a lease: `{"VNI":1,"VtepMAC":"0e:2a:…"}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VxlanLeaseData {
-    pub vni: u32,
-    pub vtep_mac: MacAddr,
-}
-
-impl VxlanLeaseData {
-    /// JSON exactly as Flannel writes it.
-    pub fn to_raw(&self) -> RawJson {
-        RawJson::from_value(&serde_json::json!({
-            "VNI": self.vni,
-            "VtepMAC": self.vtep_mac.to_string(),
-        }))
-    }
-
-    /// Read a peer's BackendData.
-    pub fn from_raw(raw: &RawJson) -> Result<Self, String> {
-        let value = raw.to_value().map_err(|e| e.to_string())?;
-        let obj = value
-            .as_object()
-            .ok_or_else(|| format!("vxlan BackendData is not an object: {}", raw.as_str()))?;
-        let vni = gojson::get(obj, "VNI")
-            .and_then(Value::as_u64)
-            .and_then(|v| u32::try_from(v).ok())
-            .unwrap_or(0);
-        let mac = gojson::get(obj, "VtepMAC")
-            .and_then(Value::as_str)
-            .ok_or_else(|| format!("vxlan BackendData has no VtepMAC: {}", raw.as_str()))?;
-        let vtep_mac = mac.parse().map_err(|e| format!("{e}"))?;
-        Ok(VxlanLeaseData { vni, vtep_mac })
-    }
-}
-
 /// A stable VTEP MAC for this host: locally administered, unicast, derived from the VNI and
 /// the public IP (a host's identity in etcd mode: its lease is found again by that IP). The
 /// same host gets the same MAC after a restart, a re-created device or a reboot, so peers'
@@ -263,26 +231,6 @@ pub struct VtepMacs {
     pub v6: Option<MacAddr>,
 }
 
-/// Facts about the external interface the planner needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExtIface {
-    pub name: String,
-    pub index: u32,
-    pub mtu: u32,
-    /// The interface's IPv4 address (vxlan `local`).
-    pub addr: Ipv4Addr,
-    /// The interface's IPv6 address when IPv6 is enabled (`local` of `flannel-v6.<VNI>`);
-    /// `None` means IPv4 only, and the backends then plan nothing for IPv6.
-    pub addr_v6: Option<Ipv6Addr>,
-}
-
-/// A peer lease the backend cannot program, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Skipped {
-    pub subnet: SubnetKey,
-    pub reason: String,
-}
-
 /// Desired kernel state for the vxlan backend.
 ///
 /// `flannel.<VNI>` and the IPv4 entries always; `flannel-v6.<VNI>` and the IPv6 entries when
@@ -303,14 +251,14 @@ pub fn desired_state<'a>(
     let mut state = KernelState::default();
     state.links.insert(
         dev.clone(),
-        link(
+        LinkSpec::Vxlan(link(
             opts,
             ext,
             &dev,
             IpAddr::V4(ext.addr),
             opts.device_mtu(ext.mtu),
             macs.v4,
-        ),
+        )),
     );
     state.addrs.insert(Addr {
         dev: dev.clone(),
@@ -321,14 +269,14 @@ pub fn desired_state<'a>(
             let dev6 = opts.device_name_v6();
             state.links.insert(
                 dev6.clone(),
-                link(
+                LinkSpec::Vxlan(link(
                     opts,
                     ext,
                     &dev6,
                     IpAddr::V6(local6),
                     opts.device_mtu_v6(ext.mtu),
                     mac6,
-                ),
+                )),
             );
             state.addrs.insert(Addr {
                 dev: dev6.clone(),
@@ -424,7 +372,7 @@ impl Family<'_> {
         on_link: &dyn Fn(IpAddr) -> bool,
     ) -> Result<(), String> {
         let data = self.data.ok_or_else(|| format!("no {}", self.what))?;
-        let data = VxlanLeaseData::from_raw(data)?;
+        let data = VxlanLeaseData::from_raw(data).map_err(|e| e.to_string())?;
         let public_ip = self.public_ip.ok_or("no PublicIPv6")?;
         if opts.direct_routing && on_link(public_ip) {
             state.routes.insert(Route {
@@ -471,6 +419,7 @@ pub(crate) mod tests {
     use super::*;
     use flannel_model::LeaseAttrs;
     use serde_json::json;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn key(s: &str) -> SubnetKey {
         SubnetKey {
@@ -549,19 +498,6 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn lease_data_is_flannels_json() {
-        let d = VxlanLeaseData {
-            vni: 1,
-            vtep_mac: "c6:d2:32:6f:8f:44".parse().expect("mac"),
-        };
-        assert_eq!(
-            d.to_raw().as_str(),
-            r#"{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"}"#
-        );
-        assert_eq!(VxlanLeaseData::from_raw(&d.to_raw()), Ok(d));
-    }
-
-    #[test]
     fn derived_mac_is_stable_local_unicast_and_distinct() {
         let a = derive_vtep_mac(1, Ipv4Addr::new(192, 0, 2, 1));
         assert_eq!(a, derive_vtep_mac(1, Ipv4Addr::new(192, 0, 2, 1)));
@@ -616,7 +552,7 @@ pub(crate) mod tests {
         assert_eq!(f.dst, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)));
         let a = s.addrs.iter().next().expect("addr");
         assert_eq!(a.net.to_string(), "198.18.1.0/32");
-        assert_eq!(s.links["flannel.1"].mtu, 1450);
+        assert_eq!(s.links["flannel.1"].mtu(), 1450);
     }
 
     #[test]
@@ -707,7 +643,7 @@ pub(crate) mod tests {
 
     fn lines(s: &KernelState) -> Vec<String> {
         let mut out = Vec::new();
-        for l in s.links.values() {
+        for l in s.links.values().filter_map(LinkSpec::as_vxlan) {
             out.push(format!(
                 "link {} vni {} local {} mtu {} mac {}",
                 l.name, l.vni, l.local, l.mtu, l.mac
@@ -760,8 +696,8 @@ pub(crate) mod tests {
                 "route 2001:db8:f000:2::/64 via Some(2001:db8:f000:2::) dev flannel-v6.1 onlink",
             ]
         );
-        let v6 = &s.links["flannel-v6.1"];
-        let v4 = &s.links["flannel.1"];
+        let v6 = s.links["flannel-v6.1"].as_vxlan().expect("vxlan");
+        let v4 = s.links["flannel.1"].as_vxlan().expect("vxlan");
         assert_eq!(
             (v6.underlay_index, v6.port, v6.learning, v6.gbp),
             (v4.underlay_index, v4.port, v4.learning, v4.gbp),

@@ -2,6 +2,7 @@
 //!
 //! - [`privileged`]: guards for tests that need root; they fail (never skip) under `CI=true`.
 //! - [`netns`]: private network namespaces for one test thread.
+//! - [`fake_kernel`]: an in-memory kernel for root-free tests of the daemon's datapath loop.
 //! - [`etcd`]: a real etcd process on a free loopback port with a temporary data directory.
 //! - [`kubeapi`]: an in-process fake Kubernetes API server (nodes, pods, list/watch/patch).
 //! - [`topology`]: multi-host labs of named namespaces (hosts, etcd, flanneld, pods).
@@ -10,6 +11,7 @@
 //! crate (`flannel-sandbox`), which the lab and the benchmarks use too.
 
 pub mod etcd;
+pub mod fake_kernel;
 pub mod kubeapi;
 pub mod netns;
 pub mod privileged;

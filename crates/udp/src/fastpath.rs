@@ -47,9 +47,8 @@ use crate::batch::{Grouper, Limits};
 use crate::decide::{inbound, outbound, Counters, Inbound, Outbound};
 use crate::device::DeviceError;
 use crate::packet::IcmpUnreachable;
-use crate::proxy::ProxyCounters;
 use crate::route::PeerTable;
-use crate::stats::{Slot, Stats};
+use crate::stats::{ProxyCounters, Slot, Stats};
 
 /// Most worker queues, whatever the core count.
 pub const MAX_QUEUES: usize = 4;

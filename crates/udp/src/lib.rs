@@ -41,6 +41,6 @@ pub use decide::{inbound, outbound, Counters, DropReason, Inbound, Outbound};
 pub use device::{DeviceError, ENCAP_OVERHEAD, TUN_NAME};
 pub use fastpath::{FastPath, Features};
 pub use packet::IcmpUnreachable;
-pub use proxy::{Proxy, ProxyCounters};
+pub use proxy::Proxy;
 pub use route::{Peer, PeerTable, DEFAULT_PORT};
-pub use stats::{drop_report, Stats};
+pub use stats::{drop_report, ProxyCounters, Stats};

@@ -22,24 +22,13 @@ use tun_rs::AsyncDevice;
 
 use crate::decide::{inbound, outbound, Counters, Inbound, Outbound};
 use crate::route::PeerTable;
-use crate::stats::{Slot, Stats};
+use crate::stats::{ProxyCounters, Slot, Stats};
 
 /// Receive buffer size: any IPv4 packet fits, so nothing is cut short.
 const BUF_LEN: usize = 65_536;
 
 /// Pause after a failed read, so a persistent error does not spin a core.
 const READ_ERROR_PAUSE: Duration = Duration::from_millis(10);
-
-/// What both directions did, returned when the proxy stops.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ProxyCounters {
-    /// TUN → UDP decisions.
-    pub outbound: Counters,
-    /// UDP → TUN decisions.
-    pub inbound: Counters,
-    /// Packets a decision said to send or write that the OS refused.
-    pub io_errors: u64,
-}
 
 /// The running datapath's parts.
 pub struct Proxy {

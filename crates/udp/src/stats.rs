@@ -9,7 +9,19 @@
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::proxy::ProxyCounters;
+use crate::decide::Counters;
+
+/// What both directions did, returned when a datapath (the simple proxy or the fast path) stops, and published
+/// live into [`Stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProxyCounters {
+    /// TUN → UDP decisions.
+    pub outbound: Counters,
+    /// UDP → TUN decisions.
+    pub inbound: Counters,
+    /// Packets a decision said to send or write that the OS refused.
+    pub io_errors: u64,
+}
 
 /// The datapath's counters, readable while it runs. Cheap to clone (shared).
 #[derive(Debug, Clone, Default)]

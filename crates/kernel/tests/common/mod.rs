@@ -18,8 +18,9 @@ use anyhow::{bail, ensure, Context, Result};
 use flannel_kernel::{Kernel, KernelEvent, KernelEvents, ObserveScope};
 use flannel_model::{Lease, LeaseAttrs, RawJson, SubnetKey};
 use flannel_planner::diff::{diff, Op, Scope};
-use flannel_planner::state::{KernelState, MacAddr, DEFAULT_VXLAN_PORT};
-use flannel_planner::vxlan::{desired_state, ExtIface, VtepMacs, VxlanOptions};
+use flannel_planner::ext_iface::ExtIface;
+use flannel_planner::state::{KernelState, LinkSpec, MacAddr, DEFAULT_VXLAN_PORT};
+use flannel_planner::vxlan::{desired_state, VtepMacs, VxlanOptions};
 use flannel_testkit::netns::{enter_private_netns, sh};
 use futures_util::StreamExt;
 use std::time::Duration;
@@ -247,7 +248,7 @@ pub async fn reconcile(
 /// `desired` as the kernel reports it: a default port reads back as 8472.
 pub fn as_reported(desired: &KernelState) -> KernelState {
     let mut s = desired.clone();
-    for l in s.links.values_mut() {
+    for l in s.links.values_mut().filter_map(LinkSpec::as_vxlan_mut) {
         if l.port == 0 {
             l.port = DEFAULT_VXLAN_PORT;
         }

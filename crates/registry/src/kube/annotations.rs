@@ -559,24 +559,9 @@ pub fn restore_vtep_mac(
     let mac = gojson::get(obj, "VtepMAC")
         .and_then(serde_json::Value::as_str)
         .ok_or_else(|| bad("no VtepMAC string"))?;
-    parse_mac(mac)
-        .map(Some)
-        .ok_or_else(|| bad(&format!("{mac:?} is not a MAC address")))
-}
-
-/// A 6-byte MAC in colon or hyphen notation, two hex digits per byte.
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let sep = if s.contains('-') { '-' } else { ':' };
-    let mut out = [0u8; 6];
-    let mut parts = s.split(sep);
-    for byte in &mut out {
-        let p = parts.next()?;
-        if p.len() != 2 {
-            return None;
-        }
-        *byte = u8::from_str_radix(p, 16).ok()?;
-    }
-    parts.next().is_none().then_some(out)
+    mac.parse::<flannel_model::MacAddr>()
+        .map(|m| Some(m.0))
+        .map_err(|_| bad(&format!("{mac:?} is not a MAC address")))
 }
 
 #[cfg(test)]

@@ -1,0 +1,35 @@
+//! Backend runtimes: the userspace part a backend may need next to the kernel state it asks
+//! for (`RuntimeSpec`). The daemon prepares whatever the backend names, starts it once
+//! flanneld is ready, tells it about peer and subnet changes, and stops it on shutdown; it
+//! never asks which backend it runs. `crate::backend::prepare_runtime` makes the runtime a
+//! spec names.
+//!
+//! - `UdpProxy`: the udp backend's TUN device and proxy ([`crate::udp`]).
+//! - `MissResponder`: the vxlan on-demand mode's answers to kernel misses; the datapath loop
+//!   runs it, since it shares the loop's kernel connection and peer set.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use anyhow::Result;
+use flannel_model::Lease;
+use flannel_registry::PeerEvent;
+use tokio_util::sync::CancellationToken;
+
+/// What [`BackendRuntime::stop`] returns: the end of the runtime, once it has wound down.
+pub type Stopped = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
+
+/// A backend's userspace part.
+pub trait BackendRuntime: Send {
+    /// Start working (flanneld is ready); runs until `cancel` fires.
+    fn start(&mut self, cancel: CancellationToken);
+
+    /// Peers changed (every lease event, as the registry reports it).
+    fn peers_changed(&mut self, events: &[PeerEvent]);
+
+    /// Our lease was re-acquired with another subnet.
+    fn subnet_changed(&mut self, _lease: &Lease) {}
+
+    /// Wait until it has ended (after `cancel` fired) and report what it did.
+    fn stop(self: Box<Self>) -> Stopped;
+}

@@ -1,0 +1,87 @@
+//! Why a backend cannot be configured on this host. The texts are the ones flanneld has
+//! always logged (and exits with).
+
+use crate::hostgw::NAT_ERROR;
+use crate::vxlan::VxlanConfigError;
+
+/// A backend that cannot run with this config on this host.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// The external interface has no IPv4 address.
+    #[error("the external interface has no IPv4 address")]
+    NoIpv4Address,
+    /// IPv6 is enabled but the external interface has no IPv6 address.
+    #[error("IPv6 is enabled but the external interface has no IPv6 address")]
+    NoIpv6Address,
+    /// The vxlan `Backend` options do not decode.
+    #[error(transparent)]
+    Vxlan(#[from] VxlanConfigError),
+    /// `Mode: on-demand` with IPv6 enabled.
+    #[error("the vxlan on-demand mode is IPv4-only; disable EnableIPv6 or use the default mode")]
+    OnDemandIpv6,
+    /// `Mode: on-demand` without an IPv4 `Network`.
+    #[error("the vxlan on-demand mode needs an IPv4 Network")]
+    OnDemandNoNetwork,
+    /// host-gw behind NAT.
+    #[error("{NAT_ERROR}")]
+    Nat,
+    /// udp with IPv6 enabled.
+    #[error("the udp backend is IPv4-only; disable EnableIPv6")]
+    UdpIpv6,
+    /// udp without an IPv4 `Network`.
+    #[error("the udp backend needs an IPv4 Network")]
+    UdpNoNetwork,
+    /// udp `Port` out of range.
+    #[error("udp backend: Port {0} is not a usable UDP port")]
+    UdpPort(String),
+    /// A backend option of the wrong JSON type.
+    #[error("{backend} backend: {field}: expected a number, got {got}")]
+    NotANumber {
+        /// The backend.
+        backend: &'static str,
+        /// The option (as documented, e.g. `Port`).
+        field: &'static str,
+        /// What was given.
+        got: String,
+    },
+    /// The external MTU leaves no usable MTU for the udp TUN device.
+    #[error("external MTU {ext_mtu} leaves no usable MTU for {tun} (overhead {overhead})")]
+    UdpMtu {
+        /// The external interface's MTU.
+        ext_mtu: u32,
+        /// The TUN device.
+        tun: &'static str,
+        /// The encapsulation overhead.
+        overhead: u32,
+    },
+    /// The MTU pods would get is below what the kernel accepts for an enabled family.
+    #[error(
+        "the {backend} backend would give pods an MTU of {mtu} (FLANNEL_MTU), below the {min} \
+         that {family} needs; raise the Backend's MTU option or the MTU of {ext} (now {ext_mtu})"
+    )]
+    MtuTooSmall {
+        /// The backend.
+        backend: &'static str,
+        /// The pod MTU it computed.
+        mtu: u32,
+        /// The family's minimum.
+        min: u32,
+        /// `IPv4` or `IPv6`.
+        family: &'static str,
+        /// The external interface.
+        ext: String,
+        /// Its MTU.
+        ext_mtu: u32,
+    },
+    /// A backend Flannel has and this build does not.
+    #[error("backend type {name:?} is not available in this build of flannel-rs yet (available: {available})")]
+    NotYet {
+        /// The type asked for.
+        name: String,
+        /// The types this build has, comma separated.
+        available: String,
+    },
+    /// A type nobody knows.
+    #[error("unknown backend type: {0}")]
+    Unknown(String),
+}

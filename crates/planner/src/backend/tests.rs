@@ -1,0 +1,350 @@
+//! The registry and the backends' lease data, MTUs and devices, as flanneld has always
+//! produced them.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use flannel_model::{NetworkConfig, SubnetKey};
+
+use super::*;
+use crate::state::Route;
+use crate::vxlan::derive_vtep_mac;
+
+fn network(json: &str) -> NetworkConfig {
+    let mut n = NetworkConfig::parse(json).expect("config");
+    n.check().expect("valid config");
+    n
+}
+
+fn underlay(v6: bool) -> Underlay {
+    Underlay {
+        index: 2,
+        name: "eth0".into(),
+        mtu: 1500,
+        iface_addr: Some("192.0.2.1".parse().expect("ip")),
+        iface_v6_addr: v6.then(|| "2001:db8:1::1".parse().expect("ip")),
+        public_ip: Some("192.0.2.1".parse().expect("ip")),
+        public_ipv6: v6.then(|| "2001:db8:1::1".parse().expect("ip")),
+    }
+}
+
+fn backend(json: &str, v6: bool) -> Result<Box<dyn Backend>, BackendError> {
+    backend_with(json, v6, Stored::default())
+}
+
+fn backend_with(json: &str, v6: bool, stored: Stored) -> Result<Box<dyn Backend>, BackendError> {
+    build(&Inputs {
+        network: &network(json),
+        underlay: &underlay(v6),
+        stored,
+    })
+}
+
+const DUAL: &str = r#"{"Network":"198.18.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:f000::/48","IPv6SubnetLen":64,"Backend":{"Type":"vxlan"}}"#;
+
+#[test]
+fn dual_stack_vxlan_advertises_both_devices() {
+    let b = backend(DUAL, true).expect("backend");
+    assert_eq!(b.owned_devs(), ["flannel.1", "flannel-v6.1"]);
+    assert_eq!(
+        b.pod_mtu(),
+        1430,
+        "the IPv6 device's MTU is the smaller one"
+    );
+    let d = b.lease_data();
+    let mac4 = derive_vtep_mac(1, "192.0.2.1".parse::<Ipv4Addr>().expect("ip"));
+    let mac6 = derive_vtep_mac(1, "2001:db8:1::1".parse::<Ipv6Addr>().expect("ip"));
+    assert_eq!(d.backend_type, "vxlan");
+    assert_eq!(
+        d.backend_data.expect("data").as_str(),
+        format!(r#"{{"VNI":1,"VtepMAC":"{mac4}"}}"#)
+    );
+    assert_eq!(
+        d.backend_v6_data.expect("v6 data").as_str(),
+        format!(r#"{{"VNI":1,"VtepMAC":"{mac6}"}}"#)
+    );
+    assert_eq!(d.public_ipv6, Some("2001:db8:1::1".parse().expect("ip")));
+    assert_eq!(b.runtime(), None);
+}
+
+#[test]
+fn stored_vtep_macs_replace_the_derived_ones() {
+    let stored = Stored {
+        vtep_mac: Some(MacAddr([0x12, 0xc6, 0x65, 0x89, 0xb4, 0xe3])),
+        vtep_mac_v6: Some(MacAddr([0x0a, 0x00, 0x00, 0x00, 0x00, 0x06])),
+    };
+    let d = backend_with(DUAL, true, stored)
+        .expect("backend")
+        .lease_data();
+    assert_eq!(
+        d.backend_data.expect("data").as_str(),
+        r#"{"VNI":1,"VtepMAC":"12:c6:65:89:b4:e3"}"#
+    );
+    assert_eq!(
+        d.backend_v6_data.expect("v6 data").as_str(),
+        r#"{"VNI":1,"VtepMAC":"0a:00:00:00:00:06"}"#
+    );
+    // Only the v4 MAC stored: the v6 one stays derived.
+    let only_v4 = Stored {
+        vtep_mac_v6: None,
+        ..stored
+    };
+    let d = backend_with(DUAL, true, only_v4)
+        .expect("backend")
+        .lease_data();
+    let mac6 = derive_vtep_mac(1, "2001:db8:1::1".parse::<Ipv6Addr>().expect("ip"));
+    assert_eq!(
+        d.backend_v6_data.expect("v6 data").as_str(),
+        format!(r#"{{"VNI":1,"VtepMAC":"{mac6}"}}"#)
+    );
+    // Other backends ignore it.
+    let hg = r#"{"Network":"198.18.0.0/16","Backend":{"Type":"host-gw"}}"#;
+    let d = backend_with(hg, false, stored)
+        .expect("backend")
+        .lease_data();
+    assert_eq!(d.backend_data, None);
+}
+
+#[test]
+fn ipv4_only_networks_advertise_no_ipv6() {
+    let v4 = r#"{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}"#;
+    // Even when the interface has an IPv6 address (or --public-ipv6 was given).
+    let b = backend(v4, true).expect("backend");
+    assert_eq!(b.owned_devs(), ["flannel.1"]);
+    assert_eq!(b.pod_mtu(), 1450);
+    assert_eq!(b.lease_data().backend_v6_data, None);
+    assert_eq!(b.lease_data().public_ipv6, None);
+    let alloc = r#"{"Network":"198.18.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:f000::/48","Backend":{"Type":"alloc"}}"#;
+    let b = backend(alloc, true).expect("backend");
+    assert_eq!(
+        b.lease_data(),
+        LeaseData::default(),
+        "Flannel's alloc writes only PublicIP"
+    );
+    assert!(!b.has_datapath());
+    assert_eq!(b.pod_mtu(), 1500);
+}
+
+#[test]
+fn host_gw_dual_stack_and_missing_ipv6_address() {
+    let hostgw = DUAL.replace("vxlan", "host-gw");
+    let b = backend(&hostgw, true).expect("backend");
+    assert_eq!(b.pod_mtu(), 1500);
+    assert_eq!(b.lease_data().backend_type, "host-gw");
+    assert_eq!(b.lease_data().backend_v6_data, None);
+    assert!(b.lease_data().public_ipv6.is_some());
+    assert_eq!(b.route_devs(), ["eth0"]);
+    let err = backend(&hostgw, false).expect_err("no v6 address");
+    assert_eq!(
+        err.to_string(),
+        "IPv6 is enabled but the external interface has no IPv6 address"
+    );
+}
+
+#[test]
+fn host_gw_refuses_nat() {
+    let hg = network(r#"{"Network":"198.18.0.0/16","Backend":{"Type":"host-gw"}}"#);
+    let mut u = underlay(false);
+    u.public_ip = Some("203.0.113.9".parse().expect("ip"));
+    let err = build(&Inputs {
+        network: &hg,
+        underlay: &u,
+        stored: Stored::default(),
+    })
+    .expect_err("NAT");
+    assert_eq!(err.to_string(), crate::hostgw::NAT_ERROR);
+}
+
+#[test]
+fn udp_is_the_default_and_advertises_no_backend_type() {
+    for json in [
+        r#"{"Network":"198.18.0.0/16"}"#,
+        r#"{"Network":"198.18.0.0/16","Backend":{"Type":"udp"}}"#,
+    ] {
+        let b = backend(json, false).expect("backend");
+        assert_eq!(b.name(), "udp");
+        assert_eq!(b.lease_data(), LeaseData::default());
+        assert_eq!(b.pod_mtu(), 1472);
+        assert_eq!(b.route_devs(), ["flannel0"]);
+        assert!(b.owned_devs().is_empty());
+        let Some(RuntimeSpec::UdpProxy { port, .. }) = b.runtime() else {
+            panic!("no udp runtime: {b:?}");
+        };
+        assert_eq!(port, 8285);
+        let own = SubnetKey {
+            ipv4: "198.18.1.0/24".parse().expect("net"),
+            ipv6: None,
+        };
+        let (state, skipped) = b.desired(&own, &mut std::iter::empty(), &|_| false);
+        assert!(skipped.is_empty());
+        assert_eq!(
+            state.routes.into_iter().collect::<Vec<_>>(),
+            [Route {
+                dst: "198.18.0.0/16".parse().expect("net"),
+                gateway: None,
+                dev: "flannel0".into(),
+                onlink: false,
+            }]
+        );
+    }
+}
+
+#[test]
+fn udp_port_option_and_its_errors() {
+    let with = |port: &str| {
+        backend(
+            &format!(r#"{{"Network":"198.18.0.0/16","Backend":{{"Type":"udp","port":{port}}}}}"#),
+            false,
+        )
+    };
+    let port = |b: Box<dyn Backend>| match b.runtime() {
+        Some(RuntimeSpec::UdpProxy { port, .. }) => port,
+        other => panic!("not udp: {other:?}"),
+    };
+    assert_eq!(port(with("9000").expect("backend")), 9000);
+    assert_eq!(port(with("null").expect("backend")), 8285);
+    for bad in ["0", "70000", "-1", "\"x\""] {
+        assert!(with(bad).is_err(), "Port {bad} must be refused");
+    }
+    assert_eq!(
+        with("\"x\"").expect_err("bad").to_string(),
+        "udp backend: Port: expected a number, got \"x\""
+    );
+    assert_eq!(
+        with("0").expect_err("bad").to_string(),
+        "udp backend: Port 0 is not a usable UDP port"
+    );
+    let err = backend(&DUAL.replace("vxlan", "udp"), true).expect_err("IPv6");
+    assert_eq!(
+        err.to_string(),
+        "the udp backend is IPv4-only; disable EnableIPv6"
+    );
+}
+
+#[test]
+fn on_demand_vxlan_needs_the_miss_responder_and_ipv4() {
+    let od = r#"{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan","Mode":"on-demand"}}"#;
+    let b = backend(od, false).expect("backend");
+    assert_eq!(
+        b.runtime(),
+        Some(RuntimeSpec::MissResponder {
+            dev: "flannel.1".into()
+        })
+    );
+    let dual_od = DUAL.replace(r#""Type":"vxlan""#, r#""Type":"vxlan","Mode":"on-demand""#);
+    assert_eq!(
+        backend(&dual_od, true).expect_err("v6").to_string(),
+        "the vxlan on-demand mode is IPv4-only; disable EnableIPv6 or use the default mode"
+    );
+}
+
+#[test]
+fn unknown_and_unavailable_types_keep_their_messages() {
+    let with = |t: &str| {
+        backend(
+            &format!(r#"{{"Network":"198.18.0.0/16","Backend":{{"Type":"{t}"}}}}"#),
+            false,
+        )
+        .expect_err("refused")
+        .to_string()
+    };
+    assert_eq!(with("bogus"), "unknown backend type: bogus");
+    for t in NOT_YET {
+        assert_eq!(
+            with(t),
+            format!(
+                "backend type {t:?} is not available in this build of flannel-rs yet \
+                 (available: vxlan, host-gw, udp, alloc)"
+            )
+        );
+    }
+    assert_eq!(
+        with("vxlan\",\"VNI\":\"one"),
+        "error decoding VXLAN backend config: VNI: expected a number, got \"one\""
+    );
+}
+
+#[test]
+fn direct_routing_asks_about_peers_public_ips() {
+    let dr = r#"{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}"#;
+    let b = backend(dr, false).expect("backend");
+    let peer = crate::vxlan::tests::vxlan_peer("198.18.2.0/24", 2, "0e:00:00:00:00:02");
+    assert_eq!(
+        b.on_link_queries(&peer),
+        [IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2))]
+    );
+    let plain = backend(
+        r#"{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}"#,
+        false,
+    )
+    .expect("backend");
+    assert!(plain.on_link_queries(&peer).is_empty());
+}
+
+#[test]
+fn pod_mtus_the_kernel_refuses_are_refused_at_start() {
+    // `MTU: 100` used to give FLANNEL_MTU=50 and fail in the kernel on every pass.
+    let err = backend(
+        r#"{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan","MTU":100}}"#,
+        false,
+    )
+    .expect_err("MTU 50 for pods");
+    assert_eq!(
+        err.to_string(),
+        "the vxlan backend would give pods an MTU of 50 (FLANNEL_MTU), below the 68 that IPv4 \
+         needs; raise the Backend's MTU option or the MTU of eth0 (now 1500)"
+    );
+    // The smallest that works, for IPv4 only.
+    let b = backend(
+        r#"{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan","MTU":118}}"#,
+        false,
+    )
+    .expect("68 is enough for IPv4");
+    assert_eq!(b.pod_mtu(), 68);
+    // With IPv6 enabled the pods need 1280.
+    let small_dual = DUAL.replace(r#""Type":"vxlan""#, r#""Type":"vxlan","MTU":1349"#);
+    let err = backend(&small_dual, true).expect_err("IPv6 needs 1280");
+    assert!(
+        err.to_string()
+            .contains("an MTU of 1279 (FLANNEL_MTU), below the 1280 that IPv6 needs"),
+        "{err}"
+    );
+    let ok_dual = DUAL.replace(r#""Type":"vxlan""#, r#""Type":"vxlan","MTU":1350"#);
+    assert_eq!(backend(&ok_dual, true).expect("1280").pod_mtu(), 1280);
+    // host-gw and alloc pass the interface's MTU on: the same rule applies.
+    let mut u = underlay(true);
+    u.mtu = 1200;
+    let hg = network(&DUAL.replace("vxlan", "host-gw"));
+    let err = build(&Inputs {
+        network: &hg,
+        underlay: &u,
+        stored: Stored::default(),
+    })
+    .expect_err("IPv6 on a 1200-byte underlay");
+    assert!(err.to_string().contains("the host-gw backend"), "{err}");
+}
+
+#[test]
+fn a_vxlan_mtu_above_the_underlays_is_warned_about() {
+    let b = backend(
+        r#"{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan","MTU":9000}}"#,
+        false,
+    )
+    .expect("allowed");
+    assert_eq!(
+        b.warnings(),
+        [
+            "the vxlan MTU option 9000 exceeds the MTU of eth0 (1500): encapsulated packets \
+          larger than 1500 will be dropped or fragmented on the underlay"
+        ]
+    );
+    let fits = backend(
+        r#"{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan","MTU":1500}}"#,
+        false,
+    )
+    .expect("allowed");
+    assert!(fits.warnings().is_empty());
+    assert!(backend(r#"{"Network":"198.18.0.0/16"}"#, false)
+        .expect("udp")
+        .warnings()
+        .is_empty());
+}

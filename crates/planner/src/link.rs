@@ -1,0 +1,192 @@
+//! The devices flanneld creates, as plain data: [`LinkSpec`], one variant per link kind.
+//!
+//! Each kind says when an existing device can be kept (only its MTU, MAC and state adjusted)
+//! and when it must be deleted and created again; the kernel crate keeps each kind's netlink
+//! encoding and decoding in a file of its own (`flannel_kernel::link::<kind>`), the way
+//! rtnetlink keeps one builder per link kind. A new kind (ipip, wireguard, xfrm) is one variant
+//! here, one struct with its `compatible_with`, and one file there.
+
+use std::net::IpAddr;
+
+use flannel_model::backend_data::MacAddr;
+
+/// A device flanneld wants (or found), by kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkSpec {
+    /// `ip link add … type vxlan …`.
+    Vxlan(VxlanLink),
+}
+
+impl LinkSpec {
+    /// The device name.
+    pub fn name(&self) -> &str {
+        match self {
+            LinkSpec::Vxlan(l) => &l.name,
+        }
+    }
+
+    /// The link kind as `ip link` names it (`vxlan`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LinkSpec::Vxlan(_) => "vxlan",
+        }
+    }
+
+    /// The device MTU.
+    pub fn mtu(&self) -> u32 {
+        match self {
+            LinkSpec::Vxlan(l) => l.mtu,
+        }
+    }
+
+    /// The device's hardware address, for kinds that have one.
+    pub fn mac(&self) -> Option<MacAddr> {
+        match self {
+            LinkSpec::Vxlan(l) => Some(l.mac),
+        }
+    }
+
+    /// Administratively up.
+    pub fn up(&self) -> bool {
+        match self {
+            LinkSpec::Vxlan(l) => l.up,
+        }
+    }
+
+    /// True when the `observed` device can be kept and only its MTU/MAC/state adjusted; false
+    /// means it must be deleted and created again (another kind, or settings the kernel cannot
+    /// change in place).
+    pub fn compatible_with(&self, observed: &LinkSpec) -> bool {
+        match (self, observed) {
+            (LinkSpec::Vxlan(want), LinkSpec::Vxlan(have)) => want.compatible_with(have),
+        }
+    }
+
+    /// True when a compatible `observed` device differs in what an update sets (MTU, MAC, up).
+    pub fn needs_update(&self, observed: &LinkSpec) -> bool {
+        observed.mtu() != self.mtu() || observed.mac() != self.mac() || !observed.up()
+    }
+
+    /// The vxlan settings, when this is a vxlan device.
+    pub fn as_vxlan(&self) -> Option<&VxlanLink> {
+        match self {
+            LinkSpec::Vxlan(l) => Some(l),
+        }
+    }
+
+    /// The vxlan settings, mutable (tests and fixtures adjust them).
+    pub fn as_vxlan_mut(&mut self) -> Option<&mut VxlanLink> {
+        match self {
+            LinkSpec::Vxlan(l) => Some(l),
+        }
+    }
+}
+
+impl From<VxlanLink> for LinkSpec {
+    fn from(l: VxlanLink) -> Self {
+        LinkSpec::Vxlan(l)
+    }
+}
+
+/// A vxlan device as flanneld wants it (`ip link add flannel.1 type vxlan …`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanLink {
+    pub name: String,
+    pub vni: u32,
+    /// ifindex of the underlay device (`dev`).
+    pub underlay_index: u32,
+    /// Underlay source address (`local`).
+    pub local: IpAddr,
+    /// UDP destination port; 0 lets the kernel use its default (8472).
+    pub port: u16,
+    pub gbp: bool,
+    pub learning: bool,
+    /// Kernel miss notifications (the on-demand vxlan mode).
+    pub l2miss: bool,
+    pub l3miss: bool,
+    pub mtu: u32,
+    pub mac: MacAddr,
+    /// Administratively up (desired: always).
+    pub up: bool,
+}
+
+impl VxlanLink {
+    /// True when an existing device can be kept and only its MTU/MAC adjusted; false means it
+    /// must be deleted and created again (Flannel's `vxlanLinksIncompat`).
+    pub fn compatible_with(&self, observed: &VxlanLink) -> bool {
+        self.vni == observed.vni
+            && self.underlay_index == observed.underlay_index
+            && self.local == observed.local
+            && effective_port(self.port) == effective_port(observed.port)
+            && self.gbp == observed.gbp
+            && self.learning == observed.learning
+            && self.l2miss == observed.l2miss
+            && self.l3miss == observed.l3miss
+    }
+}
+
+/// The kernel's default vxlan port when none is given.
+pub const DEFAULT_VXLAN_PORT: u16 = 8472;
+
+fn effective_port(port: u16) -> u16 {
+    if port == 0 {
+        DEFAULT_VXLAN_PORT
+    } else {
+        port
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn vxlan() -> VxlanLink {
+        VxlanLink {
+            name: "flannel.1".into(),
+            vni: 1,
+            underlay_index: 2,
+            local: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            port: 0,
+            gbp: false,
+            learning: false,
+            l2miss: false,
+            l3miss: false,
+            mtu: 1450,
+            mac: MacAddr([0x0e, 0, 0, 0, 0, 1]),
+            up: true,
+        }
+    }
+
+    #[test]
+    fn vxlan_compatibility_ignores_what_an_update_sets() {
+        let want = LinkSpec::from(vxlan());
+        let mut have = vxlan();
+        have.mtu = 1400;
+        have.mac = MacAddr([0x0e, 9, 9, 9, 9, 9]);
+        have.up = false;
+        have.port = DEFAULT_VXLAN_PORT;
+        let have = LinkSpec::from(have);
+        assert!(want.compatible_with(&have), "port 0 is the kernel's 8472");
+        assert!(want.needs_update(&have));
+        assert!(!want.needs_update(&want));
+        for change in [
+            |l: &mut VxlanLink| l.vni = 7,
+            |l: &mut VxlanLink| l.underlay_index = 3,
+            |l: &mut VxlanLink| l.local = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)),
+            |l: &mut VxlanLink| l.port = 4789,
+            |l: &mut VxlanLink| l.gbp = true,
+            |l: &mut VxlanLink| l.learning = true,
+            |l: &mut VxlanLink| l.l2miss = true,
+            |l: &mut VxlanLink| l.l3miss = true,
+        ] {
+            let mut other = vxlan();
+            change(&mut other);
+            assert!(!want.compatible_with(&LinkSpec::from(other)));
+        }
+        assert_eq!(
+            (want.name(), want.kind(), want.mtu()),
+            ("flannel.1", "vxlan", 1450)
+        );
+    }
+}
