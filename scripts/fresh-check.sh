@@ -11,6 +11,11 @@
 # run installs never helps the next. The host's Rust toolchain (~/.rustup, ~/.cargo) is bound
 # in, as the image ships it; /run and /tmp are private.
 #
+# What it catches: with libprotobuf-dev taken out of scripts/install-deps.sh, `make demo` on the
+# replica stops in etcd-client's build script ("google/protobuf/descriptor.proto: File not
+# found") and fresh-check fails with those lines, while the same build passes on any machine
+# that once had the package installed by hand.
+#
 # Usage: scripts/fresh-check.sh [make-target ...]      (root; e.g. `demo`, `test`, `test-unit`)
 #   FRESH_USER=1   run the targets as an unprivileged user (for `test-unit`)
 #   FRESH_KEEP=1   keep the run's overlay and log for a look afterwards
