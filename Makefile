@@ -32,3 +32,10 @@ test: deps lint
 bench: deps
 	$(CARGO) build --release -p flanneld -p flannel-bench
 	./target/release/flannel-bench all
+
+# The privileged e2e suite once more, inside one qemu guest on Debian's packaged kernel
+# (Debian 12: 6.1), with this machine's root shared in (root; see docs/kernels.md).
+.PHONY: test-kernels
+test-kernels: deps
+	./scripts/install-deps.sh vm
+	./scripts/test-kernels.sh
