@@ -85,8 +85,29 @@ fn environment(extra: &[String], lookup: impl Fn(&str) -> Option<String>) -> Vec
     env
 }
 
+/// SIGINT, SIGTERM and SIGHUP kill the guest (the run returns `Interrupted`).
+fn watch_signals() -> Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(s);
+    }
+    set.thread_block().context("blocking signals")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Ok(sig) = set.wait() {
+                eprintln!("\nflannelctl vm: {sig}: stopping the guest");
+                flannel_vmkernel::interrupt();
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(())
+}
+
 pub fn run(command: VmCommand) -> Result<ExitCode> {
     let VmCommand::Run(a) = command;
+    watch_signals()?;
     let KernelChoice::Debian = a.kernel;
     let vm = Vm {
         machine: Machine {

@@ -73,6 +73,9 @@ pub enum VmError {
         /// The end of the guest's serial console.
         console: String,
     },
+    /// [`crate::run::interrupt`] was called; qemu was killed.
+    #[error("interrupted; qemu was killed")]
+    Interrupted,
     /// The guest did not finish within the timeout; qemu was killed.
     #[error("the guest did not finish within {after:?} ({}); qemu was killed\n--- console (last lines) ---\n{console}",
         if *started { "the command was running" } else { "it had not started the command yet" })]

@@ -12,6 +12,10 @@ pub const ROOT_TAG: &str = "hostroot";
 /// The kernel command line parameter that tells stage 1 where the run's folder is.
 pub const RUN_PARAM: &str = "flannelvm_run";
 
+/// The kernel command line parameter with the 9p cache mode of the root share (`none`,
+/// `loose`, ...; see the kernel's Documentation/filesystems/9p.rst).
+pub const CACHE_PARAM: &str = "flannelvm_9pcache";
+
 /// Files of the results folder.
 pub mod files {
     /// Stage 2's script.
@@ -45,18 +49,19 @@ pub fn init_script(modules: &[String]) -> String {
          fail() { echo \"flannel-vmkernel: $*\"; $b poweroff -f; }\n\
          $b mount -t proc proc /proc || fail 'mounting /proc'\n\
          run=\n\
+         cache=none\n\
          for a in $($b cat /proc/cmdline); do\n\
          \x20 case \"$a\" in\n",
     );
     s.push_str(&format!(
-        "    {RUN_PARAM}=*) run=\"${{a#{RUN_PARAM}=}}\" ;;\n  esac\ndone\n"
+        "    {RUN_PARAM}=*) run=\"${{a#{RUN_PARAM}=}}\" ;;\n    {CACHE_PARAM}=*) cache=\"${{a#{CACHE_PARAM}=}}\" ;;\n  esac\ndone\n"
     ));
     s.push_str("[ -n \"$run\" ] || fail 'no run folder on the kernel command line'\n");
     for m in modules {
         s.push_str(&format!("$b insmod {m} || fail 'insmod {m}'\n"));
     }
     s.push_str(&format!(
-        "$b mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 {ROOT_TAG} /newroot || fail 'mounting the 9p root'\n\
+        "$b mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=$cache {ROOT_TAG} /newroot || fail 'mounting the 9p root'\n\
          $b umount /proc\n\
          exec $b switch_root /newroot /bin/sh \"$run/{}\"\n\
          fail 'switch_root'\n",
@@ -166,7 +171,7 @@ mod tests {
         let a = s.find("insmod /lib/modules/6.1/a.ko").expect("a");
         let b = s.find("insmod /lib/modules/6.1/b.ko").expect("b");
         let mount = s
-            .find("mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 hostroot /newroot")
+            .find("mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=$cache hostroot /newroot")
             .expect("9p mount");
         let switch = s
             .find("exec $b switch_root /newroot /bin/sh \"$run/guest.sh\"")

@@ -14,6 +14,10 @@ use crate::error::VmError;
 use crate::guest;
 use crate::host;
 
+/// The version of what goes into the initramfs; raise it when `/init` or the file list
+/// changes, so cached kernels get a new initramfs.
+pub const FORMAT: u32 = 2;
+
 /// The modules the guest needs before it can mount the root share: the virtio PCI transport,
 /// 9p's virtio transport and the 9p filesystem.
 pub const BOOT_MODULES: [&str; 3] = ["virtio_pci", "9pnet_virtio", "9p"];

@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 pub use error::VmError;
 pub use package::Kernel;
 pub use qemu::Machine;
-pub use run::{RunOutcome, RunRequest, Stream};
+pub use run::{interrupt, RunOutcome, RunRequest, Stream};
 
 /// The cache folder unless `FLANNEL_VM_CACHE` names another (not under /tmp or /run: the
 /// guest reads it over 9p, and those two are private in the guest).

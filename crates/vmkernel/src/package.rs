@@ -3,7 +3,7 @@
 //!
 //! The only download is `apt-get download` of the image package that `linux-image-amd64`
 //! depends on. Everything lands in `<cache>/<package>_<version>/`:
-//! `root/` (the unpacked package, with `modules.dep`), `initramfs.cpio`, `bin/modprobe`.
+//! `root/` (the unpacked package, with `modules.dep`), `initramfs-v<N>.cpio`, `bin/modprobe`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -39,9 +39,11 @@ impl Kernel {
             .join("boot")
             .join(format!("vmlinuz-{}", self.release))
     }
-    /// The initramfs built for it.
+    /// The initramfs built for it (named by [`initramfs::FORMAT`], so that a changed `/init`
+    /// gets a new one next to the unpacked package).
     pub fn initramfs(&self) -> PathBuf {
-        self.dir.join("initramfs.cpio")
+        self.dir
+            .join(format!("initramfs-v{}.cpio", initramfs::FORMAT))
     }
     /// The modprobe wrapper that the guest kernel calls for on-demand loading.
     pub fn modprobe_wrapper(&self) -> PathBuf {
@@ -114,12 +116,26 @@ pub fn prepare_debian(cache: &Path) -> Result<Kernel, VmError> {
         build_cache_entry(cache, &dir, &package)?;
     }
     let release = kernel_release(&dir.join("root"))?;
-    Ok(Kernel {
+    let kernel = Kernel {
         package,
         version,
         release,
         dir,
-    })
+    };
+    let initramfs = kernel.initramfs();
+    if !initramfs.exists() {
+        let tmp = initramfs.with_extension(format!("tmp-{}", host::unique_suffix()));
+        let built = initramfs::build(&kernel.root(), &kernel.release, &host::busybox()?, &tmp)
+            .and_then(|()| {
+                std::fs::rename(&tmp, &initramfs)
+                    .map_err(VmError::io(format!("renaming {}", tmp.display())))
+            });
+        if built.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        built?;
+    }
+    Ok(kernel)
 }
 
 /// The single `lib/modules/<release>` of an unpacked image package.
@@ -155,7 +171,7 @@ fn build_cache_entry(cache: &Path, dir: &Path, package: &str) -> Result<(), VmEr
     ] {
         host::require_tool(tool, pkg)?;
     }
-    let busybox = host::busybox()?;
+    host::busybox()?;
     let kmod_modprobe = host::kmod_modprobe()?;
 
     std::fs::create_dir_all(cache).map_err(VmError::io(format!("creating {}", cache.display())))?;
@@ -193,7 +209,6 @@ fn build_cache_entry(cache: &Path, dir: &Path, package: &str) -> Result<(), VmEr
             &bin.join("modprobe"),
             &modprobe_wrapper_script(&kmod_modprobe, &final_root),
         )?;
-        initramfs::build(&root, &release, &busybox, &work.join("initramfs.cpio"))?;
         std::fs::write(work.join("ready"), format!("{package}\n"))
             .map_err(VmError::io(format!("writing {}/ready", work.display())))?;
         Ok(())

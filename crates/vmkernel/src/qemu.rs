@@ -16,6 +16,8 @@ pub struct Machine {
     pub memory_mib: u32,
     /// Guest CPUs.
     pub cpus: u32,
+    /// The 9p cache mode of the root share (`none`, `loose`, `mmap`...).
+    pub ninep_cache: String,
 }
 
 impl Default for Machine {
@@ -24,17 +26,20 @@ impl Default for Machine {
             qemu: PathBuf::from("qemu-system-x86_64"),
             memory_mib: 2048,
             cpus: 2,
+            ninep_cache: std::env::var("FLANNEL_VM_9P_CACHE").unwrap_or_else(|_| "loose".into()),
         }
     }
 }
 
 /// The kernel command line: serial console, a panic powers off at once (with `-no-reboot`),
 /// and where the run's folder is.
-pub fn kernel_cmdline(results: &Path) -> String {
+pub fn kernel_cmdline(m: &Machine, results: &Path) -> String {
     format!(
-        "console=ttyS0 panic=-1 quiet loglevel=4 {}={}",
+        "console=ttyS0 panic=-1 quiet loglevel=4 {}={} {}={}",
         guest::RUN_PARAM,
-        results.display()
+        results.display(),
+        guest::CACHE_PARAM,
+        m.ninep_cache
     )
 }
 
@@ -82,7 +87,7 @@ pub fn args(
     a.push("-initrd".into());
     a.push(initramfs.into());
     a.push("-append".into());
-    a.push(kernel_cmdline(results).into());
+    a.push(kernel_cmdline(m, results).into());
     a
 }
 
@@ -92,8 +97,12 @@ mod tests {
 
     #[test]
     fn the_command_line_is_tcg_with_no_network_and_the_root_over_9p() {
+        let machine = Machine {
+            ninep_cache: "none".into(),
+            ..Machine::default()
+        };
         let a = args(
-            &Machine::default(),
+            &machine,
             Path::new("/c/root/boot/vmlinuz-6.1"),
             Path::new("/c/initramfs.cpio"),
             Path::new("/var/tmp/runs/r1"),
@@ -106,7 +115,7 @@ mod tests {
              -no-reboot -nic none -m 2048 -smp 2 -serial file:/var/tmp/runs/r1/console.log \
              -virtfs local,path=/,mount_tag=hostroot,security_model=passthrough,multidevs=remap,id=hostroot \
              -kernel /c/root/boot/vmlinuz-6.1 -initrd /c/initramfs.cpio \
-             -append console=ttyS0 panic=-1 quiet loglevel=4 flannelvm_run=/var/tmp/runs/r1"
+             -append console=ttyS0 panic=-1 quiet loglevel=4 flannelvm_run=/var/tmp/runs/r1 flannelvm_9pcache=none"
         );
         assert!(!a.iter().any(|s| s.contains("kvm")));
     }

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::VmError;
@@ -89,6 +90,14 @@ pub fn validate(req: &RunRequest) -> Result<(), VmError> {
         return bad(format!("working directory {} is not UTF-8", w.display()));
     }
     Ok(())
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Makes a running (or the next) [`run`] kill its guest and return [`VmError::Interrupted`]
+/// (for a signal handler thread: Ctrl-C must not leave qemu behind).
+pub fn interrupt() {
+    INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
 /// The qemu binary the machine names, if it is installed.
@@ -209,6 +218,10 @@ pub fn run(
             break status;
         }
         stream(&mut on_output);
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            drop(qemu);
+            return Err(VmError::Interrupted);
+        }
         if started_at.elapsed() >= req.timeout {
             drop(qemu);
             return Err(VmError::Timeout {
