@@ -136,12 +136,13 @@ pub fn run(command: VmCommand) -> Result<ExitCode> {
         .map_err(|e| anyhow!("running the guest: {e}"))?;
     let _ = std::io::stdout().flush();
     eprintln!(
-        "flannelctl vm: kernel {} ({} {}): exit {}; boot {:.1} s, command {:.1} s (guest time), {:.1} s wall",
+        "flannelctl vm: kernel {} ({} {}): exit {}; boot {:.1} s (guest uptime {:.1} s), command {:.1} s (guest time), qemu {:.1} s wall",
         kernel.release,
         kernel.package,
         kernel.version,
         out.status,
         out.boot.as_secs_f64(),
+        out.guest_boot.as_secs_f64(),
         out.command.as_secs_f64(),
         out.wall.as_secs_f64()
     );

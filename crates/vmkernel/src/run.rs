@@ -46,8 +46,12 @@ pub struct RunOutcome {
     pub stdout: Vec<u8>,
     /// Everything it wrote to stderr.
     pub stderr: Vec<u8>,
-    /// Guest uptime when the command started: the boot's cost in guest time.
+    /// Wall time on this machine from starting qemu until the command had started in the
+    /// guest (seen within 200 ms): what one boot costs.
     pub boot: Duration,
+    /// Guest uptime when the command started (the guest's own view of its boot; under
+    /// emulation on a loaded machine its clock may run behind this machine's).
+    pub guest_boot: Duration,
     /// Guest time the command took.
     pub command: Duration,
     /// Wall time on this machine from starting qemu until it exited.
@@ -197,6 +201,7 @@ pub fn run(
     let mut qemu = Qemu(Some(child));
 
     let (mut out_off, mut err_off) = (0u64, 0u64);
+    let mut boot_wall = None;
     let mut stream = |on: &mut dyn FnMut(Stream, &[u8])| {
         for (s, name, off) in [
             (Stream::Stdout, files::STDOUT, &mut out_off),
@@ -218,6 +223,9 @@ pub fn run(
             break status;
         }
         stream(&mut on_output);
+        if boot_wall.is_none() && d.join(files::STARTED).exists() {
+            boot_wall = Some(started_at.elapsed());
+        }
         if INTERRUPTED.load(Ordering::SeqCst) {
             drop(qemu);
             return Err(VmError::Interrupted);
@@ -263,14 +271,15 @@ pub fn run(
         let p = d.join(name);
         std::fs::read(&p).map_err(VmError::io(format!("reading {}", p.display())))
     };
-    let boot = uptime(&d.join(files::STARTED)).unwrap_or_default();
-    let finished = uptime(&d.join(files::FINISHED)).unwrap_or(boot);
+    let guest_boot = uptime(&d.join(files::STARTED)).unwrap_or_default();
+    let finished = uptime(&d.join(files::FINISHED)).unwrap_or(guest_boot);
     Ok(RunOutcome {
         status,
         stdout: read(files::STDOUT)?,
         stderr: read(files::STDERR)?,
-        boot,
-        command: finished.saturating_sub(boot),
+        boot: boot_wall.unwrap_or(wall),
+        guest_boot,
+        command: finished.saturating_sub(guest_boot),
         wall,
     })
 }
