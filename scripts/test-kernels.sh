@@ -8,8 +8,8 @@
 # Usage: scripts/test-kernels.sh [--host|--no-run]
 #   --host    run the same suites directly on this machine's kernel instead (for the matrix)
 #   --no-run  only build the test binaries and write target/test-kernels/run.sh
-# Env: VM_TIMEOUT (seconds for the whole guest run, default 5400),
-#      SUITE_TIMEOUT (seconds per test binary, default 1500).
+# Env: VM_TIMEOUT (seconds for the whole guest run, default 7200),
+#      SUITE_TIMEOUT (seconds per test binary, default 2700).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO="${CARGO:-cargo}"
@@ -56,9 +56,13 @@ rm -f "$out/cargo.json"
     cat <<RUN
 echo "=== \$(uname -r): $name ($dir)"
 start=\$(date +%s)
-( cd '$dir' && timeout -k 10 ${SUITE_TIMEOUT:-1500} '$exe' ) 2>&1; rc=\$?
+( cd '$dir' && timeout -k 10 ${SUITE_TIMEOUT:-2700} '$exe' ) 2>&1; rc=\$?
 secs=\$((\$(date +%s) - start))
-[ \$rc -eq 0 ] && res=ok || { res="FAILED (exit \$rc)"; fail=1; }
+case \$rc in
+  0) res=ok ;;
+  124|137) res="TIMED OUT (killed after ${SUITE_TIMEOUT:-2700} s)"; fail=1 ;;
+  *) res="FAILED (exit \$rc)"; fail=1 ;;
+esac
 summary="\$summary
 $(basename "$dir")/$name: \$res in \${secs} s"
 RUN
@@ -74,4 +78,4 @@ if [ "$where" = host ]; then
   exec "$out/run.sh"
 fi
 "$CARGO" build -q -p flannelctl
-exec ./target/debug/flannelctl vm run --timeout "${VM_TIMEOUT:-5400}" --env CI=true -- sh "$PWD/$out/run.sh"
+exec ./target/debug/flannelctl vm run --timeout "${VM_TIMEOUT:-7200}" --env CI=true -- sh "$PWD/$out/run.sh"
