@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test test-unit fresh-check deps deps-build build lint bench
+.PHONY: demo test test-unit fresh-check deps deps-build deps-vm build lint bench
 
 # Debian packages: `deps-build` for compiling (any user), `deps` also for the demo and the
 # privileged tests (root, or sudo, when something is missing).
@@ -11,6 +11,10 @@ deps:
 
 deps-build:
 	./scripts/install-deps.sh build
+
+# qemu and what the Debian-kernel VM harness needs (crates/vmkernel's boot test runs in `make test`).
+deps-vm:
+	./scripts/install-deps.sh vm
 
 build: deps
 	$(CARGO) build --release --bins
@@ -33,7 +37,7 @@ test-unit: lint
 
 # Everything: formatting, lints, unit/property/golden tests, and the privileged tests against
 # a real etcd and the real kernel (in private network namespaces). Needs root.
-test: deps lint
+test: deps deps-vm lint
 	$(CARGO) test --workspace --no-fail-fast
 
 # `make demo` on a replica of a brand-new machine (debootstrap + the image's packages, built
@@ -56,3 +60,9 @@ bench: deps
 .PHONY: fuzz
 fuzz:
 	./scripts/fuzz.sh
+
+# The privileged e2e suite once more, inside one qemu guest on Debian's packaged kernel
+# (Debian 12: 6.1), with this machine's root shared in (root; see docs/kernels.md).
+.PHONY: test-kernels
+test-kernels: deps deps-vm
+	./scripts/test-kernels.sh

@@ -4,9 +4,10 @@
 # a .proto file), not by the package database, so a half-installed or hand-removed piece is
 # noticed too. Safe to run repeatedly; needs root (or sudo) only when something must be installed.
 #
-# Usage: scripts/install-deps.sh [build|all]     (default: all)
+# Usage: scripts/install-deps.sh [build|all|vm]     (default: all)
 #   build  what `cargo build` needs (used by `make test-unit`, which runs as any user)
 #   all    build + what the demo and the privileged tests run
+#   vm     what the Debian-kernel VM harness needs (`make test-kernels`, docs/kernels.md); not in all
 set -euo pipefail
 
 # package → the file whose absence means the package is missing
@@ -29,15 +30,23 @@ declare -A probe=(
   [iperf3]=/usr/bin/iperf3
   [procps]=/usr/sbin/sysctl
   [util-linux]=/usr/bin/setsid
+  # The VM harness (crates/vmkernel): qemu boots Debian's kernel, busybox is the initramfs,
+  # depmod indexes the unpacked modules, cpio packs the initramfs.
+  [qemu-system-x86]=/usr/bin/qemu-system-x86_64
+  [busybox-static]=/bin/busybox
+  [kmod]=/usr/sbin/depmod
+  [cpio]=/usr/bin/cpio
 )
 build_packages=(protobuf-compiler libprotobuf-dev gcc)
 run_packages=(etcd-server etcd-client containernetworking-plugins iproute2 iptables nftables
               iputils-ping iperf3 procps util-linux)
+vm_packages=(qemu-system-x86 busybox-static kmod cpio)
 
 case "${1:-all}" in
   build) packages=("${build_packages[@]}") ;;
   all) packages=("${build_packages[@]}" "${run_packages[@]}") ;;
-  *) echo "usage: $0 [build|all]" >&2; exit 2 ;;
+  vm) packages=("${vm_packages[@]}") ;;
+  *) echo "usage: $0 [build|all|vm]" >&2; exit 2 ;;
 esac
 
 missing=()

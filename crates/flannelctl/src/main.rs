@@ -1,11 +1,13 @@
-//! `flannelctl`: operator tool for flannel-rs. Today it has one command group, `lab`: a whole
-//! flannel-rs cluster on this machine in network namespaces (see docs/lab.md).
+//! `flannelctl`: operator tool for flannel-rs. Command groups: `lab`, a whole flannel-rs
+//! cluster on this machine in network namespaces (see docs/lab.md), and `vm` (in vm.rs), a
+//! command on Debian's kernel under qemu (see docs/kernels.md).
 //!
 //! This file owns the command line (clap), the terminal output (progress line, tables,
 //! `--json`), signal handling (Ctrl-C during `up` tears down what was built) and `exec`.
 //! Everything else is in the `flannel-lab` library.
 
 mod progress;
+mod vm;
 
 use std::io::IsTerminal;
 use std::os::unix::process::CommandExt;
@@ -51,6 +53,9 @@ enum Top {
     /// A whole flannel-rs cluster on this machine, in network namespaces (needs root).
     #[command(subcommand)]
     Lab(LabCommand),
+    /// Run a command on Debian's packaged kernel under qemu (see docs/kernels.md).
+    #[command(subcommand)]
+    Vm(vm::VmCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -209,8 +214,11 @@ fn parse_backend_option(s: &str) -> Result<BackendOption, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Top::Lab(command) = cli.command;
-    match run(command) {
+    let result = match cli.command {
+        Top::Lab(command) => run(command),
+        Top::Vm(command) => vm::run(command),
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("flannelctl: {e}");
@@ -686,7 +694,9 @@ mod tests {
     }
 
     fn parse(args: &[&str]) -> LabCommand {
-        let Top::Lab(c) = Cli::try_parse_from(args).unwrap().command;
+        let Top::Lab(c) = Cli::try_parse_from(args).unwrap().command else {
+            panic!("not a lab command: {args:?}")
+        };
         c
     }
 
