@@ -6,7 +6,7 @@
 //! (each attribute at most once): a removed route, address, neighbour or FDB entry is reported
 //! by the monitor as the same object the observer reads from it (so a reconcile repairs what
 //! the event named); a blackhole is one for both; an entry is never both learned and
-//! permanent; a vxlan link keeps the cached name.
+//! permanent; a managed link keeps the cached name.
 #![no_main]
 
 use std::collections::HashMap;
@@ -47,8 +47,8 @@ fuzz_target!(|data: &[u8]| {
     };
     match inner {
         M::NewLink(l) | M::DelLink(l) | M::GetLink(l) | M::SetLink(l) => {
-            if let Some(v) = &d.vxlan {
-                assert_eq!(Some(&v.name), before.get(&l.header.index));
+            if let Some(link) = &d.link {
+                assert_eq!(Some(link.name()), before.get(&l.header.index).map(String::as_str));
             }
         }
         M::DelRoute(r) if unique(&r.attributes) => {

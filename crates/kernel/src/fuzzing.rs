@@ -4,16 +4,16 @@
 
 use std::collections::HashMap;
 
-use flannel_planner::state::{Addr, Fdb, Neigh, Route, VxlanLink};
+use flannel_planner::link::LinkSpec;
+use flannel_planner::state::{Addr, Fdb, Neigh, Route};
 use ipnet::IpNet;
 use netlink_packet_core::NetlinkMessage;
 use netlink_packet_route::RouteNetlinkMessage;
 
 use crate::miss::{learned_fdb, learned_neigh, miss_from_msg, MissEvent};
 use crate::monitor::{event, KernelEvent};
-use crate::observe::{
+use crate::decode::{
     addr_from_msg, blackhole_from_msg, fdb_from_msg, neigh_from_msg, route_from_msg,
-    vxlan_from_link,
 };
 
 /// What each decoder made of one message (`None`: not for that decoder, or rejected).
@@ -27,8 +27,9 @@ pub struct Decoded {
     pub learned_neigh: Option<Neigh>,
     /// See `learned_neigh`.
     pub learned_fdb: Option<Fdb>,
-    /// The observer's view ([`crate::observe`]): a vxlan link named by the name cache.
-    pub vxlan: Option<VxlanLink>,
+    /// The observer's view ([`crate::observe`]): a link of a kind we manage (`crate::link`),
+    /// named by the name cache.
+    pub link: Option<LinkSpec>,
     /// An address on a device of the name cache.
     pub addr: Option<Addr>,
     /// A managed route on a device of the name cache.
@@ -54,7 +55,7 @@ pub fn decode(
     match &msg.payload {
         InnerMessage(M::NewLink(l) | M::DelLink(l) | M::GetLink(l) | M::SetLink(l)) => {
             if let Some(name) = names.get(&l.header.index) {
-                out.vxlan = vxlan_from_link(name, l);
+                out.link = crate::link::decode(name, l);
             }
         }
         InnerMessage(M::NewAddress(a) | M::DelAddress(a) | M::GetAddress(a)) => {
