@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # `make test-unit`: every test that needs neither root nor a service: the unit tests in each
 # crate's src/ (lib and bins) and each integration test file under crates/*/tests and
-# bench/tests that does not need root or a real etcd. A test file needs them when it (or the
-# tests/common/mod.rs it includes) calls `require_root` or starts an `EtcdServer`; such files
-# run only in `make test`.
+# bench/tests that does not need root, a real etcd or a VM. A test file needs them when it (or
+# the tests/common/mod.rs it includes) calls `require_root`, starts an `EtcdServer` or boots a
+# VM (`flannel_vmkernel`); such files run only in `make test`.
 #
 # Usage: scripts/unit-tests.sh [--list]      (--list: print which files run where, run nothing)
 set -euo pipefail
@@ -13,8 +13,8 @@ CARGO=${CARGO:-cargo}
 needs_privileges() {
   local f=$1 common
   common="$(dirname "$f")/common/mod.rs"
-  grep -qE 'require_root|EtcdServer' "$f" && return 0
-  grep -qE '^\s*mod common;' "$f" && [ -f "$common" ] && grep -qE 'require_root|EtcdServer' "$common" && return 0
+  grep -qE 'require_root|EtcdServer|flannel_vmkernel' "$f" && return 0
+  grep -qE '^\s*mod common;' "$f" && [ -f "$common" ] && grep -qE 'require_root|EtcdServer|flannel_vmkernel' "$common" && return 0
   return 1
 }
 
