@@ -10,11 +10,11 @@ use ipnet::IpNet;
 use netlink_packet_core::NetlinkMessage;
 use netlink_packet_route::RouteNetlinkMessage;
 
-use crate::miss::{learned_fdb, learned_neigh, miss_from_msg, MissEvent};
-use crate::monitor::{event, KernelEvent};
 use crate::decode::{
     addr_from_msg, blackhole_from_msg, fdb_from_msg, neigh_from_msg, route_from_msg,
 };
+use crate::miss::{learned_fdb, learned_neigh, miss_from_msg, MissEvent};
+use crate::monitor::{event, KernelEvent};
 
 /// What each decoder made of one message (`None`: not for that decoder, or rejected).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
