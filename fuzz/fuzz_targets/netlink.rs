@@ -48,7 +48,10 @@ fuzz_target!(|data: &[u8]| {
     match inner {
         M::NewLink(l) | M::DelLink(l) | M::GetLink(l) | M::SetLink(l) => {
             if let Some(link) = &d.link {
-                assert_eq!(Some(link.name()), before.get(&l.header.index).map(String::as_str));
+                assert_eq!(
+                    Some(link.name()),
+                    before.get(&l.header.index).map(String::as_str)
+                );
             }
         }
         M::DelRoute(r) if unique(&r.attributes) => {
