@@ -260,7 +260,7 @@ fn wait_programmed_line(fl: &Flanneld, peers: usize) -> Option<Reconciled> {
     loop {
         let found = flanneld::reconciled_lines(&fl.log())
             .into_iter()
-            .find(|r| r.peers as usize == peers && r.ops > 0);
+            .find(|r| r.peers == peers as u64 && r.ops > 0);
         if found.is_some() || Instant::now() >= deadline {
             return found;
         }
@@ -331,7 +331,7 @@ fn flanneld_program_run(env: &mut Env, plan: &Plan) -> Result<FlanneldRun> {
     let since = |t: Option<SystemTime>| t.map(|t| flanneld::ms_between(wall0, t));
     let extra_passes = flanneld::reconciled_lines(&log)
         .iter()
-        .filter(|r| r.ops > 0 && r.peers as usize == plan.peers.len())
+        .filter(|r| r.ops > 0 && r.peers == plan.peers.len() as u64)
         .count()
         .saturating_sub(1);
     let run = FlanneldRun {

@@ -13,6 +13,7 @@ pub fn median(xs: &[f64]) -> Option<f64> {
 
 /// The `p`-th percentile (0 < p ≤ 100) by the nearest-rank method: the smallest sample with
 /// at least `p`% of the samples at or below it; `None` when empty.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // rank is in 1..=len
 pub fn percentile(xs: &[f64], p: f64) -> Option<f64> {
     let v = sorted(xs);
     if v.is_empty() {

@@ -565,6 +565,8 @@ mod tests {
         assert_eq!(fast_path_note("INFO vxlan device created\n"), None);
     }
 
+    // Test fixtures: small positive numbers, whole by construction.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     fn sample(backend: &str, round: usize, streams: u32, gbps: f64, cpu: f64, fl: f64) -> Sample {
         Sample {
             backend: backend.to_owned(),

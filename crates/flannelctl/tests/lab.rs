@@ -237,9 +237,9 @@ fn down_removes_the_leftovers_of_a_crash() {
         .as_array()
         .expect("hosts")
         .iter()
-        .map(|h| h["flanneld"]["pid"].as_i64().expect("pid") as i32)
+        .map(|h| pid(&h["flanneld"]["pid"]))
         .collect();
-    pids.push(state["etcd"]["process"]["pid"].as_i64().expect("pid") as i32);
+    pids.push(pid(&state["etcd"]["process"]["pid"]));
     assert_eq!(pids.len(), 3);
 
     // The crash: every process killed, the state file gone.
@@ -582,4 +582,10 @@ fn demo_leaves_other_labs_alone() {
             .any(|l| l["name"].as_str().is_some_and(|n| n.starts_with("demo_"))),
         "the demo's own lab is gone: {list:#}"
     );
+}
+
+/// A pid from the lab's state file.
+fn pid(v: &serde_json::Value) -> i32 {
+    let n = v.as_i64().expect("pid is a number");
+    i32::try_from(n).expect("pid fits in i32")
 }

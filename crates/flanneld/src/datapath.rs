@@ -252,7 +252,7 @@ impl<K: KernelApi + 'static> Datapath<K> {
             miss_unknown = m.unknown,
             miss_failed = m.failed,
             forgotten = m.forgotten,
-            took_ms = started.elapsed().as_millis() as u64,
+            took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "kernel state reconciled"
         );
         Ok(ops.len())

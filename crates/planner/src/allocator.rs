@@ -597,7 +597,7 @@ mod tests {
                     Err(AllocError::OutOfSubnets { .. }) => {
                         let count = (u32::from(r.v4.max.network()) - u32::from(r.v4.min.network()))
                             / (1u32 << (32 - r.v4.subnet_len)) + 1;
-                        prop_assert_eq!(leases.len() as u32, count);
+                        prop_assert_eq!(leases.len(), count as usize);
                         break;
                     }
                     Err(e) => prop_assert!(false, "unexpected {e}"),

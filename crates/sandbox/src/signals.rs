@@ -50,6 +50,8 @@ pub fn watch(mut handler: impl FnMut(Signal, u32) -> Action + Send + 'static) ->
                     };
                     seen += 1;
                     if let Action::Exit(code) = handler(sig, seen) {
+                        // The handler asked to end the process at once (a second Ctrl-C).
+                        #[allow(clippy::exit)]
                         std::process::exit(code);
                     }
                 }

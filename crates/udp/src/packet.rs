@@ -107,6 +107,7 @@ fn sum_words(data: &[u8], mut sum: u64) -> u64 {
 }
 
 /// Folds a wide sum into a 16-bit one's complement sum (end-around carry).
+#[allow(clippy::cast_possible_truncation)] // the loop leaves sum ≤ 0xffff
 fn fold(mut sum: u64) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
