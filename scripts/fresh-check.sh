@@ -17,7 +17,8 @@
 # that once had the package installed by hand.
 #
 # Usage: scripts/fresh-check.sh [make-target ...]      (root; e.g. `demo`, `test`, `test-unit`)
-#   FRESH_USER=1   run the targets as an unprivileged user (for `test-unit`)
+#   FRESH_USER=1   run the targets as an unprivileged user (for `test-unit`), after root has
+#                  installed the build packages (`scripts/install-deps.sh build`)
 #   FRESH_KEEP=1   keep the run's overlay and log for a look afterwards
 #   FRESH_AFTER=F  then run the clone's shell script F (a path relative to the checkout), as
 #                  root: e.g. scripts/readme-lab-check.sh, the README's lab commands as written
@@ -110,7 +111,8 @@ trap cleanup EXIT
   echo 'export PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
   if [ "${FRESH_USER:-}" = 1 ]; then
     # An ordinary user with its own CARGO_HOME, using the image's toolchain.
-    echo 'useradd -m -u 4242 dev; chmod 755 /root; chown -R dev: /src'
+    # The build packages are installed by root first (what install-deps tells a user to do).
+    echo 'useradd -m -u 4242 dev; chmod 755 /root; chown -R dev: /src; /src/scripts/install-deps.sh build'
     printf 'cd /src && exec setpriv --reuid=4242 --regid=4242 --init-groups env HOME=/home/dev CARGO_HOME=/home/dev/.cargo RUSTUP_HOME=/root/.rustup make'
   else
     printf 'cd /src && exec make'
