@@ -137,6 +137,16 @@ unshare --mount --propagation private bash -euo pipefail -c '
   mount -t tmpfs -o mode=755 tmpfs "$r/run"
   mount -t tmpfs -o mode=1777 tmpfs "$r/tmp"
   cp /etc/resolv.conf "$r/etc/resolv.conf"
+  # The machine'"'"'s trust store, as its image has it (it may trust a local egress CA that the
+  # package registries are reached through).
+  if [ -d /usr/local/share/ca-certificates ]; then
+    mkdir -p "$r/usr/local/share/ca-certificates"
+    cp -a /usr/local/share/ca-certificates/. "$r/usr/local/share/ca-certificates/"
+  fi
+  if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+    mkdir -p "$r/etc/ssl/certs"
+    cp /etc/ssl/certs/ca-certificates.crt "$r/etc/ssl/certs/ca-certificates.crt"
+  fi
   mkdir -p "$r/root/.rustup" "$r/root/.cargo"
   mount --bind "$HOME/.rustup" "$r/root/.rustup"
   mount --bind "$HOME/.cargo" "$r/root/.cargo"
