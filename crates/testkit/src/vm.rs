@@ -86,7 +86,10 @@ pub fn in_debian_kernel(name: &str) -> bool {
         (IN_VM_ENV.to_string(), "1".to_string()),
         ("CI".to_string(), "true".to_string()),
     ];
-    for key in ["RUST_BACKTRACE", "RUST_LOG"] {
+    if std::env::var_os(TIME_SCALE_ENV).is_none() {
+        env.push((TIME_SCALE_ENV.to_string(), GUEST_TIME_SCALE.to_string()));
+    }
+    for key in ["RUST_BACKTRACE", "RUST_LOG", TIME_SCALE_ENV] {
         if let Ok(v) = std::env::var(key) {
             env.push((key.to_string(), v));
         }
@@ -139,4 +142,22 @@ pub fn in_debian_kernel(name: &str) -> bool {
         out.boot
     );
     false
+}
+
+/// Set in the guest's environment: how many times longer than on the host the topology's
+/// waits may take there (software emulation is 15–30× slower; the guest's timers are not).
+pub const TIME_SCALE_ENV: &str = "FLANNEL_TEST_TIME_SCALE";
+
+/// The guest's default [`TIME_SCALE_ENV`].
+pub const GUEST_TIME_SCALE: u32 = 4;
+
+/// `d` stretched by [`TIME_SCALE_ENV`] (1 on the host unless set): what the topology's
+/// bounded waits use, so a bound that holds on the host holds under emulation too.
+pub fn scaled(d: Duration) -> Duration {
+    let scale = std::env::var(TIME_SCALE_ENV)
+        .ok()
+        .and_then(|s| s.parse::<u32>().ok())
+        .filter(|s| *s >= 1)
+        .unwrap_or(1);
+    d * scale
 }
