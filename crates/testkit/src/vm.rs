@@ -154,10 +154,14 @@ pub const GUEST_TIME_SCALE: u32 = 4;
 /// `d` stretched by [`TIME_SCALE_ENV`] (1 on the host unless set): what the topology's
 /// bounded waits use, so a bound that holds on the host holds under emulation too.
 pub fn scaled(d: Duration) -> Duration {
-    let scale = std::env::var(TIME_SCALE_ENV)
+    d * time_scale()
+}
+
+/// The factor [`scaled`] uses: [`TIME_SCALE_ENV`], at least 1.
+pub fn time_scale() -> u32 {
+    std::env::var(TIME_SCALE_ENV)
         .ok()
         .and_then(|s| s.parse::<u32>().ok())
         .filter(|s| *s >= 1)
-        .unwrap_or(1);
-    d * scale
+        .unwrap_or(1)
 }
