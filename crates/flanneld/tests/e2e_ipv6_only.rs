@@ -320,3 +320,133 @@ fn host_gw_ipv6_only_two_hosts() {
     let pods: Vec<Pod> = (1..=2).map(|n| c.pod(n, 1)).collect();
     c.all_pairs_ping(&pods);
 }
+
+/// flanneld with `NODE_NAME` set (the lab passes its own environment on to every host).
+fn wrapper(dir: &std::path::Path, node: &str) -> anyhow::Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(format!("flanneld-{node}"));
+    std::fs::write(
+        &path,
+        format!("#!/bin/sh\nNODE_NAME={node} exec {BIN} \"$@\"\n"),
+    )?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(path)
+}
+
+/// Kubernetes mode, IPv6-only vxlan: the fake API server on the switch at
+/// `[2001:db8:1::fd]`, two IPv6-only hosts whose nodes have only an IPv6 podCIDR. Each lease
+/// is its podCIDR (subnet.env with the IPv6 pair only), the annotations are Go's for an
+/// IPv6-only vxlan host (no `public-ip`/`backend-data`), only `flannel-v6.1` exists, and
+/// pods reach each other.
+#[test]
+fn kube_mode_ipv6_only_vxlan() {
+    use flannel_testkit::kubeapi::FakeApiServer;
+    use flannel_testkit::netns::sh;
+    use flannel_testkit::topology::{in_netns, log_tails};
+    use std::net::{Ipv6Addr, SocketAddr, TcpListener};
+
+    if !require_root("e2e_ipv6_only::kube_mode_ipv6_only_vxlan") {
+        return;
+    }
+    let ann = |suffix: &str| format!("flannel.alpha.coreos.com/{suffix}");
+    let lab = Lab::new("v6kube").expect("lab");
+    let sw = lab.switch_ns().to_owned();
+    let api_ip = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0xfd);
+    sh(
+        "ip",
+        &[
+            "-n",
+            &sw,
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:1::fd/64",
+            "dev",
+            "br0",
+            "nodad",
+        ],
+    )
+    .expect("bridge addr");
+    sh("ip", &["-n", &sw, "link", "set", "br0", "up"]).expect("bridge up");
+    let addr = SocketAddr::from((api_ip, 0));
+    let listener = in_netns(&sw, move || TcpListener::bind(addr))
+        .expect("entering the switch")
+        .expect("listener");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let api = rt.block_on(FakeApiServer::from_listener(listener));
+    let url = format!("http://[{api_ip}]:{}", api.addr().port());
+    api.add_node("h1", &["2001:db8:100:1::/64"]);
+    api.add_node("h2", &["2001:db8:100:2::/64"]);
+    let net_conf = lab.dir().join("net-conf.json");
+    std::fs::write(&net_conf, VXLAN_V6).expect("net-conf.json");
+    let args = [
+        "--kube-subnet-mgr".to_owned(),
+        format!("--kube-api-url={url}"),
+        format!("--net-config-path={}", net_conf.display()),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut hosts = Vec::new();
+    let mut flanneld: Vec<Flanneld> = Vec::new();
+    for n in 1..=2u8 {
+        let host = lab.add_host_v6_only(n).expect("host");
+        let bin = wrapper(lab.dir(), &format!("h{n}")).expect("wrapper");
+        let mut f = host.start_flanneld(&bin, &args).expect("start");
+        if let Err(e) = f.wait_ready(READY) {
+            panic!("h{n} not ready: {e:#}\n{}", f.log_tail(40));
+        }
+        hosts.push(host);
+        flanneld.push(f);
+    }
+    let logs = |f: &[Flanneld]| log_tails(f, 40);
+    for (n, host) in (1u8..).zip(&hosts) {
+        let raw = std::fs::read_to_string(host.subnet_file()).expect("subnet.env");
+        assert_eq!(
+            raw,
+            format!(
+                "FLANNEL_IPV6_NETWORK=2001:db8:100::/48\nFLANNEL_IPV6_SUBNET=2001:db8:100:{n}::1/64\n\
+                 FLANNEL_MTU=1430\nFLANNEL_IPMASQ=false\n"
+            ),
+            "{}",
+            logs(&flanneld)
+        );
+        let node = api.node(&format!("h{n}")).expect("node");
+        let a = &node["metadata"]["annotations"];
+        assert_eq!(a[ann("kube-subnet-manager")], "true");
+        assert_eq!(a[ann("backend-type")], "vxlan");
+        assert_eq!(a[ann("public-ipv6")], format!("2001:db8:1::{n}"));
+        assert!(a.get(ann("public-ip")).is_none(), "{a}");
+        assert!(a.get(ann("backend-data")).is_none(), "{a}");
+        let mac = mac_of(host, "flannel-v6.1").expect("flannel-v6.1");
+        assert_eq!(
+            a[ann("backend-v6-data")],
+            format!(r#"{{"VNI":1,"VtepMAC":"{mac}"}}"#)
+        );
+        let v4 = host.run(&["ip", "link", "show", "flannel.1"]).expect("ip");
+        assert!(!v4.status.success(), "flannel.1 exists on h{n}");
+    }
+    let p1 = hosts[0].add_pod_v6_only(1).expect("pod 1");
+    let p2 = hosts[1].add_pod_v6_only(1).expect("pod 2");
+    for (from, to) in [(&p1, &p2), (&p2, &p1)] {
+        let dst = to.addr6().expect("v6 pod");
+        let ok = wait_until(CONNECT, Duration::from_millis(100), || {
+            Ok(from
+                .ping(dst, 1, Duration::from_millis(200))?
+                .all_received())
+        });
+        assert!(ok, "{} cannot reach {dst}{}", from.ns(), logs(&flanneld));
+        let r = from.ping(dst, 3, Duration::from_millis(100)).expect("ping");
+        assert!(r.all_received(), "{r:?}{}", logs(&flanneld));
+    }
+    for f in &mut flanneld {
+        let status = f.stop().expect("stop");
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "clean exit: {status:?}"
+        );
+    }
+    drop(api);
+}
