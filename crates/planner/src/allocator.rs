@@ -625,7 +625,7 @@ mod tests {
         };
         let d = decide(
             &r,
-            &[first.clone()],
+            std::slice::from_ref(&first),
             v6_host(2),
             None,
             &[],
