@@ -94,7 +94,7 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     for warning in backend.warnings() {
         warn!("{warning}");
     }
-    let attrs = lease_attrs(&ext, &*backend)?;
+    let attrs = lease_attrs(&network, &ext, &*backend)?;
     if let Some(v6) = attrs.public_ipv6 {
         info!(public_ipv6 = %v6, iface_v6_addr = ext.iface_v6_addr.map(tracing::field::display), "IPv6 enabled");
     }
@@ -225,10 +225,18 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     Ok(())
 }
 
-fn lease_attrs(ext: &ExternalInterface, backend: &dyn Backend) -> Result<LeaseAttrs> {
-    let public_ip = ext
-        .ext_addr
-        .context("the external interface has no IPv4 address to advertise")?;
+/// What we advertise. An IPv6-only host's `PublicIP` is `0.0.0.0`, as Go leaves its `ip.IP4`.
+fn lease_attrs(
+    network: &NetworkConfig,
+    ext: &ExternalInterface,
+    backend: &dyn Backend,
+) -> Result<LeaseAttrs> {
+    let public_ip = if network.enable_ipv4 {
+        ext.ext_addr
+            .context("the external interface has no IPv4 address to advertise")?
+    } else {
+        std::net::Ipv4Addr::UNSPECIFIED
+    };
     let data = backend.lease_data();
     Ok(LeaseAttrs {
         public_ip,
@@ -240,23 +248,34 @@ fn lease_attrs(ext: &ExternalInterface, backend: &dyn Backend) -> Result<LeaseAt
 }
 
 /// The subnet we held before, from the previous `subnet.env`, if it has the parts this
-/// network needs.
+/// network needs (IPv6-only: `FLANNEL_IPV6_SUBNET` alone).
 fn previous_subnet(env: &SubnetEnv, network: &NetworkConfig) -> Option<SubnetKey> {
-    let ipv4 = env.subnet?.trunc();
     let ipv6 = if network.enable_ipv6 {
         Some(env.ipv6_subnet?.trunc())
     } else {
         None
     };
-    info!(subnet = %ipv4, "found the previous subnet in the subnet file");
-    Some(SubnetKey { ipv4, ipv6 })
+    let key = match (network.enable_ipv4, ipv6) {
+        (true, ipv6) => SubnetKey {
+            ipv4: env.subnet?.trunc(),
+            ipv6,
+        },
+        (false, Some(ipv6)) => SubnetKey::v6_only(ipv6),
+        (false, None) => return None,
+    };
+    info!(subnet = %key, "found the previous subnet in the subnet file");
+    Some(key)
 }
 
 /// (network, our subnet) pairs the packet-filter rules are made of.
 fn networks_of(network: &NetworkConfig, lease: &Lease) -> Vec<(IpNet, IpNet)> {
     let mut out = Vec::new();
-    if let (true, Some(n)) = (network.enable_ipv4, network.network) {
-        out.push((IpNet::V4(n), IpNet::V4(lease.subnet.ipv4)));
+    if let (true, Some(n), Some(s)) = (
+        network.enable_ipv4,
+        network.network,
+        lease.subnet.ipv4_net(),
+    ) {
+        out.push((IpNet::V4(n), IpNet::V4(s)));
     }
     if let (true, Some(n), Some(s)) = (network.enable_ipv6, network.ipv6_network, lease.subnet.ipv6)
     {
@@ -271,21 +290,26 @@ fn write_subnet_env(
     lease: &Lease,
     backend: &dyn Backend,
 ) -> Result<()> {
-    let env = SubnetEnv {
-        network: network.enable_ipv4.then_some(network.network).flatten(),
-        subnet: network
-            .enable_ipv4
-            .then(|| SubnetEnv::first_usable_v4(lease.subnet.ipv4)),
+    subnet_env(network, lease, backend.pod_mtu(), cfg.ip_masq)
+        .write_atomic(&cfg.subnet_file)
+        .with_context(|| format!("writing {}", cfg.subnet_file.display()))
+}
+
+/// The `subnet.env` of our lease, as Go's `WriteSubnetFile`: the IPv4 pair only with
+/// `EnableIPv4`, the IPv6 pair only with `EnableIPv6`.
+fn subnet_env(network: &NetworkConfig, lease: &Lease, mtu: u32, ip_masq: bool) -> SubnetEnv {
+    let v4 = lease.subnet.ipv4_net().filter(|_| network.enable_ipv4);
+    SubnetEnv {
+        network: v4.and(network.network),
+        subnet: v4.map(SubnetEnv::first_usable_v4),
         ipv6_network: network
             .enable_ipv6
             .then_some(network.ipv6_network)
             .flatten(),
         ipv6_subnet: lease.subnet.ipv6.map(SubnetEnv::first_usable_v6),
-        mtu: Some(backend.pod_mtu()),
-        ipmasq: Some(cfg.ip_masq),
-    };
-    env.write_atomic(&cfg.subnet_file)
-        .with_context(|| format!("writing {}", cfg.subnet_file.display()))
+        mtu: Some(mtu),
+        ipmasq: Some(ip_masq),
+    }
 }
 
 fn notify_ready() {
@@ -293,5 +317,48 @@ fn notify_ready() {
         if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
             warn!(error = %e, "sd_notify READY=1 failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v6_only() -> NetworkConfig {
+        let mut n = NetworkConfig::parse(
+            r#"{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"2001:db8:100::/48","Backend":{"Type":"vxlan"}}"#,
+        )
+        .expect("config");
+        n.check().expect("valid");
+        n
+    }
+
+    /// Go's `WriteSubnetFile` with `EnableIPv4` false writes only the IPv6 pair, then MTU and
+    /// IPMASQ (`fmt.Appendf` of `FLANNEL_IPV6_NETWORK=%s\nFLANNEL_IPV6_SUBNET=%s\n` with the
+    /// subnet's IP incremented, then `FLANNEL_MTU=%d\nFLANNEL_IPMASQ=%t\n`; pkg/subnet/subnet.go).
+    #[test]
+    fn v6_only_subnet_env_golden() {
+        let lease = Lease {
+            subnet: SubnetKey::v6_only("2001:db8:100:2a::/64".parse().expect("net")),
+            attrs: LeaseAttrs::default(),
+            expiration: None,
+        };
+        let env = subnet_env(&v6_only(), &lease, 1430, true);
+        assert_eq!(
+            env.render(),
+            "FLANNEL_IPV6_NETWORK=2001:db8:100::/48\nFLANNEL_IPV6_SUBNET=2001:db8:100:2a::1/64\n\
+             FLANNEL_MTU=1430\nFLANNEL_IPMASQ=true\n"
+        );
+        // Read back at the next start: the previous subnet is the IPv6-only key.
+        assert_eq!(previous_subnet(&env, &v6_only()), Some(lease.subnet));
+        // No IPv4 packet-filter rules for an IPv6-only lease.
+        let nets = networks_of(&v6_only(), &lease);
+        assert_eq!(
+            nets,
+            [(
+                "2001:db8:100::/48".parse().expect("net"),
+                "2001:db8:100:2a::/64".parse().expect("net")
+            )]
+        );
     }
 }

@@ -865,6 +865,23 @@ mod tests {
         );
     }
 
+    /// IPv6-only with `--public-ipv6` and no `--iface`: the owner of that address, no IPv4
+    /// looked up (`--public-ip` is not a lookup key then, as in Flannel).
+    #[test]
+    fn v6_only_public_ipv6_picks_its_interface() {
+        let req = IfaceRequest {
+            ipv6: true,
+            public_ip: Some(ip4("192.0.2.10")),
+            public_ipv6: Some(ip6("2001:db8:1::10")),
+            ..Default::default()
+        };
+        let ext = select(&req).expect("v6 owner");
+        assert_eq!(ext.name, "eth1");
+        assert_eq!(ext.iface_addr, None);
+        assert_eq!(ext.iface_v6_addr, Some(ip6("2001:db8:1::10")));
+        assert_eq!(ext.ext_v6_addr, Some(ip6("2001:db8:1::10")));
+    }
+
     #[test]
     fn dual_stack_default_same_interface() {
         let ext = select(&dual()).expect("dual");

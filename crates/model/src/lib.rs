@@ -22,6 +22,6 @@ pub mod subnet_env;
 
 pub use backend_data::{BackendDataError, MacAddr, VxlanLeaseData};
 pub use config::{BackendConfig, ConfigError, IpStack, NetworkConfig, SubnetRange};
-pub use lease::{Lease, LeaseAttrs, LeaseError, RawJson, SubnetKey};
+pub use lease::{HostId, Lease, LeaseAttrs, LeaseError, RawJson, SubnetKey};
 pub use scope::{LeaseScope, OutOfScope};
 pub use subnet_env::{SubnetEnv, SubnetEnvError};

@@ -11,10 +11,9 @@
 //! Decisions come from [`flannel_planner::allocator::decide`]; this module only sequences store
 //! calls, timers and logs.
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use flannel_model::{Lease, LeaseAttrs, LeaseScope, NetworkConfig, SubnetKey};
+use flannel_model::{HostId, Lease, LeaseAttrs, LeaseScope, NetworkConfig, SubnetKey};
 use flannel_planner::allocator::{decide, AllocError, Decision, ExistingLease, Ranges, Source};
 use futures_util::StreamExt;
 use rand::rngs::StdRng;
@@ -73,7 +72,7 @@ pub enum AcquireError {
 /// Why a network config gives no allocation ranges for etcd mode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RangesError {
-    #[error("etcd mode needs an IPv4 Network: Flannel's subnet keys always carry an IPv4 part")]
+    #[error("IPv4 is enabled but no IPv4 range is configured")]
     NoIpv4,
     #[error("IPv6 is enabled but no IPv6 range is configured")]
     NoIpv6,
@@ -81,7 +80,11 @@ pub enum RangesError {
 
 /// The allocation ranges of a checked network config ([`NetworkConfig::parse_checked`]).
 pub fn ranges_for(network: &NetworkConfig) -> Result<Ranges, RangesError> {
-    let v4 = network.ipv4_range().ok_or(RangesError::NoIpv4)?;
+    let v4 = if network.enable_ipv4 {
+        Some(network.ipv4_range().ok_or(RangesError::NoIpv4)?)
+    } else {
+        None
+    };
     let v6 = if network.enable_ipv6 {
         Some(network.ipv6_range().ok_or(RangesError::NoIpv6)?)
     } else {
@@ -148,8 +151,9 @@ impl<S: SubnetStore> LeaseManager<S> {
         self.current.as_ref()
     }
 
-    fn public_ip(&self) -> Ipv4Addr {
-        self.attrs.public_ip
+    /// Whose leases are ours: `PublicIP`, or `PublicIPv6` for an IPv6-only host.
+    fn public_ip(&self) -> HostId {
+        self.attrs.host_id()
     }
 
     /// Acquire a lease, retrying until it works or `cancel` fires. Store outages are retried
@@ -227,9 +231,12 @@ impl<S: SubnetStore> LeaseManager<S> {
             }
         };
         info!(
-            subnet_len = ranges.v4.subnet_len,
-            subnet_min = %ranges.v4.min.addr(),
-            subnet_max = %ranges.v4.max.addr(),
+            subnet_len = ranges.v4.map(|r| r.subnet_len),
+            subnet_min = ranges.v4.map(|r| tracing::field::display(r.min.addr())),
+            subnet_max = ranges.v4.map(|r| tracing::field::display(r.max.addr())),
+            ipv6_subnet_len = ranges.v6.map(|r| r.subnet_len),
+            ipv6_subnet_min = ranges.v6.map(|r| tracing::field::display(r.min.addr())),
+            ipv6_subnet_max = ranges.v6.map(|r| tracing::field::display(r.max.addr())),
             "the network config in the store changed; allocating with its ranges"
         );
         self.filter.set_scope(scope_of(&ranges));
@@ -251,7 +258,7 @@ impl<S: SubnetStore> LeaseManager<S> {
             // Our own (non-reservation) leases pass even when they no longer fit: the
             // allocator deletes those as stale and counts them for nothing.
             leases.retain(|l| {
-                (l.lease.attrs.public_ip == ours && l.lease.expiration.is_some())
+                (l.lease.attrs.host_id() == ours && l.lease.expiration.is_some())
                     || self.filter.admit(l)
             });
             let existing: Vec<ExistingLease> = leases
@@ -430,10 +437,10 @@ impl<S: SubnetStore> LeaseManager<S> {
                     }
                     return true;
                 }
-                if stored.lease.attrs.public_ip != self.public_ip() {
+                if stored.lease.attrs.host_id() != self.public_ip() {
                     warn!(
                         subnet = %current.lease.subnet,
-                        holder = %stored.lease.attrs.public_ip,
+                        holder = %stored.lease.attrs.host_id(),
                         "our subnet was taken over by another host; acquiring another one"
                     );
                     let taken = [current.lease.subnet];
@@ -544,7 +551,7 @@ impl<S: SubnetStore> LeaseManager<S> {
 
 /// The lease keys that belong to the network of `ranges`.
 fn scope_of(ranges: &Ranges) -> LeaseScope {
-    LeaseScope::of_ranges(Some(&ranges.v4), ranges.v6.as_ref())
+    LeaseScope::of_ranges(ranges.v4.as_ref(), ranges.v6.as_ref())
 }
 
 /// Sleep until `at`, or forever when there is nothing to wait for.

@@ -10,6 +10,15 @@ pub enum BackendError {
     /// The external interface has no IPv4 address.
     #[error("the external interface has no IPv4 address")]
     NoIpv4Address,
+    /// An IPv4-only backend in a network with `EnableIPv4: false`.
+    #[error(
+        "the {backend} backend needs IPv4 (EnableIPv4 is false); IPv6-only networks work with \
+         vxlan and host-gw"
+    )]
+    NeedsIpv4 {
+        /// The backend type.
+        backend: String,
+    },
     /// IPv6 is enabled but the external interface has no IPv6 address.
     #[error("IPv6 is enabled but the external interface has no IPv6 address")]
     NoIpv6Address,

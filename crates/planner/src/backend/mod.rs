@@ -65,9 +65,23 @@ pub struct Inputs<'a> {
 }
 
 impl Inputs<'_> {
-    /// The external interface's facts the planner works with: its IPv4 address always, its
-    /// IPv6 address when IPv6 is enabled.
+    /// The external interface's facts for a backend that needs IPv4: its IPv4 address always,
+    /// its IPv6 address when IPv6 is enabled. An IPv6-only network is refused
+    /// ([`BackendError::NeedsIpv4`]); backends that run IPv6-only use
+    /// [`Inputs::ext_iface_for_stack`].
     pub fn ext_iface(&self) -> Result<ExtIface, BackendError> {
+        if !self.network.enable_ipv4 {
+            return Err(BackendError::NeedsIpv4 {
+                backend: self.network.backend_type().to_owned(),
+            });
+        }
+        self.ext_iface_for_stack()
+    }
+
+    /// The external interface's facts for the enabled families: its IPv4 address when IPv4
+    /// is enabled (else `addr` is `0.0.0.0`, see [`ExtIface::v4`]), its IPv6 address when
+    /// IPv6 is enabled. For backends that support IPv6-only networks (vxlan, host-gw).
+    pub fn ext_iface_for_stack(&self) -> Result<ExtIface, BackendError> {
         let addr_v6 = if self.network.enable_ipv6 {
             Some(
                 self.underlay
@@ -77,16 +91,38 @@ impl Inputs<'_> {
         } else {
             None
         };
+        let addr = if self.network.enable_ipv4 {
+            self.underlay
+                .iface_addr
+                .ok_or(BackendError::NoIpv4Address)?
+        } else {
+            Ipv4Addr::UNSPECIFIED
+        };
         Ok(ExtIface {
             name: self.underlay.name.clone(),
             index: self.underlay.index,
             mtu: self.underlay.mtu,
-            addr: self
-                .underlay
-                .iface_addr
-                .ok_or(BackendError::NoIpv4Address)?,
+            addr,
             addr_v6,
         })
+    }
+
+    /// The IPv4 address advertised to peers (`--public-ip`, else the interface's); `None` in
+    /// an IPv6-only network.
+    pub fn public_ip(&self) -> Option<Ipv4Addr> {
+        if !self.network.enable_ipv4 {
+            return None;
+        }
+        self.underlay.public_ip.or(self.underlay.iface_addr)
+    }
+
+    /// The IPv6 address advertised to peers (`--public-ipv6`, else the interface's); `None`
+    /// unless IPv6 is enabled.
+    pub fn public_ipv6(&self) -> Option<Ipv6Addr> {
+        if !self.network.enable_ipv6 {
+            return None;
+        }
+        self.underlay.public_ipv6.or(self.underlay.iface_v6_addr)
     }
 }
 

@@ -348,3 +348,140 @@ fn a_vxlan_mtu_above_the_underlays_is_warned_about() {
         .warnings()
         .is_empty());
 }
+
+const V6_ONLY_VXLAN: &str = r#"{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"2001:db8:100::/48","Backend":{"Type":"vxlan"}}"#;
+const V6_ONLY_HOSTGW: &str = r#"{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"2001:db8:100::/48","Backend":{"Type":"host-gw"}}"#;
+
+/// What interface selection finds in an IPv6-only network: no IPv4 address is looked up.
+fn underlay_v6_only() -> Underlay {
+    Underlay {
+        iface_addr: None,
+        public_ip: None,
+        ..underlay(true)
+    }
+}
+
+fn backend_v6_only(json: &str) -> Result<Box<dyn Backend>, BackendError> {
+    build(&Inputs {
+        network: &network(json),
+        underlay: &underlay_v6_only(),
+        stored: Stored::default(),
+    })
+}
+
+fn v6_only_peer(subnet: &str, ip6: &str, backend_type: &str, v6_data: Option<&str>) -> Lease {
+    Lease {
+        subnet: SubnetKey::v6_only(subnet.parse().expect("net")),
+        attrs: flannel_model::LeaseAttrs {
+            public_ip: Ipv4Addr::UNSPECIFIED,
+            public_ipv6: Some(ip6.parse().expect("ip")),
+            backend_type: backend_type.into(),
+            backend_data: None,
+            backend_v6_data: v6_data.map(|d| RawJson::new(d).expect("json")),
+        },
+        expiration: None,
+    }
+}
+
+#[test]
+fn v6_only_vxlan_has_only_the_v6_device() {
+    let b = backend_v6_only(V6_ONLY_VXLAN).expect("IPv6-only vxlan builds");
+    assert_eq!(b.owned_devs(), ["flannel-v6.1"]);
+    assert_eq!(b.pod_mtu(), 1430);
+    let d = b.lease_data();
+    let mac6 = derive_vtep_mac(1, "2001:db8:1::1".parse::<Ipv6Addr>().expect("ip"));
+    assert_eq!(d.backend_type, "vxlan");
+    assert_eq!(
+        d.backend_data, None,
+        "Go writes no BackendData without flannel.1"
+    );
+    assert_eq!(
+        d.backend_v6_data.expect("v6 data").as_str(),
+        format!(r#"{{"VNI":1,"VtepMAC":"{mac6}"}}"#)
+    );
+    assert_eq!(d.public_ipv6, Some("2001:db8:1::1".parse().expect("ip")));
+
+    let own = SubnetKey::v6_only("2001:db8:100:1::/64".parse().expect("net"));
+    let peer = v6_only_peer(
+        "2001:db8:100:2::/64",
+        "2001:db8:1::2",
+        "vxlan",
+        Some(r#"{"VNI":1,"VtepMAC":"0a:00:00:00:00:02"}"#),
+    );
+    let (state, skipped) = b.desired(&own, &mut std::iter::once(&peer), &|_| false);
+    assert!(skipped.is_empty(), "{skipped:?}");
+    let links: Vec<&String> = state.links.keys().collect();
+    assert_eq!(links, ["flannel-v6.1"]);
+    let addrs: Vec<String> = state
+        .addrs
+        .iter()
+        .map(|a| format!("{} {}", a.dev, a.net))
+        .collect();
+    assert_eq!(addrs, ["flannel-v6.1 2001:db8:100:1::/128"]);
+    let routes: Vec<String> = state
+        .routes
+        .iter()
+        .map(|r| format!("{} via {:?} dev {}", r.dst, r.gateway, r.dev))
+        .collect();
+    assert_eq!(
+        routes,
+        ["2001:db8:100:2::/64 via Some(2001:db8:100:2::) dev flannel-v6.1"]
+    );
+    let fdb: Vec<String> = state
+        .fdb
+        .iter()
+        .map(|f| format!("{} {} {}", f.dev, f.mac, f.dst))
+        .collect();
+    assert_eq!(fdb, ["flannel-v6.1 0a:00:00:00:00:02 2001:db8:1::2"]);
+}
+
+#[test]
+fn v6_only_host_gw_routes_v6_only() {
+    let b = backend_v6_only(V6_ONLY_HOSTGW).expect("IPv6-only host-gw builds");
+    assert_eq!(
+        b.lease_data(),
+        LeaseData {
+            backend_type: "host-gw",
+            backend_data: None,
+            backend_v6_data: None,
+            public_ipv6: Some("2001:db8:1::1".parse().expect("ip")),
+        }
+    );
+    let own = SubnetKey::v6_only("2001:db8:100:1::/64".parse().expect("net"));
+    let peer = v6_only_peer("2001:db8:100:2::/64", "2001:db8:1::2", "host-gw", None);
+    let (state, skipped) = b.desired(&own, &mut std::iter::once(&peer), &|_| false);
+    assert!(skipped.is_empty(), "{skipped:?}");
+    assert_eq!(
+        state.routes.into_iter().collect::<Vec<_>>(),
+        [Route {
+            dst: "2001:db8:100:2::/64".parse().expect("net"),
+            gateway: Some("2001:db8:1::2".parse().expect("ip")),
+            dev: "eth0".into(),
+            onlink: false,
+        }]
+    );
+    assert!(state.links.is_empty());
+}
+
+#[test]
+fn v6_only_ipv4_backends_say_why() {
+    let udp = r#"{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"2001:db8:100::/48","Backend":{"Type":"udp"}}"#;
+    assert_eq!(
+        backend_v6_only(udp).expect_err("udp is IPv4-only"),
+        BackendError::UdpIpv6
+    );
+    // A backend that asks for the IPv4 interface facts gets a message naming the config.
+    let net = network(V6_ONLY_VXLAN);
+    let inputs = Inputs {
+        network: &net,
+        underlay: &underlay_v6_only(),
+        stored: Stored::default(),
+    };
+    assert_eq!(
+        inputs.ext_iface().expect_err("needs IPv4").to_string(),
+        "the vxlan backend needs IPv4 (EnableIPv4 is false); IPv6-only networks work with vxlan \
+         and host-gw"
+    );
+    assert_eq!(inputs.public_ip(), None);
+    assert_eq!(inputs.ext_iface_for_stack().expect("v6").v4(), None);
+}
