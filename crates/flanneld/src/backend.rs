@@ -63,6 +63,9 @@ pub async fn prepare_runtime(
         Some(RuntimeSpec::UdpProxy { ext, port }) => Some(Box::new(
             UdpRuntime::open(&ext, port, lease, udp_fast_path).await?,
         )),
+        Some(RuntimeSpec::Ipsec { .. }) => {
+            anyhow::bail!("the ipsec backend's runtime is not wired in yet")
+        }
         // Run by the datapath loop (see the module docs).
         Some(RuntimeSpec::MissResponder { .. }) | None => None,
     })
