@@ -279,7 +279,7 @@ pub struct Sa {
     pub src: Ipv4Addr,
     /// Outer destination (part of the kernel's key).
     pub dst: Ipv4Addr,
-    /// Security parameter index (part of the key).
+    /// Security parameter index, as a number (part of the key).
     pub spi: u32,
     /// Request id.
     pub reqid: u32,
