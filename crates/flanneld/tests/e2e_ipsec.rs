@@ -86,9 +86,9 @@ fn count_wire(lab: &Lab) {
     let ns = lab.switch_ns();
     for rule in [
         "add table bridge wire",
-        "add chain bridge wire fwd { type filter hook forward priority 0; }",
-        "add rule bridge wire fwd ip protocol icmp counter",
-        "add rule bridge wire fwd ip protocol esp counter",
+        "add chain bridge wire crossing { type filter hook forward priority 0; }",
+        "add rule bridge wire crossing ip protocol icmp counter",
+        "add rule bridge wire crossing ip protocol esp counter",
     ] {
         let mut args = vec!["netns", "exec", ns, "nft"];
         args.extend(rule.split(' '));
