@@ -140,6 +140,8 @@ fn ipsec_pods_reach_each_other_over_esp_only() {
     if !flannel_testkit::vm::in_debian_kernel("ipsec_pods_reach_each_other_over_esp_only") {
         return;
     }
+    let started = std::time::Instant::now();
+    let stage = |what: &str| eprintln!("ipsec e2e: {what} after {:.1?}", started.elapsed());
     let lab = Lab::new("ipsec").expect("lab");
     let etcd = lab.start_etcd().expect("etcd");
     etcd.put_config(&config(PSK)).expect("config");
@@ -155,6 +157,7 @@ fn ipsec_pods_reach_each_other_over_esp_only() {
         hosts.push(host);
         flanneld.push(f);
     }
+    stage("both flanneld ready");
     let logs = |f: &[Flanneld]| log_tails(f, 60);
     let (h1, h2) = (&hosts[0], &hosts[1]);
     let (s1, s2) = (h1.subnet().expect("s1"), h2.subnet().expect("s2"));
@@ -202,6 +205,7 @@ fn ipsec_pods_reach_each_other_over_esp_only() {
         xfrm(h1, "policy"),
         xfrm(h1, "state")
     );
+    stage("first ping through the tunnel");
     for (a, b) in [(&p1, &p2), (&p2, &p1)] {
         let r = a
             .ping(b.addr(), 5, Duration::from_millis(200))
@@ -226,6 +230,7 @@ fn ipsec_pods_reach_each_other_over_esp_only() {
     }
     assert!(xfrm(h1, "state").contains("reqid 11 mode tunnel"));
 
+    stage("pings and policies checked");
     // Drift: a deleted policy returns; a stale reqid-11 policy (a previous run's) goes.
     h1.exec(&[
         "ip", "xfrm", "policy", "delete", "src", &a, "dst", &b, "dir", "out",
@@ -265,6 +270,7 @@ fn ipsec_pods_reach_each_other_over_esp_only() {
         logs(&flanneld)
     );
 
+    stage("drift repaired");
     // charon dies: flanneld starts it again and loads everything into it anew.
     let charon = pids(h1, "charon");
     assert_eq!(charon.len(), 1, "one charon in h1: {charon:?}");
@@ -280,6 +286,7 @@ fn ipsec_pods_reach_each_other_over_esp_only() {
         .log()
         .contains("charon exited; starting it again"));
 
+    stage("traffic after charon's restart");
     // A gone peer: h2's flanneld and charon die at once (no IKE DELETE), its lease goes.
     let mut doomed = pids(h2, "charon");
     doomed.extend(pids(h2, "flanneld"));
@@ -305,6 +312,7 @@ fn ipsec_pods_reach_each_other_over_esp_only() {
     assert!(flanneld[0]
         .log()
         .contains(&format!("Unloaded connection: 192.0.2.1-{a}-{b}-192.0.2.2")));
+    stage("gone peer cleaned up");
     flanneld[0].stop().expect("stop h1");
     assert!(
         wait_until(Duration::from_secs(10), Duration::from_millis(200), || Ok(
