@@ -34,6 +34,9 @@ pub const RESYNC: Duration = Duration::from_secs(10);
 /// How soon a failed pass is tried again.
 const RETRY: Duration = Duration::from_secs(1);
 
+/// Every how many failed passes in a row one is logged as a warning (the others at debug).
+const FAILURES_WORTH_A_WARNING: u32 = 10;
+
 /// The longest pause before charon is started again after it exited.
 const MAX_RESTART_PAUSE: Duration = Duration::from_secs(30);
 
@@ -97,22 +100,8 @@ impl BackendRuntime for IpsecRuntime {
     }
 
     fn peers_changed(&mut self, events: &[PeerEvent]) {
-        self.inputs.send_if_modified(|i| {
-            let before = i.peers.clone();
-            for e in events {
-                match e {
-                    PeerEvent::Added(l) => {
-                        info!(subnet = %l.subnet, "Subnet added");
-                        i.peers.insert(l.subnet.ipv4, l.clone());
-                    }
-                    PeerEvent::Removed(l) => {
-                        info!(subnet = %l.subnet, "Subnet removed");
-                        i.peers.remove(&l.subnet.ipv4);
-                    }
-                }
-            }
-            i.peers != before
-        });
+        self.inputs
+            .send_if_modified(|i| apply_events(&mut i.peers, events));
     }
 
     fn subnet_changed(&mut self, lease: &Lease) {
@@ -134,6 +123,24 @@ impl BackendRuntime for IpsecRuntime {
             }
         })
     }
+}
+
+/// Apply lease events to the peer set (by IPv4 subnet); whether it changed.
+fn apply_events(peers: &mut BTreeMap<Ipv4Net, Lease>, events: &[PeerEvent]) -> bool {
+    let before = peers.clone();
+    for e in events {
+        match e {
+            PeerEvent::Added(l) => {
+                info!(subnet = %l.subnet, "Subnet added");
+                peers.insert(l.subnet.ipv4, l.clone());
+            }
+            PeerEvent::Removed(l) => {
+                info!(subnet = %l.subnet, "Subnet removed");
+                peers.remove(&l.subnet.ipv4);
+            }
+        }
+    }
+    *peers != before
 }
 
 /// What the running charon holds (as far as we loaded it).
@@ -159,6 +166,7 @@ impl Worker {
         let mut restarts: u32 = 0;
         let mut restart_at: Option<tokio::time::Instant> = None;
         let mut wait = Duration::ZERO;
+        let mut failures: u32 = 0;
         loop {
             tokio::select! {
                 () = cancel.cancelled() => break,
@@ -184,24 +192,37 @@ impl Worker {
                     Err(e) => warn!(error = format!("{e:#}"), "restarting charon failed"),
                 }
             }
-            let conn = match xfrm.take() {
+            let result = match xfrm.take() {
                 Some(x) => Ok(x),
-                None => Xfrm::connect(),
+                None => Xfrm::connect().context("opening the xfrm netlink socket"),
             };
-            let ok = match conn {
+            let result = match result {
                 Ok(x) => {
                     let r = self.pass(&x).await;
-                    xfrm = Some(x);
-                    match r {
-                        Ok(()) => true,
-                        Err(e) => {
-                            debug!(error = format!("{e:#}"), "ipsec pass incomplete; retrying");
-                            false
-                        }
+                    // A connection that failed is opened anew next time.
+                    if r.is_ok() {
+                        xfrm = Some(x);
                     }
+                    r
+                }
+                Err(e) => Err(e),
+            };
+            let ok = match result {
+                Ok(()) => {
+                    failures = 0;
+                    true
                 }
                 Err(e) => {
-                    warn!(error = %e, "opening the xfrm netlink socket failed");
+                    failures += 1;
+                    // charon takes a moment to open its socket: say so only when it lasts.
+                    if failures.is_multiple_of(FAILURES_WORTH_A_WARNING) {
+                        warn!(
+                            error = format!("{e:#}"),
+                            failures, "ipsec pass failed; retrying"
+                        );
+                    } else {
+                        debug!(error = format!("{e:#}"), "ipsec pass incomplete; retrying");
+                    }
                     false
                 }
             };
@@ -296,6 +317,39 @@ async fn sync_sas(xfrm: &Xfrm, want: &Desired) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lease(subnet: &str, ip: [u8; 4]) -> Lease {
+        Lease {
+            subnet: flannel_model::SubnetKey {
+                ipv4: subnet.parse().expect("net"),
+                ipv6: None,
+            },
+            attrs: flannel_model::LeaseAttrs {
+                public_ip: Ipv4Addr::from(ip),
+                public_ipv6: None,
+                backend_type: "ipsec".into(),
+                backend_data: None,
+                backend_v6_data: None,
+            },
+            expiration: None,
+        }
+    }
+
+    #[test]
+    fn lease_events_update_the_peer_set() {
+        let mut peers = BTreeMap::new();
+        let a = lease("198.18.2.0/24", [192, 0, 2, 2]);
+        let moved = lease("198.18.2.0/24", [192, 0, 2, 7]);
+        assert!(apply_events(&mut peers, &[PeerEvent::Added(a.clone())]));
+        assert!(
+            !apply_events(&mut peers, &[PeerEvent::Added(a.clone())]),
+            "no change"
+        );
+        assert!(apply_events(&mut peers, &[PeerEvent::Added(moved.clone())]));
+        assert_eq!(peers.values().collect::<Vec<_>>(), [&moved]);
+        assert!(apply_events(&mut peers, &[PeerEvent::Removed(a)]));
+        assert!(peers.is_empty());
+    }
 
     #[test]
     fn charon_restarts_back_off_up_to_half_a_minute() {

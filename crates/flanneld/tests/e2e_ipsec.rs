@@ -206,6 +206,15 @@ fn ipsec_pods_reach_each_other_over_esp_only() {
         xfrm(h1, "state")
     );
     stage("first ping through the tunnel");
+    for f in &flanneld {
+        for line in f
+            .log()
+            .lines()
+            .filter(|l| l.contains("Charon daemon started") || l.contains("Loaded connection"))
+        {
+            eprintln!("ipsec e2e: {}: {line}", f.host().ns());
+        }
+    }
     for (a, b) in [(&p1, &p2), (&p2, &p1)] {
         let r = a
             .ping(b.addr(), 5, Duration::from_millis(200))
