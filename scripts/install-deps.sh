@@ -36,11 +36,17 @@ declare -A probe=(
   [busybox-static]=/bin/busybox
   [kmod]=/usr/sbin/depmod
   [cpio]=/usr/bin/cpio
+  # The ipsec backend's tests in the guest: charon itself, its VICI plugin (shipped with
+  # swanctl) and the AES-GCM/ECP crypto Flannel's default ESP proposal needs.
+  [strongswan-charon]=/usr/lib/ipsec/charon
+  [strongswan-swanctl]=/usr/lib/ipsec/plugins/libstrongswan-vici.so
+  [libstrongswan-standard-plugins]=/usr/lib/ipsec/plugins/libstrongswan-gcm.so
 )
 build_packages=(protobuf-compiler libprotobuf-dev gcc)
 run_packages=(etcd-server etcd-client containernetworking-plugins iproute2 iptables nftables
               iputils-ping iperf3 procps util-linux)
-vm_packages=(qemu-system-x86 busybox-static kmod cpio)
+vm_packages=(qemu-system-x86 busybox-static kmod cpio
+             strongswan-charon strongswan-swanctl libstrongswan-standard-plugins)
 
 case "${1:-all}" in
   build) packages=("${build_packages[@]}") ;;

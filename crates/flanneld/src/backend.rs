@@ -15,6 +15,7 @@ use flannel_planner::diff::Scope;
 use flannel_planner::state::Route;
 use ipnet::IpNet;
 
+use crate::ipsec::IpsecRuntime;
 use crate::runtime::BackendRuntime;
 use crate::udp::UdpRuntime;
 
@@ -63,6 +64,9 @@ pub async fn prepare_runtime(
         Some(RuntimeSpec::UdpProxy { ext, port }) => Some(Box::new(
             UdpRuntime::open(&ext, port, lease, udp_fast_path).await?,
         )),
+        Some(RuntimeSpec::Ipsec { options, public_ip }) => {
+            Some(Box::new(IpsecRuntime::open(options, public_ip, lease)?))
+        }
         // Run by the datapath loop (see the module docs).
         Some(RuntimeSpec::MissResponder { .. }) | None => None,
     })

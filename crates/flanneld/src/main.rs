@@ -5,17 +5,20 @@
 //! environment value (Flannel exits 0 there); 1 for a start-up failure a restart will not fix.
 
 mod backend;
+mod charon;
 mod cli;
 mod daemon;
 mod datapath;
 mod firewall;
 mod health;
+mod ipsec;
 mod journal;
 mod leases;
 mod logging;
 mod ondemand;
 mod runtime;
 mod udp;
+mod vici;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;

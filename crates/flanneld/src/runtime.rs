@@ -5,6 +5,7 @@
 //! spec names.
 //!
 //! - `UdpProxy`: the udp backend's TUN device and proxy ([`crate::udp`]).
+//! - `Ipsec`: charon, its keys and connections, and the XFRM policies ([`crate::ipsec`]).
 //! - `MissResponder`: the vxlan on-demand mode's answers to kernel misses; the datapath loop
 //!   runs it, since it shares the loop's kernel connection and peer set.
 

@@ -43,6 +43,15 @@ pub enum BackendError {
     /// udp `Port` out of range.
     #[error("udp backend: Port {0} is not a usable UDP port")]
     UdpPort(String),
+    /// The ipsec `Backend` options do not decode (Flannel's text).
+    #[error("error decoding IPSEC backend config: {0}")]
+    IpsecConfig(String),
+    /// The ipsec `PSK` is shorter than 96 characters (Flannel's text).
+    #[error("config error, password is too short")]
+    IpsecPskTooShort,
+    /// ipsec with IPv6 enabled.
+    #[error("the ipsec backend is IPv4-only; disable EnableIPv6")]
+    IpsecIpv6,
     /// A backend option of the wrong JSON type.
     #[error("{backend} backend: {field}: expected a number, got {got}")]
     NotANumber {

@@ -11,6 +11,7 @@
 pub mod alloc;
 pub mod error;
 pub mod hostgw;
+pub mod ipsec;
 pub mod udp;
 pub mod vxlan;
 
@@ -154,6 +155,14 @@ pub enum RuntimeSpec {
         /// The UDP port every node listens on.
         port: u16,
     },
+    /// Run charon and keep its connections and the kernel's XFRM policies in step with the
+    /// peers (ipsec).
+    Ipsec {
+        /// The backend's options.
+        options: ipsec::IpsecOptions,
+        /// Our lease's `PublicIP`.
+        public_ip: Ipv4Addr,
+    },
 }
 
 /// One backend, configured for this host. Pure: nothing here touches the kernel.
@@ -268,10 +277,14 @@ pub const REGISTRY: &[Registration] = &[
         type_name: "alloc",
         build: alloc::build,
     },
+    Registration {
+        type_name: "ipsec",
+        build: ipsec::build,
+    },
 ];
 
 /// Backend types Flannel knows that this build does not provide yet.
-pub const NOT_YET: &[&str] = &["ipip", "wireguard", "ipsec", "extension", "tencent-vpc"];
+pub const NOT_YET: &[&str] = &["ipip", "wireguard", "extension", "tencent-vpc"];
 
 /// The backend the config's `Backend.Type` names, configured for this host.
 pub fn build(inputs: &Inputs<'_>) -> Result<Box<dyn Backend>, BackendError> {

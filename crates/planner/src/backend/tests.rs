@@ -253,7 +253,7 @@ fn unknown_and_unavailable_types_keep_their_messages() {
             with(t),
             format!(
                 "backend type {t:?} is not available in this build of flannel-rs yet \
-                 (available: vxlan, host-gw, udp, alloc)"
+                 (available: vxlan, host-gw, udp, alloc, ipsec)"
             )
         );
     }
@@ -484,4 +484,82 @@ fn v6_only_ipv4_backends_say_why() {
     );
     assert_eq!(inputs.public_ip(), None);
     assert_eq!(inputs.ext_iface_for_stack().expect("v6").v4(), None);
+}
+
+fn ipsec_config(backend: &str) -> String {
+    format!(r#"{{"Network":"198.18.0.0/16","Backend":{backend}}}"#)
+}
+
+const PSK: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+#[test]
+fn ipsec_is_flannels_mtu_lease_and_proposals() {
+    assert_eq!(PSK.len(), 96);
+    let b = backend(
+        &ipsec_config(&format!(r#"{{"Type":"ipsec","PSK":"{PSK}"}}"#)),
+        false,
+    )
+    .expect("backend");
+    assert_eq!(b.name(), "ipsec");
+    assert_eq!(b.pod_mtu(), 1423);
+    assert!(!b.has_datapath());
+    assert_eq!(
+        b.lease_data(),
+        LeaseData {
+            backend_type: "ipsec",
+            ..LeaseData::default()
+        }
+    );
+    let Some(RuntimeSpec::Ipsec { options, public_ip }) = b.runtime() else {
+        panic!("no ipsec runtime: {:?}", b.runtime());
+    };
+    assert_eq!(public_ip, Ipv4Addr::new(192, 0, 2, 1));
+    assert_eq!(options.psk, PSK);
+    assert!(!options.udp_encap);
+    assert_eq!(options.esp_proposal, "aes128gcm16-sha256-prfsha256-ecp256");
+    assert!(
+        !format!("{options:?}").contains(PSK),
+        "the key stays out of logs"
+    );
+}
+
+#[test]
+fn ipsec_options_are_read_as_go_reads_them() {
+    let b = backend(
+        &ipsec_config(&format!(
+            r#"{{"Type":"ipsec","psk":"{PSK}","udpencap":true,"ESPProposal":"aes256gcm16-ecp384"}}"#
+        )),
+        false,
+    )
+    .expect("backend");
+    assert_eq!(b.pod_mtu(), 1415, "UDPEncap takes 8 more");
+    let Some(RuntimeSpec::Ipsec { options, .. }) = b.runtime() else {
+        panic!("no ipsec runtime");
+    };
+    assert!(options.udp_encap);
+    assert_eq!(options.esp_proposal, "aes256gcm16-ecp384");
+}
+
+#[test]
+fn ipsec_refuses_a_short_key_with_flannels_message() {
+    for backend_json in [
+        r#"{"Type":"ipsec"}"#.to_owned(),
+        format!(r#"{{"Type":"ipsec","PSK":"{}"}}"#, &PSK[1..]),
+    ] {
+        let err = backend(&ipsec_config(&backend_json), false).expect_err("short key");
+        assert_eq!(err, BackendError::IpsecPskTooShort);
+        assert_eq!(err.to_string(), "config error, password is too short");
+    }
+    let err = backend(&ipsec_config(r#"{"Type":"ipsec","PSK":96}"#), false).expect_err("a number");
+    assert!(
+        err.to_string()
+            .starts_with("error decoding IPSEC backend config: "),
+        "{err}"
+    );
+    let err = backend(
+        r#"{"Network":"198.18.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:f000::/48","Backend":{"Type":"ipsec"}}"#,
+        true,
+    )
+    .expect_err("IPv4 only");
+    assert_eq!(err, BackendError::IpsecIpv6);
 }
