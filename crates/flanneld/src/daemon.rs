@@ -94,7 +94,10 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     for warning in backend.warnings() {
         warn!("{warning}");
     }
-    let attrs = lease_attrs(&ext, &*backend)?;
+    let Some(data) = backend::lease_data(&*backend, &cancel).await else {
+        return Ok(());
+    };
+    let attrs = lease_attrs(&ext, &*backend, data)?;
     if let Some(v6) = attrs.public_ipv6 {
         info!(public_ipv6 = %v6, iface_v6_addr = ext.iface_v6_addr.map(tracing::field::display), "IPv6 enabled");
     }
@@ -222,11 +225,15 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     Ok(())
 }
 
-fn lease_attrs(ext: &ExternalInterface, backend: &dyn Backend) -> Result<LeaseAttrs> {
-    let public_ip = ext
-        .ext_addr
+fn lease_attrs(
+    ext: &ExternalInterface,
+    backend: &dyn Backend,
+    data: backend::LeaseData,
+) -> Result<LeaseAttrs> {
+    let public_ip = backend
+        .public_ip()
+        .or(ext.ext_addr)
         .context("the external interface has no IPv4 address to advertise")?;
-    let data = backend.lease_data();
     Ok(LeaseAttrs {
         public_ip,
         public_ipv6: data.public_ipv6,

@@ -8,6 +8,7 @@ mod backend;
 mod cli;
 mod daemon;
 mod datapath;
+mod extension;
 mod firewall;
 mod health;
 mod journal;

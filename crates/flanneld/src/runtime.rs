@@ -5,6 +5,8 @@
 //! spec names.
 //!
 //! - `UdpProxy`: the udp backend's TUN device and proxy ([`crate::udp`]).
+//! - `Extension`: the extension backend's commands ([`crate::extension`]); its
+//!   `PreStartupCommand` runs before the lease (`crate::backend::lease_data`).
 //! - `MissResponder`: the vxlan on-demand mode's answers to kernel misses; the datapath loop
 //!   runs it, since it shares the loop's kernel connection and peer set.
 
