@@ -259,7 +259,13 @@ fn adds_and_removes_follow_the_peer_set_and_failures_are_retried() {
     // b goes away before its add ever succeeded: its remove runs anyway (its add ran).
     // a changes its public IP: add again, no remove.
     let a2 = peer("198.18.2.0/24", 9, "a");
-    let invs = plan(&s, &own(), &peers(std::slice::from_ref(&a2)), &mut progress, &no_env);
+    let invs = plan(
+        &s,
+        &own(),
+        &peers(std::slice::from_ref(&a2)),
+        &mut progress,
+        &no_env,
+    );
     assert_eq!(
         summary(&invs),
         [
@@ -270,7 +276,13 @@ fn adds_and_removes_follow_the_peer_set_and_failures_are_retried() {
     assert_eq!(invs[0].stdin, "b\n", "the gone peer's data");
     progress.record(&invs[0], false);
     progress.record(&invs[1], true);
-    let invs = plan(&s, &own(), &peers(std::slice::from_ref(&a2)), &mut progress, &no_env);
+    let invs = plan(
+        &s,
+        &own(),
+        &peers(std::slice::from_ref(&a2)),
+        &mut progress,
+        &no_env,
+    );
     assert_eq!(summary(&invs), ["/bin/remove 198.18.3.0/24"]);
     progress.record(&invs[0], true);
     assert!(plan(&s, &own(), &peers(&[a2]), &mut progress, &no_env).is_empty());
