@@ -294,3 +294,115 @@ impl BackendRuntime for ExtensionRuntime {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flannel_planner::extension::{Commands, Hook, COMMAND_TIMEOUT};
+    use std::time::Instant;
+
+    fn sh(script: &str, stdin: &str) -> Invocation {
+        Invocation {
+            hook: Hook::SubnetAdd,
+            command: format!("/bin/sh -c {script}"),
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            env: vec![("SUBNET".into(), "198.18.2.0/24".into())],
+            stdin: stdin.into(),
+            peer: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_gets_its_stdin_and_variables_and_keeps_stdout_and_stderr_apart() {
+        let out = run(
+            &sh(r#"read l; echo " $l $SUBNET "; echo oops >&2"#, "data\n"),
+            Duration::from_secs(20),
+        )
+        .await;
+        assert_eq!(
+            out,
+            Outcome {
+                ok: true,
+                status: "exit status: 0".into(),
+                stdout: "data 198.18.2.0/24".into(),
+                stderr: "oops".into(),
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_report_their_status() {
+        let out = run(&sh("echo no >&2; exit 3", "\n"), Duration::from_secs(20)).await;
+        assert!(!out.ok);
+        assert_eq!(
+            (out.status.as_str(), out.stderr.as_str()),
+            ("exit status: 3", "no")
+        );
+        let mut missing = sh("", "\n");
+        missing.program = "/nonexistent/flannel-extension-command".into();
+        let out = run(&missing, Duration::from_secs(20)).await;
+        assert!(!out.ok);
+        assert!(
+            out.status
+                .starts_with("cannot start /nonexistent/flannel-extension-command"),
+            "{}",
+            out.status
+        );
+        // A command that ignores its input is fine.
+        let big = "x".repeat(1 << 20);
+        let out = run(&sh("exit 0", &big), Duration::from_secs(20)).await;
+        assert!(out.ok, "{out:?}");
+    }
+
+    #[tokio::test]
+    async fn a_command_that_hangs_is_killed_at_its_timeout() {
+        let t0 = Instant::now();
+        let out = run(&sh("sleep 30", "\n"), Duration::from_millis(300)).await;
+        assert!(!out.ok);
+        assert_eq!(out.status, "timed out after 0.3 s and killed");
+        assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    }
+
+    #[tokio::test]
+    async fn the_pre_startup_output_becomes_backend_data_and_failures_are_retried() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("failed-once");
+        let script = dir.path().join("pre");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nif [ ! -e {m} ]; then touch {m}; echo first >&2; exit 1; fi\n\
+                 echo warn >&2\necho ' <out> '\n",
+                m = marker.display()
+            ),
+        )
+        .expect("script");
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        let spec = ExtensionSpec {
+            commands: Commands {
+                pre_startup: script.display().to_string(),
+                ..Commands::default()
+            },
+            network: None,
+            public_ip: "192.0.2.1".parse().expect("ip"),
+            public_ipv6: None,
+            timeout: COMMAND_TIMEOUT,
+        };
+        let cancel = CancellationToken::new();
+        let data = pre_startup(&spec, &cancel).await.expect("not cancelled");
+        assert_eq!(
+            data.expect("configured").as_str(),
+            r#""\u003cout\u003e""#,
+            "stdout only, trimmed, as a Go JSON string"
+        );
+        assert!(marker.exists(), "the first run failed and was retried");
+        let none = ExtensionSpec {
+            commands: Commands::default(),
+            ..spec
+        };
+        assert_eq!(pre_startup(&none, &cancel).await, Some(None));
+        cancel.cancel();
+    }
+}

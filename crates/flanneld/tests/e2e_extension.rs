@@ -21,8 +21,7 @@ use flannel_testkit::vm::scaled;
 const BIN: &str = env!("CARGO_BIN_EXE_flanneld");
 const LEASES: &str = "/coreos.com/network/subnets/";
 const PEER_KEY: &str = "198.18.250.0-24";
-const PEER_LEASE: &str =
-    r#"{"PublicIP":"192.0.2.77","PublicIPv6":null,"BackendType":"extension","BackendData":"peer data"}"#;
+const PEER_LEASE: &str = r#"{"PublicIP":"192.0.2.77","PublicIPv6":null,"BackendType":"extension","BackendData":"peer data"}"#;
 
 /// Records one call (see the module docs); fails once, with a message on stderr, when the
 /// test left a `fail-once-<tag>-<PUBLIC_IP>` marker.
@@ -102,7 +101,10 @@ fn extension_commands_run_with_flannels_environment_and_stdin() {
     // Our lease: the interface's address, the pre start-up command's stdout as a JSON string.
     let own_key = format!("{LEASES}{}-{}", env.subnet, env.prefix_len);
     let leases = etcd.leases().expect("leases");
-    let own = leases.iter().find(|(k, _)| *k == own_key).map(|(_, v)| v.as_str());
+    let own = leases
+        .iter()
+        .find(|(k, _)| *k == own_key)
+        .map(|(_, v)| v.as_str());
     assert_eq!(
         own,
         Some(
@@ -127,10 +129,17 @@ fn extension_commands_run_with_flannels_environment_and_stdin() {
     // The add command failed once (logged with its status and stderr), then ran again.
     let add = "argv=add 198.18.250.0/24 192.0.2.77 ; $(id) |NETWORK=unset|\
                SUBNET=198.18.250.0/24|IPV6SUBNET=unset|PUBLIC_IP=192.0.2.77|PUBLIC_IPV6=unset";
-    let added = wait_until(scaled(Duration::from_secs(20)), Duration::from_millis(200), || {
-        Ok(calls(&dir).iter().any(|c| c == add))
-    });
-    assert!(added, "no add call {add:?}: {:?}\n{}", calls(&dir), logs(&f));
+    let added = wait_until(
+        scaled(Duration::from_secs(20)),
+        Duration::from_millis(200),
+        || Ok(calls(&dir).iter().any(|c| c == add)),
+    );
+    assert!(
+        added,
+        "no add call {add:?}: {:?}\n{}",
+        calls(&dir),
+        logs(&f)
+    );
     let log = f.log();
     assert!(
         log.contains("failed to run command")
@@ -150,9 +159,11 @@ fn extension_commands_run_with_flannels_environment_and_stdin() {
         .expect("deleting the peer's lease");
     let remove = "argv=remove 198.18.250.0/24|NETWORK=unset|SUBNET=198.18.250.0/24|\
                   IPV6SUBNET=unset|PUBLIC_IP=192.0.2.77|PUBLIC_IPV6=unset";
-    let removed = wait_until(scaled(Duration::from_secs(20)), Duration::from_millis(200), || {
-        Ok(calls(&dir).iter().any(|c| c == remove))
-    });
+    let removed = wait_until(
+        scaled(Duration::from_secs(20)),
+        Duration::from_millis(200),
+        || Ok(calls(&dir).iter().any(|c| c == remove)),
+    );
     assert!(removed, "no remove call: {:?}\n{}", calls(&dir), logs(&f));
     assert_eq!(
         std::fs::read_to_string(dir.join("remove.stdin")).expect("remove stdin"),

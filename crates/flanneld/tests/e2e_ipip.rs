@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use flannel_testkit::privileged::require_root;
 use flannel_testkit::topology::{
-    log_tails, wait_until, Etcd, Flanneld, Host, HostSubnet, Lab, Pod,
+    log_tails, parse_ping_summary, wait_until, Etcd, Flanneld, Host, HostSubnet, Lab, Pod,
 };
 use flannel_testkit::vm::{in_debian_kernel, scaled};
 
@@ -22,6 +22,9 @@ const IPIP: &str = r#"{"Network":"198.18.0.0/16","Backend":{"Type":"ipip"}}"#;
 const IPIP_DIRECT: &str =
     r#"{"Network":"198.18.0.0/16","Backend":{"Type":"ipip","DirectRouting":true}}"#;
 const LEASES: &str = "/coreos.com/network/subnets/";
+/// The packet-filter rules are not under test here and take many seconds per start under
+/// emulation.
+const ARGS: &[&str] = &["--iptables-forward-rules=false"];
 /// The hand-made node's subnet (outside what the allocator hands out first).
 const GO_SUBNET: &str = "198.18.200.0/24";
 const GO_KEY: &str = "198.18.200.0-24";
@@ -191,7 +194,7 @@ fn ipip_in_debians_kernel() {
         c.hosts.push(host);
     }
     for n in 1..=3 {
-        let f = c.h(n).start_flanneld(BIN, &[]).expect("start flanneld");
+        let f = c.h(n).start_flanneld(BIN, ARGS).expect("start flanneld");
         c.flanneld.push(f);
     }
     for i in 0..3 {
@@ -253,12 +256,9 @@ fn ipip_in_debians_kernel() {
             c.ok(r, &format!("pod on h{n}"))
         })
         .collect();
-    for (i, from) in pods.iter().enumerate() {
-        for (j, to) in pods.iter().enumerate() {
-            if i != j && (i < 3 || j == 0) {
-                c.wait_ping(from, to.addr());
-            }
-        }
+    // Every host's traffic both ways: a ring over h1..h3, and the hand-made node with two.
+    for (from, to) in [(0, 1), (1, 2), (2, 0), (3, 0), (2, 3)] {
+        c.wait_ping(&pods[from], pods[to].addr());
     }
 
     // 3. A route deleted by hand is back within 15 s.
@@ -270,12 +270,27 @@ fn ipip_in_debians_kernel() {
     let took = c.wait_route(1, &to_h2, true, Duration::from_secs(15));
     eprintln!("deleted route restored after {took:?}");
 
-    // 4. A restart of h1's flanneld loses no pings between pods.
-    let (pinger, dst) = (pods[0].clone(), pods[1].addr());
-    let count = 300;
-    let pings = thread::spawn(move || pinger.ping(dst, count, Duration::from_millis(20)));
-    thread::sleep(Duration::from_millis(300));
-    let started = Instant::now();
+    // 4. A restart of h1's flanneld loses no pings between pods: pings every 20 ms from before
+    // the stop until after the restarted daemon is ready (stopped with SIGINT, which makes
+    // ping print its summary).
+    let ping = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            pods[0].ns(),
+            "ping",
+            "-q",
+            "-i",
+            "0.02",
+            "-w",
+            "120",
+        ])
+        .arg(pods[1].addr().to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ping");
+    thread::sleep(Duration::from_millis(500));
     let status = c.flanneld[0].stop();
     let status = c.ok(status, "stopping h1's flanneld");
     c.check(status.is_some_and(|s| s.success()), || {
@@ -285,14 +300,15 @@ fn ipip_in_debians_kernel() {
     c.ok(r, "restarting h1's flanneld");
     let r = c.flanneld[0].wait_ready(ready());
     c.ok(r, "h1's flanneld ready after the restart");
-    let restart = started.elapsed();
-    let still_pinging = !pings.is_finished();
-    let result = pings.join().expect("ping thread");
-    let result = c.ok(result, "pinging across the restart");
-    c.check(still_pinging, || {
-        format!("the restart took {restart:?}, longer than the pings: the check is void")
-    });
-    c.check(result.sent == count && result.received == count, || {
+    thread::sleep(Duration::from_secs(1));
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &ping.id().to_string()])
+        .status();
+    let out = ping.wait_with_output().expect("ping's summary");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let result =
+        parse_ping_summary(&text).unwrap_or_else(|| panic!("no ping summary: {text}{}", c.logs()));
+    c.check(result.sent >= 50 && result.received == result.sent, || {
         format!("pings across h1's restart: {result:?}")
     });
     c.check(c.subnet(1) == subnets[0], || {
