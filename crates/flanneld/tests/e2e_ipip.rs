@@ -202,6 +202,9 @@ fn ipip_in_debians_kernel() {
         c.ok(r, &format!("flanneld on h{} ready", i + 1));
     }
     let subnets: Vec<HostSubnet> = (1..=3).map(|n| c.subnet(n)).collect();
+    let t0 = Instant::now();
+    let step = |what: &str| eprintln!("[{:>6.1?}] {what}", t0.elapsed());
+    step("three flanneld ready");
 
     // 1. Flannel's device, address, MTU, lease and routes.
     let link = c.sh(1, &["ip", "-d", "link", "show", "flannel.ipip"]);
@@ -241,6 +244,8 @@ fn ipip_in_debians_kernel() {
         c.wait_route(1, &line, true, scaled(Duration::from_secs(10)));
     }
 
+    step("device, address, lease and routes checked");
+
     // 2. The hand-made node: h1..h3 route to it, its pod and theirs reach each other.
     let peers: Vec<(String, Ipv4Addr)> = (1..=3)
         .map(|n| (subnets[n - 1].cidr(), c.h(n).addr()))
@@ -261,6 +266,8 @@ fn ipip_in_debians_kernel() {
         c.wait_ping(&pods[from], pods[to].addr());
     }
 
+    step("pods reach each other, the hand-made node too");
+
     // 3. A route deleted by hand is back within 15 s.
     let to_h2 = format!(
         "{} via 192.0.2.2 dev flannel.ipip onlink",
@@ -269,6 +276,8 @@ fn ipip_in_debians_kernel() {
     c.sh(1, &["ip", "route", "del", &subnets[1].cidr()]);
     let took = c.wait_route(1, &to_h2, true, Duration::from_secs(15));
     eprintln!("deleted route restored after {took:?}");
+
+    step("deleted route restored");
 
     // 4. A restart of h1's flanneld loses no pings between pods: pings every 20 ms from before
     // the stop until after the restarted daemon is ready (stopped with SIGINT, which makes
@@ -315,6 +324,8 @@ fn ipip_in_debians_kernel() {
         "h1's subnet.env changed across the restart".into()
     });
 
+    step("restart lost no ping");
+
     // 5. A gone peer's route is removed: h3 stops and its lease is deleted.
     c.flanneld[2].kill();
     let h3_key = format!("{LEASES}{}-{}", subnets[2].subnet, subnets[2].prefix_len);
@@ -324,6 +335,8 @@ fn ipip_in_debians_kernel() {
         subnets[2].cidr()
     );
     c.wait_route(1, &to_h3, false, scaled(Duration::from_secs(10)));
+
+    step("a gone peer's route removed");
 
     // 6. DirectRouting: h1, restarted with it, routes its same-L2 peers via eth0.
     c.ok(c.etcd.put_config(IPIP_DIRECT), "DirectRouting config");
@@ -350,6 +363,7 @@ fn ipip_in_debians_kernel() {
     }
     c.wait_ping(&pods[0], pods[1].addr());
     c.wait_ping(&pods[0], pods[3].addr());
+    step("DirectRouting routes via eth0, pods still reach each other");
 }
 
 /// A device named `flannel.ipip` of another kind is the user's: flanneld leaves it alone and
