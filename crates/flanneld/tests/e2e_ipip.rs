@@ -182,7 +182,15 @@ fn ipip_in_debians_kernel() {
     }
     let lab = Lab::new("ipip").expect("lab");
     let etcd = lab.start_etcd().expect("etcd");
-    etcd.put_config(IPIP).expect("config");
+    // Under emulation etcd's first write can outlast etcdctl's time limit: a few attempts.
+    let mut put = etcd.put_config(IPIP);
+    for _ in 0..2 {
+        if put.is_ok() {
+            break;
+        }
+        put = etcd.put_config(IPIP);
+    }
+    put.expect("writing the network config");
     let mut c = Ipip {
         flanneld: Vec::new(),
         hosts: Vec::new(),

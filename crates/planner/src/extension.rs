@@ -276,9 +276,10 @@ pub fn plan(
     out
 }
 
-/// `BackendData` from the pre start-up command's output: the output as a JSON string.
+/// `BackendData` from the pre start-up command's output: the output, trimmed, as a JSON
+/// string (encoded as Go's `json.Marshal` encodes one).
 pub fn backend_data(output: &str) -> RawJson {
-    RawJson::new(&gojson::quote(output.trim())).unwrap_or_else(|_| RawJson::from_value(&"".into()))
+    RawJson::from_value(&serde_json::Value::String(output.trim().to_owned()))
 }
 
 fn invocation(
