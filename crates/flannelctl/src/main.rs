@@ -137,7 +137,8 @@ struct UpArgs {
     name: NameArg,
     #[command(flatten)]
     shape: Shape,
-    /// flanneld's backend: vxlan, host-gw, udp or alloc.
+    /// flanneld's backend: vxlan, host-gw, udp, alloc, ipip or extension (ipip needs the
+    /// kernel's ipip module: see `flannelctl vm run`).
     #[arg(long, default_value = "vxlan", value_parser = parse_backend)]
     backend: Backend,
     /// A member of the network config's `Backend` besides `Type` (repeatable), e.g.
@@ -197,7 +198,7 @@ struct DemoArgs {
     name: Option<String>,
     #[command(flatten)]
     shape: Shape,
-    /// Backends to show, in order.
+    /// Backends to show, in order (any the lab runs; ipip needs the kernel's ipip module).
     #[arg(long, value_delimiter = ',', default_value = "vxlan,host-gw,udp", value_parser = parse_backend)]
     backends: Vec<Backend>,
     #[command(flatten)]

@@ -9,13 +9,15 @@ use anyhow::Result;
 use flannel_kernel::iface::ExternalInterface;
 use flannel_model::Lease;
 use flannel_model::{MacAddr, NetworkConfig};
-pub use flannel_planner::backend::{Backend, RuntimeSpec};
+pub use flannel_planner::backend::{Backend, LeaseData, RuntimeSpec};
 use flannel_planner::backend::{Inputs, Stored, Underlay};
 use flannel_planner::diff::Scope;
 use flannel_planner::state::Route;
 use ipnet::IpNet;
+use tokio_util::sync::CancellationToken;
 
 use crate::ipsec::IpsecRuntime;
+use crate::extension::{self, ExtensionRuntime};
 use crate::runtime::BackendRuntime;
 use crate::udp::UdpRuntime;
 
@@ -53,6 +55,19 @@ pub fn configure(
     Ok(flannel_planner::backend::build(&inputs)?)
 }
 
+/// What we publish in our lease: the backend's lease data, completed by what its runtime
+/// must produce before the lease exists (the extension backend's `PreStartupCommand` output
+/// as `BackendData`, run until it succeeds). `None` when cancelled first.
+pub async fn lease_data(backend: &dyn Backend, cancel: &CancellationToken) -> Option<LeaseData> {
+    let mut data = backend.lease_data();
+    if let Some(RuntimeSpec::Extension(spec)) = backend.runtime() {
+        if let Some(out) = extension::pre_startup(&spec, cancel).await? {
+            data.backend_data = Some(out);
+        }
+    }
+    Some(data)
+}
+
 /// Open what `spec` needs before the datapath's first pass (the udp device exists before the
 /// route through it is added). `None` when the backend needs no runtime of its own.
 pub async fn prepare_runtime(
@@ -66,6 +81,9 @@ pub async fn prepare_runtime(
         )),
         Some(RuntimeSpec::Ipsec { options, public_ip }) => {
             Some(Box::new(IpsecRuntime::open(options, public_ip, lease)?))
+        }
+        Some(RuntimeSpec::Extension(spec)) => {
+            Some(Box::new(ExtensionRuntime::prepare(spec, lease).await))
         }
         // Run by the datapath loop (see the module docs).
         Some(RuntimeSpec::MissResponder { .. }) | None => None,

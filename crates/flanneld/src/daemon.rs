@@ -94,7 +94,10 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     for warning in backend.warnings() {
         warn!("{warning}");
     }
-    let attrs = lease_attrs(&network, &ext, &*backend)?;
+    let Some(data) = backend::lease_data(&*backend, &cancel).await else {
+        return Ok(());
+    };
+    let attrs = lease_attrs(&network, &ext, &*backend, data)?;
     if let Some(v6) = attrs.public_ipv6 {
         info!(public_ipv6 = %v6, iface_v6_addr = ext.iface_v6_addr.map(tracing::field::display), "IPv6 enabled");
     }
@@ -225,19 +228,22 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     Ok(())
 }
 
-/// What we advertise. An IPv6-only host's `PublicIP` is `0.0.0.0`, as Go leaves its `ip.IP4`.
+/// What we advertise: the backend's own address (extension: the interface's), else the
+/// external interface's. An IPv6-only host's `PublicIP` is `0.0.0.0`, as Go leaves its `ip.IP4`.
 fn lease_attrs(
     network: &NetworkConfig,
     ext: &ExternalInterface,
     backend: &dyn Backend,
+    data: backend::LeaseData,
 ) -> Result<LeaseAttrs> {
     let public_ip = if network.enable_ipv4 {
-        ext.ext_addr
+        backend
+            .public_ip()
+            .or(ext.ext_addr)
             .context("the external interface has no IPv4 address to advertise")?
     } else {
         std::net::Ipv4Addr::UNSPECIFIED
     };
-    let data = backend.lease_data();
     Ok(LeaseAttrs {
         public_ip,
         public_ipv6: data.public_ipv6,

@@ -422,9 +422,9 @@ async fn next_event(events: &mut Option<KernelEvents>) -> Option<KernelEvent> {
     }
 }
 
-/// A device's MAC for logs (empty for kinds without one).
-fn mac(l: &LinkSpec) -> String {
-    l.mac().map(|m| m.to_string()).unwrap_or_default()
+/// A device's MAC for logs (left out for kinds without one, e.g. ipip).
+fn mac(l: &LinkSpec) -> Option<tracing::field::DisplayValue<flannel_model::MacAddr>> {
+    l.mac().map(tracing::field::display)
 }
 
 fn log_ops(ops: &[Op], why: &str) {
@@ -433,13 +433,13 @@ fn log_ops(ops: &[Op], why: &str) {
     for op in ops {
         match op {
             Op::CreateLink(l) => {
-                info!(why, dev = %l.name(), mtu = l.mtu(), mac = %mac(l), "creating {} device", l.kind())
+                info!(why, dev = %l.name(), mtu = l.mtu(), mac = mac(l), "creating {} device", l.kind())
             }
             Op::RecreateLink(l) => {
                 warn!(why, dev = %l.name(), "re-creating {} device with incompatible settings", l.kind())
             }
             Op::UpdateLink(l) => {
-                info!(why, dev = %l.name(), mtu = l.mtu(), mac = %mac(l), "updating {} device", l.kind())
+                info!(why, dev = %l.name(), mtu = l.mtu(), mac = mac(l), "updating {} device", l.kind())
             }
             Op::AddAddr(a) => info!(why, dev = %a.dev, addr = %a.net, "adding address"),
             Op::DelAddr(a) => info!(why, dev = %a.dev, addr = %a.net, "removing address"),

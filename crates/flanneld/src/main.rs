@@ -9,6 +9,7 @@ mod charon;
 mod cli;
 mod daemon;
 mod datapath;
+mod extension;
 mod firewall;
 mod health;
 mod ipsec;

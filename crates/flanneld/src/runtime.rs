@@ -6,6 +6,8 @@
 //!
 //! - `UdpProxy`: the udp backend's TUN device and proxy ([`crate::udp`]).
 //! - `Ipsec`: charon, its keys and connections, and the XFRM policies ([`crate::ipsec`]).
+//! - `Extension`: the extension backend's commands ([`crate::extension`]); its
+//!   `PreStartupCommand` runs before the lease (`crate::backend::lease_data`).
 //! - `MissResponder`: the vxlan on-demand mode's answers to kernel misses; the datapath loop
 //!   runs it, since it shares the loop's kernel connection and peer set.
 

@@ -12,6 +12,7 @@
 //! - [`vxlan`], [`hostgw`]: what each backend wants in the kernel for a set of peers (IPv4
 //!   and, with `EnableIPv6`, IPv6).
 //! - [`ipsec`]: the ipsec backend's XFRM policies, charon connections and their diffs.
+//! - [`extension`]: the extension backend's commands (which to run, argv, environment, stdin).
 //! - [`ondemand`]: the vxlan on-demand mode (Flannel's first design): its kernel state and
 //!   the answers to the kernel's L2/L3 misses.
 //! - [`ext_iface`], [`skipped`]: the external interface's facts the backends plan with, and
@@ -23,6 +24,7 @@ pub mod backend;
 pub mod blackhole;
 pub mod diff;
 pub mod ext_iface;
+pub mod extension;
 pub mod hostgw;
 pub mod ipsec;
 pub mod link;

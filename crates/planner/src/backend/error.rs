@@ -52,6 +52,23 @@ pub enum BackendError {
     /// ipsec with IPv6 enabled.
     #[error("the ipsec backend is IPv4-only; disable EnableIPv6")]
     IpsecIpv6,
+    /// ipip with IPv6 enabled.
+    #[error("the ipip backend is IPv4-only; disable EnableIPv6")]
+    IpipIpv6,
+    /// The ipip `Backend` options do not decode.
+    #[error("error decoding IPIP backend config: {0}")]
+    IpipConfig(String),
+    /// The external MTU leaves nothing for the tunnel.
+    #[error("MTU {mtu} of iface {ext} is too small for ipip mode to work")]
+    IpipMtu {
+        /// The external interface's MTU.
+        mtu: u32,
+        /// The external interface.
+        ext: String,
+    },
+    /// The extension `Backend` options do not decode.
+    #[error("error decoding backend config: {0}")]
+    ExtensionConfig(String),
     /// A backend option of the wrong JSON type.
     #[error("{backend} backend: {field}: expected a number, got {got}")]
     NotANumber {

@@ -10,7 +10,9 @@
 
 pub mod alloc;
 pub mod error;
+pub mod extension;
 pub mod hostgw;
+pub mod ipip;
 pub mod ipsec;
 pub mod udp;
 pub mod vxlan;
@@ -163,15 +165,25 @@ pub enum RuntimeSpec {
         /// Our lease's `PublicIP`.
         public_ip: Ipv4Addr,
     },
+    /// Run the operator's commands at start-up and for every peer (extension); which ones,
+    /// with what, is [`crate::extension`]'s decision.
+    Extension(crate::extension::ExtensionSpec),
 }
 
 /// One backend, configured for this host. Pure: nothing here touches the kernel.
 pub trait Backend: fmt::Debug + Send + Sync {
-    /// Short name for logs (`vxlan`, `host-gw`, `udp`, `alloc`).
+    /// Short name for logs (`vxlan`, `host-gw`, `udp`, `alloc`, `ipip`, `extension`).
     fn name(&self) -> &'static str;
 
     /// What this host publishes in its lease.
     fn lease_data(&self) -> LeaseData;
+
+    /// The `PublicIP` this backend publishes instead of the usual one (`--public-ip`, else
+    /// the interface's address); `None` for the usual one. Flannel's extension backend
+    /// publishes the interface's address.
+    fn public_ip(&self) -> Option<Ipv4Addr> {
+        None
+    }
 
     /// The MTU pods get (`FLANNEL_MTU`).
     fn pod_mtu(&self) -> u32;
@@ -278,13 +290,21 @@ pub const REGISTRY: &[Registration] = &[
         build: alloc::build,
     },
     Registration {
+        type_name: "ipip",
+        build: ipip::build,
+    },
+    Registration {
         type_name: "ipsec",
         build: ipsec::build,
+    },
+    Registration {
+        type_name: "extension",
+        build: extension::build,
     },
 ];
 
 /// Backend types Flannel knows that this build does not provide yet.
-pub const NOT_YET: &[&str] = &["ipip", "wireguard", "extension", "tencent-vpc"];
+pub const NOT_YET: &[&str] = &["wireguard", "tencent-vpc"];
 
 /// The backend the config's `Backend.Type` names, configured for this host.
 pub fn build(inputs: &Inputs<'_>) -> Result<Box<dyn Backend>, BackendError> {
@@ -303,7 +323,7 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Box<dyn Backend>, BackendError> {
     Err(BackendError::Unknown(t.to_owned()))
 }
 
-/// The type names of [`REGISTRY`], for messages (`vxlan, host-gw, udp, alloc`).
+/// The type names of [`REGISTRY`], for messages (`vxlan, host-gw, udp, alloc, ipip, …`).
 pub fn available() -> String {
     let names: Vec<&str> = REGISTRY.iter().map(|r| r.type_name).collect();
     names.join(", ")

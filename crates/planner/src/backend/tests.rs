@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use flannel_model::{NetworkConfig, SubnetKey};
 
 use super::*;
-use crate::state::Route;
+use crate::state::{LinkSpec, Route};
 use crate::vxlan::derive_vtep_mac;
 
 fn network(json: &str) -> NetworkConfig {
@@ -253,7 +253,7 @@ fn unknown_and_unavailable_types_keep_their_messages() {
             with(t),
             format!(
                 "backend type {t:?} is not available in this build of flannel-rs yet \
-                 (available: vxlan, host-gw, udp, alloc, ipsec)"
+                 (available: vxlan, host-gw, udp, alloc, ipip, ipsec, extension)"
             )
         );
     }
@@ -562,4 +562,218 @@ fn ipsec_refuses_a_short_key_with_flannels_message() {
     )
     .expect_err("IPv4 only");
     assert_eq!(err, BackendError::IpsecIpv6);
+}
+
+fn lease(subnet: &str, ip: u8, backend: &str) -> flannel_model::Lease {
+    flannel_model::Lease {
+        subnet: SubnetKey {
+            ipv4: subnet.parse().expect("cidr"),
+            ipv6: None,
+        },
+        attrs: flannel_model::LeaseAttrs {
+            public_ip: Ipv4Addr::new(192, 0, 2, ip),
+            public_ipv6: None,
+            backend_type: backend.into(),
+            backend_data: None,
+            backend_v6_data: None,
+        },
+        expiration: None,
+    }
+}
+
+fn own() -> SubnetKey {
+    SubnetKey {
+        ipv4: "198.18.1.0/24".parse().expect("cidr"),
+        ipv6: None,
+    }
+}
+
+const IPIP: &str = r#"{"Network":"198.18.0.0/16","Backend":{"Type":"ipip"}}"#;
+
+#[test]
+fn ipip_has_flannels_device_address_mtu_and_lease() {
+    let b = backend(IPIP, false).expect("backend");
+    assert_eq!(b.name(), "ipip");
+    assert_eq!(b.pod_mtu(), 1480);
+    assert_eq!(b.owned_devs(), ["flannel.ipip"]);
+    assert_eq!(b.route_devs(), ["eth0"]);
+    assert_eq!(b.runtime(), None);
+    assert_eq!(b.public_ip(), None, "the lease carries --public-ip");
+    assert_eq!(
+        b.lease_data(),
+        LeaseData {
+            backend_type: "ipip",
+            ..LeaseData::default()
+        }
+    );
+    let peers = [
+        lease("198.18.2.0/24", 2, "ipip"),
+        lease("198.18.3.0/24", 3, "vxlan"),
+    ];
+    let (s, skipped) = b.desired(&own(), &mut peers.iter(), &|_| true);
+    let link = s.links["flannel.ipip"].clone();
+    assert_eq!(
+        link,
+        LinkSpec::Ipip(crate::link::IpipLink {
+            name: "flannel.ipip".into(),
+            local: Ipv4Addr::new(192, 0, 2, 1),
+            remote: Ipv4Addr::UNSPECIFIED,
+            mtu: 1480,
+            up: true,
+        })
+    );
+    let addrs: Vec<String> = s
+        .addrs
+        .iter()
+        .map(|a| format!("{} {}", a.dev, a.net))
+        .collect();
+    assert_eq!(addrs, ["flannel.ipip 198.18.1.0/32"]);
+    let routes: Vec<String> = s.routes.iter().map(Route::to_string).collect();
+    assert_eq!(
+        routes,
+        ["198.18.2.0/24 via 192.0.2.2 dev flannel.ipip onlink"]
+    );
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].reason, "backend type \"vxlan\" is not ipip");
+    assert!(s.neighs.is_empty() && s.fdb.is_empty());
+    assert!(
+        b.on_link_queries(&peers[0]).is_empty(),
+        "no DirectRouting, no questions"
+    );
+}
+
+#[test]
+fn ipip_direct_routing_uses_the_external_interface_for_on_link_peers() {
+    let b = backend(
+        r#"{"Network":"198.18.0.0/16","Backend":{"Type":"ipip","directrouting":true}}"#,
+        false,
+    )
+    .expect("backend");
+    let peers = [
+        lease("198.18.2.0/24", 2, "ipip"),
+        lease("198.18.3.0/24", 3, "ipip"),
+    ];
+    assert_eq!(
+        b.on_link_queries(&peers[0]),
+        [IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2))]
+    );
+    let on_link = |ip: IpAddr| ip == IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+    let (s, _) = b.desired(&own(), &mut peers.iter(), &on_link);
+    let routes: Vec<String> = s.routes.iter().map(Route::to_string).collect();
+    assert_eq!(
+        routes,
+        [
+            "198.18.2.0/24 via 192.0.2.2 dev eth0 onlink",
+            "198.18.3.0/24 via 192.0.2.3 dev flannel.ipip onlink",
+        ]
+    );
+}
+
+#[test]
+fn ipip_options_ipv6_and_mtu_errors() {
+    let err = |json: &str, v6: bool| backend(json, v6).expect_err("refused").to_string();
+    assert_eq!(
+        err(
+            r#"{"Network":"198.18.0.0/16","Backend":{"Type":"ipip","DirectRouting":"yes"}}"#,
+            false
+        ),
+        "error decoding IPIP backend config: json: cannot unmarshal string into Go struct \
+         field .DirectRouting of type bool"
+    );
+    assert_eq!(
+        err(
+            r#"{"Network":"198.18.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:f000::/48","Backend":{"Type":"ipip"}}"#,
+            true
+        ),
+        "the ipip backend is IPv4-only; disable EnableIPv6"
+    );
+    let mut small = underlay(false);
+    small.mtu = 20;
+    let e = build(&Inputs {
+        network: &network(IPIP),
+        underlay: &small,
+        stored: Stored::default(),
+    })
+    .expect_err("MTU 20");
+    assert_eq!(
+        e.to_string(),
+        "MTU 20 of iface eth0 is too small for ipip mode to work"
+    );
+    small.mtu = 87;
+    let e = build(&Inputs {
+        network: &network(IPIP),
+        underlay: &small,
+        stored: Stored::default(),
+    })
+    .expect_err("pod MTU 67");
+    assert!(e.to_string().contains("an MTU of 67"), "{e}");
+}
+
+#[test]
+fn extension_reads_its_commands_and_advertises_the_interface_address() {
+    let json = r#"{"Network":"198.18.0.0/16","Backend":{"Type":"extension",
+        "PreStartupCommand":"/bin/pre","PostStartupCommand":"/bin/post",
+        "subnetaddcommand":"/bin/add $SUBNET","SubnetRemoveCommand":"/bin/rm"}}"#;
+    let mut u = underlay(false);
+    u.public_ip = Some("203.0.113.9".parse().expect("ip"));
+    u.mtu = 9000;
+    let b = build(&Inputs {
+        network: &network(json),
+        underlay: &u,
+        stored: Stored::default(),
+    })
+    .expect("backend");
+    assert_eq!(b.name(), "extension");
+    assert_eq!(b.pod_mtu(), 9000, "the interface's MTU");
+    assert!(!b.has_datapath());
+    assert!(b.owned_devs().is_empty() && b.route_devs().is_empty());
+    assert_eq!(
+        b.public_ip(),
+        Some(Ipv4Addr::new(192, 0, 2, 1)),
+        "the interface's address, not --public-ip"
+    );
+    assert_eq!(
+        b.lease_data(),
+        LeaseData {
+            backend_type: "extension",
+            ..LeaseData::default()
+        }
+    );
+    let Some(RuntimeSpec::Extension(spec)) = b.runtime() else {
+        panic!("extension runtime expected");
+    };
+    assert_eq!(
+        spec.commands,
+        crate::extension::Commands {
+            pre_startup: "/bin/pre".into(),
+            post_startup: "/bin/post".into(),
+            subnet_add: "/bin/add $SUBNET".into(),
+            subnet_remove: "/bin/rm".into(),
+        }
+    );
+    assert_eq!(spec.network, Some("198.18.0.0/16".parse().expect("net")));
+    assert_eq!(spec.public_ip, Ipv4Addr::new(192, 0, 2, 1));
+    assert_eq!(spec.timeout, crate::extension::COMMAND_TIMEOUT);
+    let (s, skipped) = b.desired(&own(), &mut std::iter::empty(), &|_| false);
+    assert_eq!((s, skipped.len()), (KernelState::default(), 0));
+
+    let dual = backend(
+        r#"{"Network":"198.18.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:f000::/48","Backend":{"Type":"extension"}}"#,
+        true,
+    )
+    .expect("backend");
+    assert_eq!(
+        dual.lease_data().public_ipv6,
+        Some("2001:db8:1::1".parse().expect("ip"))
+    );
+    let err = backend(
+        r#"{"Network":"198.18.0.0/16","Backend":{"Type":"extension","SubnetAddCommand":7}}"#,
+        false,
+    )
+    .expect_err("a number");
+    assert_eq!(
+        err.to_string(),
+        "error decoding backend config: json: cannot unmarshal number into Go struct field \
+         .SubnetAddCommand of type string"
+    );
 }
