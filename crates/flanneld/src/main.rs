@@ -13,7 +13,9 @@ mod health;
 mod journal;
 mod leases;
 mod logging;
+mod metrics;
 mod ondemand;
+mod process_metrics;
 mod runtime;
 mod udp;
 
@@ -78,14 +80,17 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
         let ready = health::Readiness::default();
+        let metrics = metrics::Metrics::new();
         if flags.healthz_port > 0 {
             let addr = SocketAddr::new(flags.healthz_ip, flags.healthz_port);
-            if let Err(e) = health::serve(addr, ready.clone(), cancel.clone()).await {
+            if let Err(e) =
+                health::serve(addr, ready.clone(), metrics.clone(), cancel.clone()).await
+            {
                 error!("{e:#}");
                 return ExitCode::from(1);
             }
         }
-        match daemon::run(daemon_config(&flags), ready, cancel).await {
+        match daemon::run(daemon_config(&flags), ready, metrics, cancel).await {
             Ok(()) => {
                 info!("Exiting cleanly...");
                 ExitCode::SUCCESS

@@ -9,6 +9,7 @@
 //! - [`state`]: kernel objects flanneld manages (vxlan links, addresses, routes, neighbours, FDB,
 //!   blackhole routes).
 //! - [`diff`]: desired vs observed state → ordered operations, within what flanneld owns.
+//! - [`drift`]: which of those operations repair drift (for the repair counters).
 //! - [`vxlan`], [`hostgw`]: what each backend wants in the kernel for a set of peers (IPv4
 //!   and, with `EnableIPv6`, IPv6).
 //! - [`ondemand`]: the vxlan on-demand mode (Flannel's first design): its kernel state and
@@ -21,6 +22,7 @@ pub mod allocator;
 pub mod backend;
 pub mod blackhole;
 pub mod diff;
+pub mod drift;
 pub mod ext_iface;
 pub mod hostgw;
 pub mod link;
