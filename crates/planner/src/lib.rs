@@ -9,6 +9,7 @@
 //! - [`state`]: kernel objects flanneld manages (vxlan links, addresses, routes, neighbours, FDB,
 //!   blackhole routes).
 //! - [`diff`]: desired vs observed state → ordered operations, within what flanneld owns.
+//! - [`offload`]: the vxlan tx checksum offload bug of kernels before 5.7, and its workaround.
 //! - [`drift`]: which of those operations repair drift (for the repair counters).
 //! - [`vxlan`], [`hostgw`]: what each backend wants in the kernel for a set of peers (IPv4
 //!   and, with `EnableIPv6`, IPv6).
@@ -26,6 +27,7 @@ pub mod drift;
 pub mod ext_iface;
 pub mod hostgw;
 pub mod link;
+pub mod offload;
 pub mod ondemand;
 pub mod skipped;
 pub mod state;
