@@ -47,6 +47,8 @@ pub struct DaemonConfig {
     pub ip_blackhole_route: bool,
     /// `--udp-fast-path`: the udp backend's batched datapath (false: the simple proxy).
     pub udp_fast_path: bool,
+    /// `--vxlan-tx-checksum-fix`: turn tx checksum offload off on buggy kernels.
+    pub vxlan_tx_checksum_fix: bool,
 }
 
 /// Run until `cancel` fires. Returns an error only for conditions a restart would not fix.
@@ -165,6 +167,10 @@ pub async fn run(
             }
         }
         datapath = Some(dp);
+        if backend.name() == "vxlan" {
+            crate::offload::fix_vxlan_devices(&backend.owned_devs(), cfg.vxlan_tx_checksum_fix)
+                .await;
+        }
     }
 
     let networks = networks_of(&network, &lease);

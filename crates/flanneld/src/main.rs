@@ -5,7 +5,6 @@
 //! environment value (Flannel exits 0 there); 1 for a start-up failure a restart will not fix.
 
 mod backend;
-mod cli;
 mod daemon;
 mod datapath;
 mod firewall;
@@ -14,6 +13,7 @@ mod journal;
 mod leases;
 mod logging;
 mod metrics;
+mod offload;
 mod ondemand;
 mod process_metrics;
 mod runtime;
@@ -32,7 +32,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::cli::{CliError, Flags};
+use flanneld_cli::cli::{self, CliError, Flags};
 
 fn main() -> ExitCode {
     let flags = match cli::parse_from(std::env::args_os()) {
@@ -150,6 +150,7 @@ fn daemon_config(flags: &Flags) -> daemon::DaemonConfig {
         },
         ip_blackhole_route: flags.ip_blackhole_route,
         udp_fast_path: flags.udp_fast_path,
+        vxlan_tx_checksum_fix: flags.vxlan_tx_checksum_fix,
     }
 }
 

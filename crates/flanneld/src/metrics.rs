@@ -104,7 +104,7 @@ impl Metrics {
         let reconcile = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         registry.register(
             "flannel_reconcile_duration_seconds",
-            "Time of one reconcile pass (observe, plan, apply) that changed something",
+            "Time of one reconcile pass (observe, plan, apply)",
             reconcile.clone(),
         );
         let registry_errors = Family::<OpLabel, Counter>::default();
