@@ -38,7 +38,9 @@ fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f
 }
 
 fn peers(host: &Host) -> f64 {
-    scrape(host).map_or(-1.0, |s| value(&s, "flannel_peers", &[("backend", "vxlan")]))
+    scrape(host).map_or(-1.0, |s| {
+        value(&s, "flannel_peers", &[("backend", "vxlan")])
+    })
 }
 
 #[test]
@@ -107,11 +109,17 @@ fn metrics_follow_peers_repairs_and_the_lease() {
         repairs(h1),
         logs(&daemons)
     );
-    let routes = h1.exec(&["ip", "route", "show", "dev", "flannel.1"]).expect("routes");
+    let routes = h1
+        .exec(&["ip", "route", "show", "dev", "flannel.1"])
+        .expect("routes");
     assert!(routes.contains(&h2_subnet), "route back: {routes}");
     let s = scrape(h1).expect("scrape");
     assert!(
-        value(&s, "flannel_kernel_ops_total", &[("op", "replace_route"), ("result", "ok")]) >= 4.0,
+        value(
+            &s,
+            "flannel_kernel_ops_total",
+            &[("op", "replace_route"), ("result", "ok")]
+        ) >= 4.0,
         "three peers' routes and the repair"
     );
 }
