@@ -30,6 +30,8 @@ declare -A probe=(
   [iperf3]=/usr/bin/iperf3
   [procps]=/usr/sbin/sysctl
   [util-linux]=/usr/bin/setsid
+  # flanneld's and flannelctl doctor's vxlan checksum-offload check and fix.
+  [ethtool]=/usr/sbin/ethtool
   # The VM harness (crates/vmkernel): qemu boots Debian's kernel, busybox is the initramfs,
   # depmod indexes the unpacked modules, cpio packs the initramfs.
   [qemu-system-x86]=/usr/bin/qemu-system-x86_64
@@ -44,7 +46,7 @@ declare -A probe=(
 )
 build_packages=(protobuf-compiler libprotobuf-dev gcc)
 run_packages=(etcd-server etcd-client containernetworking-plugins iproute2 iptables nftables
-              iputils-ping iperf3 procps util-linux)
+              iputils-ping iperf3 procps util-linux ethtool)
 vm_packages=(qemu-system-x86 busybox-static kmod cpio
              strongswan-charon strongswan-swanctl libstrongswan-standard-plugins)
 

@@ -37,6 +37,8 @@
 //!   that exist (Flannel accepts a bad regex and fails after contacting etcd, and ignores a
 //!   missing CA file with `http://` endpoints).
 //! - `--version` prints the version to stderr, as Flannel does.
+//! - Extra flag `--vxlan-tx-checksum-fix` (default true, env `FLANNELD_VXLAN_TX_CHECKSUM_FIX`):
+//!   see `flannel_planner::offload`.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -193,6 +195,12 @@ pub struct Flags {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_value = "true",
           default_missing_value = "true", value_parser = parse_go_bool, action = ArgAction::Set)]
     pub udp_fast_path: bool,
+
+    /// vxlan (flannel-rs only): on kernels before 5.7, turn off tx checksum offload on the vxlan
+    /// device (the kernel's checksum bug after NAT, Flannel #1279); false leaves offloads alone.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_value = "true",
+          default_missing_value = "true", value_parser = parse_go_bool, action = ArgAction::Set)]
+    pub vxlan_tx_checksum_fix: bool,
 
     /// Network configuration file (Kubernetes mode).
     #[arg(
@@ -1299,6 +1307,7 @@ mod tests {
             "ip-blackhole-route",
             "set-node-network-unavailable",
             "udp-fast-path",
+            "vxlan-tx-checksum-fix",
             "version",
         ] {
             assert!(b(n), "{n} should be boolean");
@@ -1314,8 +1323,8 @@ mod tests {
         }
         assert!(e("public-ip") && e("etcd-password") && e("iface-can-reach"));
         assert!(!e("iface") && !e("etcd-prefix") && !e("vmodule"));
-        // Flannel's 32 flags plus flannel-rs's `--udp-fast-path`.
-        assert_eq!(t.flags.len(), 33);
+        // Flannel's 32 flags plus flannel-rs's `--udp-fast-path` and `--vxlan-tx-checksum-fix`.
+        assert_eq!(t.flags.len(), 34);
     }
 
     #[test]

@@ -30,6 +30,7 @@ use crate::firewall::{networks_of_env, RuleFlags, Rules};
 use crate::health::Readiness;
 use crate::journal::RouteJournal;
 use crate::leases::{KubeSettings, LeaseSource};
+use crate::metrics::Metrics;
 
 /// Everything the daemon needs, already validated (built from the command line in `main`).
 #[derive(Debug, Clone)]
@@ -46,10 +47,17 @@ pub struct DaemonConfig {
     pub ip_blackhole_route: bool,
     /// `--udp-fast-path`: the udp backend's batched datapath (false: the simple proxy).
     pub udp_fast_path: bool,
+    /// `--vxlan-tx-checksum-fix`: turn tx checksum offload off on buggy kernels.
+    pub vxlan_tx_checksum_fix: bool,
 }
 
 /// Run until `cancel` fires. Returns an error only for conditions a restart would not fix.
-pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken) -> Result<()> {
+pub async fn run(
+    cfg: DaemonConfig,
+    ready: Readiness,
+    metrics: Metrics,
+    cancel: CancellationToken,
+) -> Result<()> {
     let mut source = LeaseSource::connect(&cfg.etcd, &cfg.manager, cfg.kube.as_ref()).await?;
     let Some(network) = source.network_config(&cancel).await? else {
         return Ok(());
@@ -121,11 +129,16 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
         return Ok(());
     };
     info!(subnet = %lease.subnet, "lease acquired");
+    metrics.set_lease_expiry(lease.expiration);
+    let manager = manager.observed_by(Arc::new(metrics.clone()));
 
     // A backend's userspace part (udp: the TUN device and the socket) exists before the
     // route to its device is added.
     let mut runtime =
         backend::prepare_runtime(backend.runtime(), &lease, cfg.udp_fast_path).await?;
+    if let Some(stats) = runtime.as_ref().and_then(|r| r.datapath_stats()) {
+        metrics.watch_udp(stats);
+    }
 
     // The device exists (and peers' entries are kept) before anything says we are ready.
     let mut datapath = None;
@@ -137,7 +150,8 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
             previous,
         };
         let kernel = Kernel::connect().context("opening the rtnetlink connection")?;
-        let mut dp = Datapath::new(kernel, Arc::clone(&backend), lease.subnet, journal, opts);
+        let mut dp = Datapath::new(kernel, Arc::clone(&backend), lease.subnet, journal, opts)
+            .with_metrics(metrics.clone());
         // A failed first pass is not fatal: the loop retries on every event and every 10 s.
         for attempt in 1..=5 {
             match dp.reconcile("start-up").await {
@@ -156,6 +170,10 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
             }
         }
         datapath = Some(dp);
+        if backend.name() == "vxlan" {
+            crate::offload::fix_vxlan_devices(&backend.owned_devs(), cfg.vxlan_tx_checksum_fix)
+                .await;
+        }
     }
 
     let networks = networks_of(&network, &lease);
@@ -183,6 +201,7 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     while let Some(event) = rx.recv().await {
         let command = match event {
             ManagerEvent::Peers(peers) => {
+                count_peer_events(&metrics, &peers);
                 if let Some(r) = runtime.as_mut() {
                     r.peers_changed(&peers);
                 }
@@ -190,6 +209,8 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
             }
             ManagerEvent::Synced => Command::Synced,
             ManagerEvent::Reacquired { lease, previous } => {
+                metrics.lease_events("reacquired", 1);
+                metrics.set_lease_expiry(lease.expiration);
                 if let Err(e) = write_subnet_env(&cfg, &network, &lease, &*backend) {
                     error!(
                         error = crate::logging::error_text(&e),
@@ -226,6 +247,16 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
         r.stop().await?;
     }
     Ok(())
+}
+
+fn count_peer_events(metrics: &Metrics, events: &[flannel_registry::PeerEvent]) {
+    let added = events
+        .iter()
+        .filter(|e| matches!(e, flannel_registry::PeerEvent::Added(_)))
+        .count();
+    let removed = events.len() - added;
+    metrics.lease_events("added", u64::try_from(added).unwrap_or(u64::MAX));
+    metrics.lease_events("removed", u64::try_from(removed).unwrap_or(u64::MAX));
 }
 
 /// What we advertise: the backend's own address (extension: the interface's), else the

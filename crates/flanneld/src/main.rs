@@ -6,7 +6,6 @@
 
 mod backend;
 mod charon;
-mod cli;
 mod daemon;
 mod datapath;
 mod extension;
@@ -16,7 +15,10 @@ mod ipsec;
 mod journal;
 mod leases;
 mod logging;
+mod metrics;
+mod offload;
 mod ondemand;
+mod process_metrics;
 mod runtime;
 mod udp;
 mod vici;
@@ -34,7 +36,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::cli::{CliError, Flags};
+use flanneld_cli::cli::{self, CliError, Flags};
 
 fn main() -> ExitCode {
     let flags = match cli::parse_from(std::env::args_os()) {
@@ -82,14 +84,17 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
         let ready = health::Readiness::default();
+        let metrics = metrics::Metrics::new();
         if flags.healthz_port > 0 {
             let addr = SocketAddr::new(flags.healthz_ip, flags.healthz_port);
-            if let Err(e) = health::serve(addr, ready.clone(), cancel.clone()).await {
+            if let Err(e) =
+                health::serve(addr, ready.clone(), metrics.clone(), cancel.clone()).await
+            {
                 error!("{}", logging::error_text(&e));
                 return ExitCode::from(1);
             }
         }
-        match daemon::run(daemon_config(&flags), ready, cancel).await {
+        match daemon::run(daemon_config(&flags), ready, metrics, cancel).await {
             Ok(()) => {
                 info!("Exiting cleanly...");
                 ExitCode::SUCCESS
@@ -149,6 +154,7 @@ fn daemon_config(flags: &Flags) -> daemon::DaemonConfig {
         },
         ip_blackhole_route: flags.ip_blackhole_route,
         udp_fast_path: flags.udp_fast_path,
+        vxlan_tx_checksum_fix: flags.vxlan_tx_checksum_fix,
     }
 }
 

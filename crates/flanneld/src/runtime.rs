@@ -33,6 +33,11 @@ pub trait BackendRuntime: Send {
     /// Our lease was re-acquired with another subnet.
     fn subnet_changed(&mut self, _lease: &Lease) {}
 
+    /// The datapath's live counters, for `/metrics` (the udp backend's).
+    fn datapath_stats(&self) -> Option<flannel_udp::Stats> {
+        None
+    }
+
     /// Wait until it has ended (after `cancel` fired) and report what it did.
     fn stop(self: Box<Self>) -> Stopped;
 }

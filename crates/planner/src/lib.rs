@@ -9,6 +9,8 @@
 //! - [`state`]: kernel objects flanneld manages (vxlan links, addresses, routes, neighbours, FDB,
 //!   blackhole routes).
 //! - [`diff`]: desired vs observed state → ordered operations, within what flanneld owns.
+//! - [`offload`]: the vxlan tx checksum offload bug of kernels before 5.7, and its workaround.
+//! - [`drift`]: which of those operations repair drift (for the repair counters).
 //! - [`vxlan`], [`hostgw`]: what each backend wants in the kernel for a set of peers (IPv4
 //!   and, with `EnableIPv6`, IPv6).
 //! - [`ipsec`]: the ipsec backend's XFRM policies, charon connections and their diffs.
@@ -23,11 +25,13 @@ pub mod allocator;
 pub mod backend;
 pub mod blackhole;
 pub mod diff;
+pub mod drift;
 pub mod ext_iface;
 pub mod extension;
 pub mod hostgw;
 pub mod ipsec;
 pub mod link;
+pub mod offload;
 pub mod ondemand;
 pub mod skipped;
 pub mod state;

@@ -15,10 +15,12 @@ pub mod filter;
 pub mod kube;
 pub mod manager;
 pub mod memory;
+pub mod observer;
 pub mod peers;
 pub mod store;
 
 pub use events::ManagerEvent;
 pub use manager::{ranges_for, AcquireError, LeaseManager, ManagerConfig, RangesError};
+pub use observer::{ManagerObserver, NoObserver};
 pub use peers::{PeerEvent, PeerTracker};
 pub use store::{StoreError, StoredLease, SubnetStore, WatchBatch, WatchEvent};

@@ -109,6 +109,7 @@ pub struct LeaseManager<S> {
     current: Option<StoredLease>,
     renew_at: Option<Instant>,
     rng: StdRng,
+    observer: std::sync::Arc<dyn crate::observer::ManagerObserver>,
 }
 
 impl<S: SubnetStore> LeaseManager<S> {
@@ -124,7 +125,17 @@ impl<S: SubnetStore> LeaseManager<S> {
             current: None,
             renew_at: None,
             rng: StdRng::from_os_rng(),
+            observer: std::sync::Arc::new(crate::observer::NoObserver),
         }
+    }
+
+    /// Report renewals and store failures to `observer` (metrics).
+    pub fn with_observer(
+        mut self,
+        observer: std::sync::Arc<dyn crate::observer::ManagerObserver>,
+    ) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// Use a fixed RNG seed (tests).
@@ -376,6 +387,7 @@ impl<S: SubnetStore> LeaseManager<S> {
                 batch = watch.next() => {
                     let Some(batch) = batch else {
                         error!("lease watch ended unexpectedly; restarting it");
+                        self.observer.store_error("watch");
                         watch.set(self.store.watch_leases());
                         continue;
                     };
@@ -458,6 +470,7 @@ impl<S: SubnetStore> LeaseManager<S> {
                         self.hold(stored, reservation);
                     }
                     Err(e) => {
+                        self.observer.store_error("put_lease");
                         warn!(error = %e, "restoring our lease failed; the next renewal retries")
                     }
                 }
@@ -480,6 +493,8 @@ impl<S: SubnetStore> LeaseManager<S> {
         match self.store.keep_alive(current.lease_id).await {
             Ok(Some(ttl)) => {
                 self.renew_at = Some(self.renewal_deadline(ttl));
+                self.observer
+                    .lease_renewed(std::time::SystemTime::now() + ttl);
                 info!(subnet = %current.lease.subnet, valid_for = ?ttl, "renewed lease");
                 true
             }
@@ -488,6 +503,7 @@ impl<S: SubnetStore> LeaseManager<S> {
                 self.recover(&[], tracker, events, cancel).await
             }
             Err(e) => {
+                self.observer.store_error("renew");
                 warn!(error = %e, subnet = %current.lease.subnet, "Error renewing lease (trying again in {:?})", self.cfg.retry_interval);
                 self.renew_at = Some(Instant::now() + self.cfg.retry_interval);
                 true
