@@ -46,6 +46,8 @@ pub struct DaemonConfig {
     pub ip_blackhole_route: bool,
     /// `--udp-fast-path`: the udp backend's batched datapath (false: the simple proxy).
     pub udp_fast_path: bool,
+    /// `--wireguard-implementation`.
+    pub wireguard_implementation: crate::cli::WgImplementationFlag,
 }
 
 /// Run until `cancel` fires. Returns an error only for conditions a restart would not fix.
@@ -84,7 +86,13 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     // A backend the config cannot build is a config error: retried, re-reading the config.
     let Some((network, backend)) = source
         .settle_config(network, &cancel, |n| {
-            backend::configure(n, &ext, stored.vtep_mac, stored.vtep_mac_v6)
+            backend::configure(
+                n,
+                &ext,
+                stored.vtep_mac,
+                stored.vtep_mac_v6,
+                cfg.wireguard_implementation,
+            )
         })
         .await?
     else {
@@ -185,7 +193,12 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
                 }
                 Command::Peers(peers)
             }
-            ManagerEvent::Synced => Command::Synced,
+            ManagerEvent::Synced => {
+                if let Some(r) = runtime.as_mut() {
+                    r.synced();
+                }
+                Command::Synced
+            }
             ManagerEvent::Reacquired { lease, previous } => {
                 if let Err(e) = write_subnet_env(&cfg, &network, &lease, &*backend) {
                     error!(error = format!("{e:#}"), "rewriting the subnet file failed");

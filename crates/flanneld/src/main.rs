@@ -16,6 +16,8 @@ mod logging;
 mod ondemand;
 mod runtime;
 mod udp;
+mod wgkey;
+mod wireguard;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -145,6 +147,7 @@ fn daemon_config(flags: &Flags) -> daemon::DaemonConfig {
         },
         ip_blackhole_route: flags.ip_blackhole_route,
         udp_fast_path: flags.udp_fast_path,
+        wireguard_implementation: flags.wireguard_implementation,
     }
 }
 

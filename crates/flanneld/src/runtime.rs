@@ -5,6 +5,7 @@
 //! spec names.
 //!
 //! - `UdpProxy`: the udp backend's TUN device and proxy ([`crate::udp`]).
+//! - `Wireguard`: the wireguard devices' keys and peers ([`crate::wireguard`]).
 //! - `MissResponder`: the vxlan on-demand mode's answers to kernel misses; the datapath loop
 //!   runs it, since it shares the loop's kernel connection and peer set.
 
@@ -26,6 +27,9 @@ pub trait BackendRuntime: Send {
 
     /// Peers changed (every lease event, as the registry reports it).
     fn peers_changed(&mut self, events: &[PeerEvent]);
+
+    /// The first complete lease snapshot has arrived: peers not in it are stale.
+    fn synced(&mut self) {}
 
     /// Our lease was re-acquired with another subnet.
     fn subnet_changed(&mut self, _lease: &Lease) {}

@@ -30,6 +30,7 @@ pub mod observe;
 pub mod seam;
 pub mod select;
 pub mod sysctl;
+pub mod wireguard;
 
 pub use apply::ApplyReport;
 pub use error::KernelError;

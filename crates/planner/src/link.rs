@@ -15,6 +15,8 @@ use flannel_model::backend_data::MacAddr;
 pub enum LinkSpec {
     /// `ip link add … type vxlan …`.
     Vxlan(VxlanLink),
+    /// `ip link add … type wireguard` (key and peers are set over generic netlink).
+    Wireguard(WireguardLink),
 }
 
 impl LinkSpec {
@@ -22,6 +24,7 @@ impl LinkSpec {
     pub fn name(&self) -> &str {
         match self {
             LinkSpec::Vxlan(l) => &l.name,
+            LinkSpec::Wireguard(l) => &l.name,
         }
     }
 
@@ -29,6 +32,7 @@ impl LinkSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             LinkSpec::Vxlan(_) => "vxlan",
+            LinkSpec::Wireguard(_) => "wireguard",
         }
     }
 
@@ -36,6 +40,7 @@ impl LinkSpec {
     pub fn mtu(&self) -> u32 {
         match self {
             LinkSpec::Vxlan(l) => l.mtu,
+            LinkSpec::Wireguard(l) => l.mtu,
         }
     }
 
@@ -43,6 +48,7 @@ impl LinkSpec {
     pub fn mac(&self) -> Option<MacAddr> {
         match self {
             LinkSpec::Vxlan(l) => Some(l.mac),
+            LinkSpec::Wireguard(_) => None,
         }
     }
 
@@ -50,6 +56,7 @@ impl LinkSpec {
     pub fn up(&self) -> bool {
         match self {
             LinkSpec::Vxlan(l) => l.up,
+            LinkSpec::Wireguard(l) => l.up,
         }
     }
 
@@ -59,6 +66,10 @@ impl LinkSpec {
     pub fn compatible_with(&self, observed: &LinkSpec) -> bool {
         match (self, observed) {
             (LinkSpec::Vxlan(want), LinkSpec::Vxlan(have)) => want.compatible_with(have),
+            // A wireguard link has no settings fixed at creation: key, port and peers are
+            // set on the live device.
+            (LinkSpec::Wireguard(_), LinkSpec::Wireguard(_)) => true,
+            _ => false,
         }
     }
 
@@ -71,6 +82,7 @@ impl LinkSpec {
     pub fn as_vxlan(&self) -> Option<&VxlanLink> {
         match self {
             LinkSpec::Vxlan(l) => Some(l),
+            _ => None,
         }
     }
 
@@ -78,6 +90,7 @@ impl LinkSpec {
     pub fn as_vxlan_mut(&mut self) -> Option<&mut VxlanLink> {
         match self {
             LinkSpec::Vxlan(l) => Some(l),
+            _ => None,
         }
     }
 }
@@ -86,6 +99,21 @@ impl From<VxlanLink> for LinkSpec {
     fn from(l: VxlanLink) -> Self {
         LinkSpec::Vxlan(l)
     }
+}
+
+impl From<WireguardLink> for LinkSpec {
+    fn from(l: WireguardLink) -> Self {
+        LinkSpec::Wireguard(l)
+    }
+}
+
+/// A wireguard device as flanneld wants it (`ip link add flannel-wg mtu 1440 type wireguard`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireguardLink {
+    pub name: String,
+    pub mtu: u32,
+    /// Administratively up (desired: always).
+    pub up: bool,
 }
 
 /// A vxlan device as flanneld wants it (`ip link add flannel.1 type vxlan …`).

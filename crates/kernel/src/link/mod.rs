@@ -5,24 +5,28 @@
 //! messages.
 
 pub mod vxlan;
+pub mod wireguard;
 
 use flannel_planner::state::LinkSpec;
 use netlink_packet_route::link::{LinkAttribute, LinkInfo, LinkMessage};
 use rtnetlink::LinkUnspec;
 
 /// The link kinds flanneld manages, for messages (`vxlan`).
-pub const KINDS: &str = "vxlan";
+pub const KINDS: &str = "vxlan, wireguard";
 
 /// The device `name` as one of the kinds flanneld manages; `None` for any other kind (the
 /// diff then asks for it to be created, and the applier replaces the device in the way).
 pub(crate) fn decode(name: &str, link: &LinkMessage) -> Option<LinkSpec> {
-    vxlan::decode(name, link).map(LinkSpec::Vxlan)
+    vxlan::decode(name, link)
+        .map(LinkSpec::Vxlan)
+        .or_else(|| wireguard::decode(name, link).map(LinkSpec::Wireguard))
 }
 
 /// `RTM_NEWLINK` creating `l`.
 pub(crate) fn create_msg(l: &LinkSpec) -> LinkMessage {
     match l {
         LinkSpec::Vxlan(v) => vxlan::create_msg(v),
+        LinkSpec::Wireguard(w) => wireguard::create_msg(w),
     }
 }
 
@@ -30,6 +34,7 @@ pub(crate) fn create_msg(l: &LinkSpec) -> LinkMessage {
 pub(crate) fn add_command(l: &LinkSpec) -> String {
     match l {
         LinkSpec::Vxlan(v) => vxlan::add_command(v),
+        LinkSpec::Wireguard(w) => wireguard::add_command(w),
     }
 }
 
@@ -38,6 +43,8 @@ pub(crate) fn add_command(l: &LinkSpec) -> String {
 pub(crate) fn ipv6_optional(l: &LinkSpec) -> bool {
     match l {
         LinkSpec::Vxlan(v) => v.local.is_ipv4(),
+        // Its IPv6 sysctls exist whenever the kernel has IPv6; none are needed for IPv4.
+        LinkSpec::Wireguard(_) => true,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod error;
 pub mod hostgw;
 pub mod udp;
 pub mod vxlan;
+pub mod wireguard;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -62,6 +63,9 @@ pub struct Inputs<'a> {
     pub underlay: &'a Underlay,
     /// What a previous run left on our node.
     pub stored: Stored,
+    /// The wireguard backend's key and implementation (flanneld settles them when the config
+    /// names wireguard; `None` otherwise).
+    pub wireguard: Option<crate::wireguard::WireguardHost>,
 }
 
 impl Inputs<'_> {
@@ -118,6 +122,9 @@ pub enum RuntimeSpec {
         /// The UDP port every node listens on.
         port: u16,
     },
+    /// Keep the WireGuard devices' keys and peers right (wireguard), and in the userspace
+    /// implementation carry the packets.
+    Wireguard(wireguard::WireguardRuntime),
 }
 
 /// One backend, configured for this host. Pure: nothing here touches the kernel.
@@ -232,10 +239,14 @@ pub const REGISTRY: &[Registration] = &[
         type_name: "alloc",
         build: alloc::build,
     },
+    Registration {
+        type_name: "wireguard",
+        build: wireguard::build,
+    },
 ];
 
 /// Backend types Flannel knows that this build does not provide yet.
-pub const NOT_YET: &[&str] = &["ipip", "wireguard", "ipsec", "extension", "tencent-vpc"];
+pub const NOT_YET: &[&str] = &["ipip", "ipsec", "extension", "tencent-vpc"];
 
 /// The backend the config's `Backend.Type` names, configured for this host.
 pub fn build(inputs: &Inputs<'_>) -> Result<Box<dyn Backend>, BackendError> {
