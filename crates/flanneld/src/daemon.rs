@@ -149,13 +149,13 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
                 Ok(_) => break,
                 Err(e) if attempt < 5 => {
                     warn!(
-                        error = format!("{e:#}"),
+                        error = crate::logging::error_text(&e),
                         attempt, "setting up the datapath failed; retrying"
                     );
                     tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
                 }
                 Err(e) => error!(
-                    error = format!("{e:#}"),
+                    error = crate::logging::error_text(&e),
                     "setting up the datapath failed; the reconcile loop keeps trying"
                 ),
             }
@@ -201,7 +201,10 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
             }
             ManagerEvent::Reacquired { lease, previous } => {
                 if let Err(e) = write_subnet_env(&cfg, &network, &lease, &*backend) {
-                    error!(error = format!("{e:#}"), "rewriting the subnet file failed");
+                    error!(
+                        error = crate::logging::error_text(&e),
+                        "rewriting the subnet file failed"
+                    );
                 } else {
                     info!(path = %cfg.subnet_file.display(), subnet = %lease.subnet, "rewrote subnet file");
                 }
@@ -212,7 +215,7 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
                     let old = networks_of(&network, &current);
                     if let Err(e) = rules.update(&networks_of(&network, &lease), &old).await {
                         error!(
-                            error = format!("{e:#}"),
+                            error = crate::logging::error_text(&e),
                             "updating packet-filter rules failed"
                         );
                     }

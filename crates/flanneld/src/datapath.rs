@@ -371,7 +371,7 @@ impl<K: KernelApi + 'static> Datapath<K> {
             };
             if let Err(e) = self.reconcile(why).await {
                 warn!(
-                    error = format!("{e:#}"),
+                    error = crate::logging::error_text(&e),
                     "reconcile failed; retrying on the next event or in {period:?}"
                 );
             }

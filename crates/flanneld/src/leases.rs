@@ -186,8 +186,9 @@ impl LeaseSource {
                     return Ok(Some((network, built)));
                 }
                 Err(e) => log.error(&format!(
-                    "the network config in {} cannot be used: {e:#}",
-                    self.config_origin()
+                    "the network config in {} cannot be used: {}",
+                    self.config_origin(),
+                    crate::logging::error_text(&e)
                 )),
             }
             network = loop {

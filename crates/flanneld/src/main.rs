@@ -83,7 +83,7 @@ fn main() -> ExitCode {
         if flags.healthz_port > 0 {
             let addr = SocketAddr::new(flags.healthz_ip, flags.healthz_port);
             if let Err(e) = health::serve(addr, ready.clone(), cancel.clone()).await {
-                error!("{e:#}");
+                error!("{}", logging::error_text(&e));
                 return ExitCode::from(1);
             }
         }
@@ -93,7 +93,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                error!("{e:#}");
+                error!("{}", logging::error_text(&e));
                 ExitCode::from(1)
             }
         }

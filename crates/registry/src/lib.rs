@@ -8,7 +8,7 @@
 //! - [`events`]: what a lease manager tells the daemon ([`ManagerEvent`]).
 //! - [`peers`]: turns store watch batches into peer added/removed events.
 
-mod error_text;
+pub mod error_text;
 pub mod etcd;
 pub mod events;
 pub mod filter;

@@ -815,7 +815,7 @@ impl Etcd {
             .spawn()
             .context("spawning etcd")?;
         self.child = Some(self.lab.register_child(child));
-        let deadline = Instant::now() + ETCD_START_TIMEOUT;
+        let deadline = Instant::now() + crate::vm::scaled(ETCD_START_TIMEOUT);
         let health = SocketAddr::from((ETCD_IP, 2379));
         loop {
             if !self.is_running() {
@@ -971,6 +971,7 @@ impl Flanneld {
     /// configured) and `subnet.env` exists and was written by this run. Fails at once when the
     /// process exits, and after `timeout`; the error carries the log's tail.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let timeout = crate::vm::scaled(timeout);
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.try_exit_status() {
@@ -1096,7 +1097,7 @@ fn stop_child(shared: &SharedChild, timeout: Duration) -> Result<ExitStatus> {
     let Some(mut child) = lock(shared).take() else {
         bail!("process already reaped");
     };
-    let status = process::stop_child(&mut child, timeout)?;
+    let status = process::stop_child(&mut child, crate::vm::scaled(timeout))?;
     untrack(&child);
     Ok(status)
 }
@@ -1108,13 +1109,14 @@ fn untrack(child: &Child) {
 }
 
 /// Poll `check` every `interval` until it returns `true` or `timeout` passes; whether it did.
-/// Errors from `check` count as "not yet".
+/// Errors from `check` count as "not yet". `timeout` is stretched under emulation
+/// ([`crate::vm::scaled`]).
 pub fn wait_until(
     timeout: Duration,
     interval: Duration,
     mut check: impl FnMut() -> Result<bool>,
 ) -> bool {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + crate::vm::scaled(timeout);
     loop {
         if matches!(check(), Ok(true)) {
             return true;
