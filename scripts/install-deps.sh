@@ -36,11 +36,15 @@ declare -A probe=(
   [busybox-static]=/bin/busybox
   [kmod]=/usr/sbin/depmod
   [cpio]=/usr/bin/cpio
+  # The wireguard tests: `wg show` on the devices, `wg set` for a node set up as Go Flannel
+  # would, and tcpdump to see what the underlay carries.
+  [wireguard-tools]=/usr/bin/wg
+  [tcpdump]=/usr/bin/tcpdump
 )
 build_packages=(protobuf-compiler libprotobuf-dev gcc)
 run_packages=(etcd-server etcd-client containernetworking-plugins iproute2 iptables nftables
               iputils-ping iperf3 procps util-linux)
-vm_packages=(qemu-system-x86 busybox-static kmod cpio)
+vm_packages=(qemu-system-x86 busybox-static kmod cpio wireguard-tools tcpdump)
 
 case "${1:-all}" in
   build) packages=("${build_packages[@]}") ;;

@@ -73,7 +73,9 @@ pub async fn prepare_runtime(
         Some(RuntimeSpec::UdpProxy { ext, port }) => Some(Box::new(
             UdpRuntime::open(&ext, port, lease, udp_fast_path).await?,
         )),
-        Some(RuntimeSpec::Wireguard(spec)) => Some(Box::new(WireguardRuntime::open(spec, lease)?)),
+        Some(RuntimeSpec::Wireguard(spec)) => {
+            Some(Box::new(WireguardRuntime::open(spec, lease).await?))
+        }
         // Run by the datapath loop (see the module docs).
         Some(RuntimeSpec::MissResponder { .. }) | None => None,
     })

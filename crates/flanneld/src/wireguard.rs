@@ -16,7 +16,7 @@ use flannel_kernel::wireguard::WgNetlink;
 use flannel_model::{Lease, SubnetKey};
 use flannel_planner::backend::wireguard::WireguardRuntime as Spec;
 use flannel_planner::wireguard::{
-    desired_device, diff_device, DeviceOp, Implementation, WireguardHost,
+    desired_device, diff_device, DeviceOp, EndpointFamily, Implementation, WireguardHost,
 };
 use flannel_registry::PeerEvent;
 use tokio::sync::mpsc;
@@ -99,12 +99,61 @@ struct Task {
     key: PrivateKey,
     own: SubnetKey,
     rx: mpsc::UnboundedReceiver<Msg>,
+    datapath: Datapath,
+}
+
+/// Where the devices are.
+enum Datapath {
+    /// The kernel's devices (made by the datapath loop), over this connection once open.
+    Kernel(Option<WgNetlink>),
+    /// Our TUN devices, in the spec's order.
+    Userspace(Vec<flannel_wgtun::Device>),
+}
+
+/// Open the userspace devices: TUN devices of the backend's names with our subnet's
+/// address(es), a UDP socket on each device's port.
+async fn open_userspace(
+    spec: &Spec,
+    lease: &Lease,
+    key: &PrivateKey,
+) -> Result<Vec<flannel_wgtun::Device>> {
+    let mut devs = Vec::new();
+    for d in &spec.devices {
+        let addr4 = d.families.v4.then(|| lease.subnet.ipv4.network());
+        let addr6 = lease
+            .subnet
+            .ipv6
+            .filter(|_| d.families.v6)
+            .map(|n| n.network());
+        let mtu = u16::try_from(d.mtu).unwrap_or(u16::MAX);
+        let v6_socket = d.endpoint_family == Some(EndpointFamily::V6);
+        let dev = flannel_wgtun::Device::open(
+            &d.name,
+            mtu,
+            addr4,
+            addr6,
+            d.listen_port,
+            v6_socket,
+            *key.bytes(),
+        )
+        .await
+        .with_context(|| format!("opening the userspace WireGuard device {}", d.name))?;
+        info!(
+            dev = %d.name,
+            mtu,
+            listen_port = d.listen_port,
+            addr = addr4.map(tracing::field::display),
+            "wireguard (userspace): TUN device open"
+        );
+        devs.push(dev);
+    }
+    Ok(devs)
 }
 
 impl WireguardRuntime {
     /// Re-read the key (the one [`host`] loaded, whose public half is in the lease) and get
     /// ready to keep the devices.
-    pub fn open(spec: Spec, lease: &Lease) -> Result<Self> {
+    pub async fn open(spec: Spec, lease: &Lease) -> Result<Self> {
         let path = wgkey::key_path(std::env::var_os(wgkey::KEY_FILE_ENV));
         let (key, _) = wgkey::load_or_create(&path)?;
         if key.public_key() != spec.local.public_key {
@@ -113,10 +162,13 @@ impl WireguardRuntime {
                 path.display()
             );
         }
-        if spec.implementation == Implementation::Userspace {
-            bail!("the userspace WireGuard implementation is not in this build yet; run with the wireguard kernel module (--wireguard-implementation=kernel)");
-        }
         let (tx, rx) = mpsc::unbounded_channel();
+        let datapath = match spec.implementation {
+            Implementation::Kernel => Datapath::Kernel(None),
+            Implementation::Userspace => {
+                Datapath::Userspace(open_userspace(&spec, lease, &key).await?)
+            }
+        };
         Ok(WireguardRuntime {
             tx,
             state: State::Prepared(Box::new(Task {
@@ -124,6 +176,7 @@ impl WireguardRuntime {
                 key,
                 own: lease.subnet,
                 rx,
+                datapath,
             })),
         })
     }
@@ -132,6 +185,12 @@ impl WireguardRuntime {
 impl BackendRuntime for WireguardRuntime {
     fn start(&mut self, cancel: CancellationToken) {
         if let State::Prepared(task) = std::mem::replace(&mut self.state, State::Gone) {
+            if let Datapath::Userspace(devs) = &task.datapath {
+                let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+                for d in devs {
+                    tokio::spawn(d.clone().run(workers, cancel.clone()));
+                }
+            }
             self.state = State::Running(tokio::spawn(task.run(cancel)));
         }
     }
@@ -167,10 +226,10 @@ impl Task {
             key,
             mut own,
             mut rx,
+            mut datapath,
         } = *self;
         let mut peers: BTreeMap<SubnetKey, Lease> = BTreeMap::new();
         let mut synced = false;
-        let mut nl: Option<WgNetlink> = None;
         let mut logged: BTreeSet<(SubnetKey, String)> = BTreeSet::new();
         let mut tick = tokio::time::interval(CHECK_INTERVAL);
         loop {
@@ -192,15 +251,25 @@ impl Task {
                 }
             }
             let leases: Vec<Lease> = peers.values().cloned().collect();
-            let (spec2, key2) = (spec.clone(), key.clone());
-            let conn = nl.take();
-            let pass = tokio::task::spawn_blocking(move || {
-                reconcile(conn, &spec2, &key2, &own, &leases, synced)
-            })
-            .await;
+            let pass = match &mut datapath {
+                Datapath::Kernel(nl) => {
+                    let (spec2, key2) = (spec.clone(), key.clone());
+                    let conn = nl.take();
+                    tokio::task::spawn_blocking(move || {
+                        reconcile(conn, &spec2, &key2, &own, &leases, synced)
+                    })
+                    .await
+                }
+                Datapath::Userspace(devs) => Ok((
+                    None,
+                    Ok(reconcile_userspace(devs, &spec, &own, &leases, synced)),
+                )),
+            };
             match pass {
                 Ok((conn, Ok(skipped))) => {
-                    nl = conn;
+                    if let Datapath::Kernel(nl) = &mut datapath {
+                        *nl = conn;
+                    }
                     for s in skipped {
                         if logged.insert((s.subnet, s.reason.clone())) {
                             warn!(subnet = %s.subnet, reason = %s.reason, "wireguard: skipping peer");
@@ -208,7 +277,9 @@ impl Task {
                     }
                 }
                 Ok((conn, Err(e))) => {
-                    nl = conn;
+                    if let Datapath::Kernel(nl) = &mut datapath {
+                        *nl = conn;
+                    }
                     warn!(
                         error = format!("{e:#}"),
                         "wireguard: configuring the devices failed; retrying"
@@ -281,23 +352,7 @@ fn reconcile(
         if ops.is_empty() {
             continue;
         }
-        for op in &ops {
-            match op {
-                DeviceOp::SetDevice { listen_port } => {
-                    info!(dev = %dev.name, listen_port, public_key = %spec.local.public_key, "wireguard: setting the device's key and port")
-                }
-                DeviceOp::SetPeer(p) => info!(
-                    dev = %dev.name,
-                    peer = %p.public_key,
-                    endpoint = p.endpoint.map(tracing::field::display),
-                    allowed_ips = ?p.allowed_ips,
-                    "wireguard: peer set"
-                ),
-                DeviceOp::RemovePeer(k) => {
-                    info!(dev = %dev.name, peer = %k, "wireguard: peer removed")
-                }
-            }
-        }
+        log_ops(&dev.name, &spec.local.public_key, &ops);
         if let Err(e) = nl.apply(&dev.name, key.bytes(), &ops) {
             return (
                 None,
@@ -306,4 +361,43 @@ fn reconcile(
         }
     }
     (Some(nl), Ok(skipped))
+}
+
+/// One pass over the userspace devices (in memory: no system calls).
+fn reconcile_userspace(
+    devs: &[flannel_wgtun::Device],
+    spec: &Spec,
+    own: &SubnetKey,
+    leases: &[Lease],
+    prune: bool,
+) -> Vec<flannel_planner::skipped::Skipped> {
+    let mut skipped = Vec::new();
+    for (d, dev) in spec.devices.iter().zip(devs) {
+        let (desired, s) = desired_device(d, &spec.opts, &spec.local, own, &mut leases.iter());
+        skipped.extend(s);
+        let ops = diff_device(&desired, &dev.config(), prune);
+        if !ops.is_empty() {
+            log_ops(dev.name(), &spec.local.public_key, &ops);
+            dev.apply(&ops);
+        }
+    }
+    skipped
+}
+
+fn log_ops(dev: &str, public_key: &flannel_model::WgKey, ops: &[DeviceOp]) {
+    for op in ops {
+        match op {
+            DeviceOp::SetDevice { listen_port } => {
+                info!(dev, listen_port, public_key = %public_key, "wireguard: setting the device's key and port")
+            }
+            DeviceOp::SetPeer(p) => info!(
+                dev,
+                peer = %p.public_key,
+                endpoint = p.endpoint.map(tracing::field::display),
+                allowed_ips = ?p.allowed_ips,
+                "wireguard: peer set"
+            ),
+            DeviceOp::RemovePeer(k) => info!(dev, peer = %k, "wireguard: peer removed"),
+        }
+    }
 }
