@@ -1,5 +1,6 @@
 //! The wireguard backend against a kernel with the wireguard module (Debian's, in the qemu
-//! guest): two flannel-rs nodes on the kernel implementation and a third node set up by hand
+//! guest): a flannel-rs node on the kernel implementation, one on the userspace
+//! implementation, and a third node set up by hand
 //! the way Go Flannel sets one up (its own `flannel-wg` and key, peers by `wg set`, its lease
 //! JSON written to etcd without `Port`, as Go writes it) reach each other's pods; `wg show`
 //! lists Flannel's endpoints and allowed IPs; the lease's key is the device's; the underlay
@@ -191,9 +192,9 @@ fn go_style_node(lab: &Lab, etcd: &Etcd, peers: &[&Host]) -> (Host, String) {
 }
 
 #[test]
-fn wireguard_kernel_nodes_and_a_go_style_node_reach_each_other() {
+fn wireguard_kernel_userspace_and_go_style_nodes_reach_each_other() {
     if !flannel_testkit::vm::in_debian_kernel(
-        "wireguard_kernel_nodes_and_a_go_style_node_reach_each_other",
+        "wireguard_kernel_userspace_and_go_style_nodes_reach_each_other",
     ) {
         return;
     }
@@ -202,11 +203,11 @@ fn wireguard_kernel_nodes_and_a_go_style_node_reach_each_other() {
     etcd.put_config(WG).expect("config");
     let mut hosts = Vec::new();
     let mut flanneld: Vec<Flanneld> = Vec::new();
-    for n in 1..=2u8 {
+    // h1 on the kernel module, h2 in userspace: one protocol.
+    for (n, implementation) in [(1u8, "kernel"), (2, "userspace")] {
         let host = lab.add_host(n).expect("host");
-        let mut f = host
-            .start_flanneld(wrapper(&host), &["--wireguard-implementation=kernel"])
-            .expect("start");
+        let arg = format!("--wireguard-implementation={implementation}");
+        let mut f = host.start_flanneld(wrapper(&host), &[&arg]).expect("start");
         if let Err(e) = f.wait_ready(READY) {
             panic!("h{n} not ready: {e:#}\n{}", f.log_tail(60));
         }
