@@ -160,22 +160,24 @@ fn go_style_node(lab: &Lab, etcd: &Etcd, peers: &[&Host]) -> (Host, String) {
         r#"{{"PublicIP":"192.0.2.3","PublicIPv6":null,"BackendType":"wireguard","BackendData":{{"PublicKey":"{public}"}}}}"#
     );
     etcd.etcdctl(&["put", GO_LEASE_KEY, &lease]).expect("lease");
+    // One read of the leases (etcdctl is slow under emulation): each peer's subnet and key.
+    let leases = etcd.leases().expect("leases");
     for p in peers {
-        let v = lease_value(etcd, p);
-        let subnet = etcd
-            .leases()
-            .expect("leases")
-            .into_iter()
-            .find(|(_, val)| serde_json::from_str::<serde_json::Value>(val).ok() == Some(v.clone()))
-            .map(|(k, _)| k.rsplit('/').next().unwrap_or_default().replace('-', "/"))
-            .expect("subnet key");
+        let needle = format!("\"PublicIP\":\"{}\"", p.addr());
+        let (k, v) = leases
+            .iter()
+            .find(|(_, v)| v.contains(&needle))
+            .expect("the peer's lease");
+        let subnet = k.rsplit('/').next().unwrap_or_default().replace('-', "/");
+        let v: serde_json::Value = serde_json::from_str(v).expect("lease json");
+        let key = v["BackendData"]["PublicKey"].as_str().expect("PublicKey");
         let endpoint = format!("{}:51820", p.addr());
         h3.exec(&[
             "wg",
             "set",
             "flannel-wg",
             "peer",
-            &lease_key(etcd, p),
+            key,
             "endpoint",
             &endpoint,
             "allowed-ips",
