@@ -43,12 +43,17 @@ declare -A probe=(
   [strongswan-charon]=/usr/lib/ipsec/charon
   [strongswan-swanctl]=/usr/lib/ipsec/plugins/libstrongswan-vici.so
   [libstrongswan-standard-plugins]=/usr/lib/ipsec/plugins/libstrongswan-gcm.so
+  # The wireguard tests: `wg show` on the devices, `wg set` for a node set up as Go Flannel
+  # would, and tcpdump to see what the underlay carries.
+  [wireguard-tools]=/usr/bin/wg
+  [tcpdump]=/usr/bin/tcpdump
 )
 build_packages=(protobuf-compiler libprotobuf-dev gcc)
 run_packages=(etcd-server etcd-client containernetworking-plugins iproute2 iptables nftables
               iputils-ping iperf3 procps util-linux ethtool)
 vm_packages=(qemu-system-x86 busybox-static kmod cpio
-             strongswan-charon strongswan-swanctl libstrongswan-standard-plugins)
+             strongswan-charon strongswan-swanctl libstrongswan-standard-plugins
+             wireguard-tools tcpdump)
 
 case "${1:-all}" in
   build) packages=("${build_packages[@]}") ;;

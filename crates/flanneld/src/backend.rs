@@ -18,8 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ipsec::IpsecRuntime;
 use crate::extension::{self, ExtensionRuntime};
+use crate::cli::WgImplementationFlag;
 use crate::runtime::BackendRuntime;
 use crate::udp::UdpRuntime;
+use crate::wireguard::WireguardRuntime;
 
 /// The planner's view of the external interface.
 pub fn underlay(ext: &ExternalInterface) -> Underlay {
@@ -36,14 +38,21 @@ pub fn underlay(ext: &ExternalInterface) -> Underlay {
 
 /// Pick and configure the backend for the network config. `vtep_mac`/`vtep_mac_v6` are the
 /// MACs a previous flanneld stored on our node (Kubernetes mode), reused so peers' entries for
-/// us stay valid across a restart (or a switch from Go flannel).
+/// us stay valid across a restart (or a switch from Go flannel). The wireguard backend's key
+/// and implementation are settled here, when the config names it (`wg_impl`: the flag).
 pub fn configure(
     network: &NetworkConfig,
     ext: &ExternalInterface,
     vtep_mac: Option<[u8; 6]>,
     vtep_mac_v6: Option<[u8; 6]>,
+    wg_impl: WgImplementationFlag,
 ) -> Result<Box<dyn Backend>> {
     let underlay = underlay(ext);
+    let wireguard = if network.backend_type() == "wireguard" {
+        Some(crate::wireguard::host(wg_impl)?)
+    } else {
+        None
+    };
     let inputs = Inputs {
         network,
         underlay: &underlay,
@@ -51,6 +60,7 @@ pub fn configure(
             vtep_mac: vtep_mac.map(MacAddr),
             vtep_mac_v6: vtep_mac_v6.map(MacAddr),
         },
+        wireguard,
     };
     Ok(flannel_planner::backend::build(&inputs)?)
 }
@@ -84,6 +94,9 @@ pub async fn prepare_runtime(
         }
         Some(RuntimeSpec::Extension(spec)) => {
             Some(Box::new(ExtensionRuntime::prepare(spec, lease).await))
+        }
+        Some(RuntimeSpec::Wireguard(spec)) => {
+            Some(Box::new(WireguardRuntime::open(spec, lease).await?))
         }
         // Run by the datapath loop (see the module docs).
         Some(RuntimeSpec::MissResponder { .. }) | None => None,
@@ -143,6 +156,7 @@ mod tests {
             &ext,
             Some([0x12, 0xc6, 0x65, 0x89, 0xb4, 0xe3]),
             None,
+            WgImplementationFlag::Auto,
         )
         .expect("backend");
         assert_eq!(

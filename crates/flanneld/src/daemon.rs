@@ -49,6 +49,8 @@ pub struct DaemonConfig {
     pub udp_fast_path: bool,
     /// `--vxlan-tx-checksum-fix`: turn tx checksum offload off on buggy kernels.
     pub vxlan_tx_checksum_fix: bool,
+    /// `--wireguard-implementation`.
+    pub wireguard_implementation: crate::cli::WgImplementationFlag,
 }
 
 /// Run until `cancel` fires. Returns an error only for conditions a restart would not fix.
@@ -92,7 +94,13 @@ pub async fn run(
     // A backend the config cannot build is a config error: retried, re-reading the config.
     let Some((network, backend)) = source
         .settle_config(network, &cancel, |n| {
-            backend::configure(n, &ext, stored.vtep_mac, stored.vtep_mac_v6)
+            backend::configure(
+                n,
+                &ext,
+                stored.vtep_mac,
+                stored.vtep_mac_v6,
+                cfg.wireguard_implementation,
+            )
         })
         .await?
     else {
@@ -207,7 +215,12 @@ pub async fn run(
                 }
                 Command::Peers(peers)
             }
-            ManagerEvent::Synced => Command::Synced,
+            ManagerEvent::Synced => {
+                if let Some(r) = runtime.as_mut() {
+                    r.synced();
+                }
+                Command::Synced
+            }
             ManagerEvent::Reacquired { lease, previous } => {
                 metrics.lease_events("reacquired", 1);
                 metrics.set_lease_expiry(lease.expiration);

@@ -590,9 +590,15 @@ mod tests {
         ))
         .expect("config");
         n.check().expect("valid");
-        backend::configure(&n, &ext(), None, None)
-            .expect("backend")
-            .into()
+        backend::configure(
+            &n,
+            &ext(),
+            None,
+            None,
+            crate::cli::WgImplementationFlag::Auto,
+        )
+        .expect("backend")
+        .into()
     }
 
     fn own(s: &str) -> SubnetKey {

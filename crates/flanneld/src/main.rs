@@ -22,6 +22,8 @@ mod process_metrics;
 mod runtime;
 mod udp;
 mod vici;
+mod wgkey;
+mod wireguard;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -155,6 +157,7 @@ fn daemon_config(flags: &Flags) -> daemon::DaemonConfig {
         ip_blackhole_route: flags.ip_blackhole_route,
         udp_fast_path: flags.udp_fast_path,
         vxlan_tx_checksum_fix: flags.vxlan_tx_checksum_fix,
+        wireguard_implementation: flags.wireguard_implementation,
     }
 }
 

@@ -8,6 +8,7 @@
 //! - `Ipsec`: charon, its keys and connections, and the XFRM policies ([`crate::ipsec`]).
 //! - `Extension`: the extension backend's commands ([`crate::extension`]); its
 //!   `PreStartupCommand` runs before the lease (`crate::backend::lease_data`).
+//! - `Wireguard`: the wireguard devices' keys and peers ([`crate::wireguard`]).
 //! - `MissResponder`: the vxlan on-demand mode's answers to kernel misses; the datapath loop
 //!   runs it, since it shares the loop's kernel connection and peer set.
 
@@ -29,6 +30,9 @@ pub trait BackendRuntime: Send {
 
     /// Peers changed (every lease event, as the registry reports it).
     fn peers_changed(&mut self, events: &[PeerEvent]);
+
+    /// The first complete lease snapshot has arrived: peers not in it are stale.
+    fn synced(&mut self) {}
 
     /// Our lease was re-acquired with another subnet.
     fn subnet_changed(&mut self, _lease: &Lease) {}

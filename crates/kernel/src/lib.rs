@@ -31,6 +31,7 @@ pub mod observe;
 pub mod seam;
 pub mod select;
 pub mod sysctl;
+pub mod wireguard;
 pub mod xfrm;
 
 pub use apply::ApplyReport;

@@ -20,7 +20,9 @@ pub mod lease;
 pub mod scope;
 pub mod subnet_env;
 
-pub use backend_data::{BackendDataError, MacAddr, VxlanLeaseData};
+pub use backend_data::{
+    BackendDataError, MacAddr, VxlanLeaseData, WgKey, WireguardDataError, WireguardLeaseData,
+};
 pub use config::{BackendConfig, ConfigError, IpStack, NetworkConfig, SubnetRange};
 pub use lease::{HostId, Lease, LeaseAttrs, LeaseError, RawJson, SubnetKey};
 pub use scope::{LeaseScope, OutOfScope};

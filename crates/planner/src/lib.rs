@@ -19,6 +19,8 @@
 //!   the answers to the kernel's L2/L3 misses.
 //! - [`ext_iface`], [`skipped`]: the external interface's facts the backends plan with, and
 //!   a peer lease a backend cannot use.
+//! - [`wireguard`]: the wireguard backend's options, devices, MTUs, and each device's peers
+//!   as plain data with their diff.
 //! - [`blackhole`]: the blackhole routes for our own subnet (`--ip-blackhole-route`).
 
 pub mod allocator;
@@ -36,3 +38,4 @@ pub mod ondemand;
 pub mod skipped;
 pub mod state;
 pub mod vxlan;
+pub mod wireguard;

@@ -17,6 +17,8 @@ pub enum LinkSpec {
     Vxlan(VxlanLink),
     /// `ip link add … type ipip …`.
     Ipip(IpipLink),
+    /// `ip link add … type wireguard` (key and peers are set over generic netlink).
+    Wireguard(WireguardLink),
 }
 
 impl LinkSpec {
@@ -25,6 +27,7 @@ impl LinkSpec {
         match self {
             LinkSpec::Vxlan(l) => &l.name,
             LinkSpec::Ipip(l) => &l.name,
+            LinkSpec::Wireguard(l) => &l.name,
         }
     }
 
@@ -33,6 +36,7 @@ impl LinkSpec {
         match self {
             LinkSpec::Vxlan(_) => "vxlan",
             LinkSpec::Ipip(_) => "ipip",
+            LinkSpec::Wireguard(_) => "wireguard",
         }
     }
 
@@ -41,6 +45,7 @@ impl LinkSpec {
         match self {
             LinkSpec::Vxlan(l) => l.mtu,
             LinkSpec::Ipip(l) => l.mtu,
+            LinkSpec::Wireguard(l) => l.mtu,
         }
     }
 
@@ -49,6 +54,7 @@ impl LinkSpec {
         match self {
             LinkSpec::Vxlan(l) => Some(l.mac),
             LinkSpec::Ipip(_) => None,
+            LinkSpec::Wireguard(_) => None,
         }
     }
 
@@ -57,6 +63,7 @@ impl LinkSpec {
         match self {
             LinkSpec::Vxlan(l) => l.up,
             LinkSpec::Ipip(l) => l.up,
+            LinkSpec::Wireguard(l) => l.up,
         }
     }
 
@@ -67,6 +74,9 @@ impl LinkSpec {
         match (self, observed) {
             (LinkSpec::Vxlan(want), LinkSpec::Vxlan(have)) => want.compatible_with(have),
             (LinkSpec::Ipip(want), LinkSpec::Ipip(have)) => want.compatible_with(have),
+            // A wireguard link has no settings fixed at creation: key, port and peers are
+            // set on the live device.
+            (LinkSpec::Wireguard(_), LinkSpec::Wireguard(_)) => true,
             _ => false,
         }
     }
@@ -122,6 +132,21 @@ pub struct IpipLink {
     pub local: Ipv4Addr,
     /// Outer destination (`remote`); `0.0.0.0` is `any`.
     pub remote: Ipv4Addr,
+    pub mtu: u32,
+    /// Administratively up (desired: always).
+    pub up: bool,
+}
+
+impl From<WireguardLink> for LinkSpec {
+    fn from(l: WireguardLink) -> Self {
+        LinkSpec::Wireguard(l)
+    }
+}
+
+/// A wireguard device as flanneld wants it (`ip link add flannel-wg mtu 1440 type wireguard`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireguardLink {
+    pub name: String,
     pub mtu: u32,
     /// Administratively up (desired: always).
     pub up: bool,

@@ -6,13 +6,14 @@
 
 pub mod ipip;
 pub mod vxlan;
+pub mod wireguard;
 
 use flannel_planner::state::LinkSpec;
 use netlink_packet_route::link::{LinkAttribute, LinkInfo, LinkMessage};
 use rtnetlink::LinkUnspec;
 
 /// The link kinds flanneld manages, for messages.
-pub const KINDS: &str = "vxlan or ipip";
+pub const KINDS: &str = "vxlan, ipip or wireguard";
 
 /// The device `name` as one of the kinds flanneld manages; `None` for any other kind (the
 /// diff then asks for it to be created, and the applier replaces the device in the way).
@@ -20,6 +21,7 @@ pub(crate) fn decode(name: &str, link: &LinkMessage) -> Option<LinkSpec> {
     vxlan::decode(name, link)
         .map(LinkSpec::Vxlan)
         .or_else(|| ipip::decode(name, link).map(LinkSpec::Ipip))
+        .or_else(|| wireguard::decode(name, link).map(LinkSpec::Wireguard))
 }
 
 /// `RTM_NEWLINK` creating `l`.
@@ -27,6 +29,7 @@ pub(crate) fn create_msg(l: &LinkSpec) -> LinkMessage {
     match l {
         LinkSpec::Vxlan(v) => vxlan::create_msg(v),
         LinkSpec::Ipip(v) => ipip::create_msg(v),
+        LinkSpec::Wireguard(w) => wireguard::create_msg(w),
     }
 }
 
@@ -35,6 +38,7 @@ pub(crate) fn add_command(l: &LinkSpec) -> String {
     match l {
         LinkSpec::Vxlan(v) => vxlan::add_command(v),
         LinkSpec::Ipip(v) => ipip::add_command(v),
+        LinkSpec::Wireguard(w) => wireguard::add_command(w),
     }
 }
 
@@ -44,6 +48,8 @@ pub(crate) fn ipv6_optional(l: &LinkSpec) -> bool {
     match l {
         LinkSpec::Vxlan(v) => v.local.is_ipv4(),
         LinkSpec::Ipip(_) => true,
+        // Its IPv6 sysctls exist whenever the kernel has IPv6; none are needed for IPv4.
+        LinkSpec::Wireguard(_) => true,
     }
 }
 

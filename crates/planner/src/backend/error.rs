@@ -3,6 +3,7 @@
 
 use crate::hostgw::NAT_ERROR;
 use crate::vxlan::VxlanConfigError;
+use crate::wireguard::WgConfigError;
 
 /// A backend that cannot run with this config on this host.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,6 +26,12 @@ pub enum BackendError {
     /// The vxlan `Backend` options do not decode.
     #[error(transparent)]
     Vxlan(#[from] VxlanConfigError),
+    /// The wireguard `Backend` options do not decode or are refused.
+    #[error(transparent)]
+    Wireguard(#[from] WgConfigError),
+    /// The wireguard backend was built without the key flanneld loads for it.
+    #[error("the wireguard backend needs the node's key (loaded by flanneld)")]
+    WireguardNoKey,
     /// `Mode: on-demand` with IPv6 enabled.
     #[error("the vxlan on-demand mode is IPv4-only; disable EnableIPv6 or use the default mode")]
     OnDemandIpv6,

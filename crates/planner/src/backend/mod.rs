@@ -16,6 +16,7 @@ pub mod ipip;
 pub mod ipsec;
 pub mod udp;
 pub mod vxlan;
+pub mod wireguard;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -65,6 +66,9 @@ pub struct Inputs<'a> {
     pub underlay: &'a Underlay,
     /// What a previous run left on our node.
     pub stored: Stored,
+    /// The wireguard backend's key and implementation (flanneld settles them when the config
+    /// names wireguard; `None` otherwise).
+    pub wireguard: Option<crate::wireguard::WireguardHost>,
 }
 
 impl Inputs<'_> {
@@ -168,6 +172,9 @@ pub enum RuntimeSpec {
     /// Run the operator's commands at start-up and for every peer (extension); which ones,
     /// with what, is [`crate::extension`]'s decision.
     Extension(crate::extension::ExtensionSpec),
+    /// Keep the WireGuard devices' keys and peers right (wireguard), and in the userspace
+    /// implementation carry the packets.
+    Wireguard(wireguard::WireguardRuntime),
 }
 
 /// One backend, configured for this host. Pure: nothing here touches the kernel.
@@ -301,10 +308,14 @@ pub const REGISTRY: &[Registration] = &[
         type_name: "extension",
         build: extension::build,
     },
+    Registration {
+        type_name: "wireguard",
+        build: wireguard::build,
+    },
 ];
 
 /// Backend types Flannel knows that this build does not provide yet.
-pub const NOT_YET: &[&str] = &["wireguard", "tencent-vpc"];
+pub const NOT_YET: &[&str] = &["tencent-vpc"];
 
 /// The backend the config's `Backend.Type` names, configured for this host.
 pub fn build(inputs: &Inputs<'_>) -> Result<Box<dyn Backend>, BackendError> {

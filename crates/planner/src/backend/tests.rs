@@ -8,6 +8,7 @@ use flannel_model::{NetworkConfig, SubnetKey};
 use super::*;
 use crate::state::{LinkSpec, Route};
 use crate::vxlan::derive_vtep_mac;
+use crate::wireguard::{Implementation, WireguardHost};
 
 fn network(json: &str) -> NetworkConfig {
     let mut n = NetworkConfig::parse(json).expect("config");
@@ -149,6 +150,7 @@ fn host_gw_refuses_nat() {
         network: &hg,
         underlay: &u,
         stored: Stored::default(),
+        wireguard: None,
     })
     .expect_err("NAT");
     assert_eq!(err.to_string(), crate::hostgw::NAT_ERROR);
@@ -248,12 +250,17 @@ fn unknown_and_unavailable_types_keep_their_messages() {
         .to_string()
     };
     assert_eq!(with("bogus"), "unknown backend type: bogus");
+    assert_eq!(
+        available(),
+        "vxlan, host-gw, udp, alloc, ipip, ipsec, extension, wireguard"
+    );
     for t in NOT_YET {
         assert_eq!(
             with(t),
             format!(
                 "backend type {t:?} is not available in this build of flannel-rs yet \
-                 (available: vxlan, host-gw, udp, alloc, ipip, ipsec, extension)"
+                 (available: {})",
+                available()
             )
         );
     }
@@ -318,6 +325,7 @@ fn pod_mtus_the_kernel_refuses_are_refused_at_start() {
         network: &hg,
         underlay: &u,
         stored: Stored::default(),
+        wireguard: None,
     })
     .expect_err("IPv6 on a 1200-byte underlay");
     assert!(err.to_string().contains("the host-gw backend"), "{err}");
@@ -366,6 +374,7 @@ fn backend_v6_only(json: &str) -> Result<Box<dyn Backend>, BackendError> {
         network: &network(json),
         underlay: &underlay_v6_only(),
         stored: Stored::default(),
+        wireguard: None,
     })
 }
 
@@ -476,6 +485,7 @@ fn v6_only_ipv4_backends_say_why() {
         network: &net,
         underlay: &underlay_v6_only(),
         stored: Stored::default(),
+        wireguard: None,
     };
     assert_eq!(
         inputs.ext_iface().expect_err("needs IPv4").to_string(),
@@ -693,6 +703,7 @@ fn ipip_options_ipv6_and_mtu_errors() {
         network: &network(IPIP),
         underlay: &small,
         stored: Stored::default(),
+        wireguard: None,
     })
     .expect_err("MTU 20");
     assert_eq!(
@@ -704,6 +715,7 @@ fn ipip_options_ipv6_and_mtu_errors() {
         network: &network(IPIP),
         underlay: &small,
         stored: Stored::default(),
+        wireguard: None,
     })
     .expect_err("pod MTU 67");
     assert!(e.to_string().contains("an MTU of 67"), "{e}");
@@ -721,6 +733,7 @@ fn extension_reads_its_commands_and_advertises_the_interface_address() {
         network: &network(json),
         underlay: &u,
         stored: Stored::default(),
+        wireguard: None,
     })
     .expect("backend");
     assert_eq!(b.name(), "extension");
@@ -776,4 +789,130 @@ fn extension_reads_its_commands_and_advertises_the_interface_address() {
         "error decoding backend config: json: cannot unmarshal number into Go struct field \
          .SubnetAddCommand of type string"
     );
+}
+
+fn wireguard(json: &str, v6: bool, implementation: Implementation) -> Box<dyn Backend> {
+    build(&Inputs {
+        network: &network(json),
+        underlay: &underlay(v6),
+        stored: Stored::default(),
+        wireguard: Some(WireguardHost {
+            public_key: flannel_model::WgKey([0x11; 32]),
+            implementation,
+        }),
+    })
+    .expect("wireguard backend")
+}
+
+const WG_DUAL: &str = r#"{"Network":"198.18.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:f000::/48","IPv6SubnetLen":64,"Backend":{"Type":"wireguard"}}"#;
+
+#[test]
+fn wireguard_publishes_key_and_port_per_family() {
+    let b = wireguard(WG_DUAL, true, Implementation::Kernel);
+    assert_eq!(b.name(), "wireguard");
+    let d = b.lease_data();
+    assert_eq!(d.backend_type, "wireguard");
+    // Golden: Go's json.Marshal of the lease attributes' data.
+    assert_eq!(
+        d.backend_data.expect("v4").as_str(),
+        r#"{"PublicKey":"ERERERERERERERERERERERERERERERERERERERERERE=","Port":51820}"#
+    );
+    assert_eq!(
+        d.backend_v6_data.expect("v6").as_str(),
+        r#"{"PublicKey":"ERERERERERERERERERERERERERERERERERERERERERE=","Port":51821}"#
+    );
+    assert_eq!(d.public_ipv6, Some("2001:db8:1::1".parse().expect("ip")));
+    assert_eq!(b.pod_mtu(), 1420, "Flannel's MTU - 80");
+    assert_eq!(b.owned_devs(), ["flannel-wg", "flannel-wg-v6"]);
+    let v4 = wireguard(
+        r#"{"Network":"198.18.0.0/16","Backend":{"Type":"wireguard","MTU":1400,"ListenPort":4000}}"#,
+        false,
+        Implementation::Kernel,
+    );
+    assert_eq!(v4.pod_mtu(), 1320);
+    assert!(v4.lease_data().backend_v6_data.is_none());
+    assert!(v4
+        .lease_data()
+        .backend_data
+        .expect("v4")
+        .as_str()
+        .ends_with(r#""Port":4000}"#));
+}
+
+#[test]
+fn wireguard_kernel_state_is_devices_addresses_and_network_routes() {
+    let own = SubnetKey {
+        ipv4: "198.18.1.0/24".parse().expect("net"),
+        ipv6: Some("2001:db8:f000:1::/64".parse().expect("net")),
+    };
+    let b = wireguard(WG_DUAL, true, Implementation::Kernel);
+    let (s, skipped) = b.desired(&own, &mut std::iter::empty(), &|_| false);
+    assert!(skipped.is_empty());
+    assert_eq!(
+        s.links
+            .values()
+            .map(|l| (l.name(), l.kind(), l.mtu()))
+            .collect::<Vec<_>>(),
+        [
+            ("flannel-wg", "wireguard", 1440),
+            ("flannel-wg-v6", "wireguard", 1420)
+        ]
+    );
+    assert_eq!(
+        s.addrs
+            .iter()
+            .map(|a| format!("{} {}", a.dev, a.net))
+            .collect::<Vec<_>>(),
+        [
+            "flannel-wg 198.18.1.0/32",
+            "flannel-wg-v6 2001:db8:f000:1::/128"
+        ]
+    );
+    assert_eq!(
+        s.routes.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+        [
+            "198.18.0.0/16 dev flannel-wg",
+            "2001:db8:f000::/48 dev flannel-wg-v6"
+        ]
+    );
+    let Some(RuntimeSpec::Wireguard(rt)) = b.runtime() else {
+        panic!("wireguard has a runtime");
+    };
+    assert_eq!(rt.devices.len(), 2);
+    // Userspace: TUN devices of the same names hold the address; the kernel only routes.
+    let u = wireguard(WG_DUAL, true, Implementation::Userspace);
+    let (s, _) = u.desired(&own, &mut std::iter::empty(), &|_| false);
+    assert!(s.links.is_empty() && s.addrs.is_empty());
+    assert_eq!(s.routes.len(), 2);
+    assert!(u.owned_devs().is_empty());
+    assert_eq!(u.route_devs(), ["flannel-wg", "flannel-wg-v6"]);
+}
+
+#[test]
+fn wireguard_refuses_bad_options_and_a_missing_key() {
+    let with = |backend: &str| {
+        build(&Inputs {
+            network: &network(&format!(
+                r#"{{"Network":"198.18.0.0/16","Backend":{backend}}}"#
+            )),
+            underlay: &underlay(false),
+            stored: Stored::default(),
+            wireguard: Some(WireguardHost {
+                public_key: flannel_model::WgKey([1; 32]),
+                implementation: Implementation::Kernel,
+            }),
+        })
+        .expect_err("refused")
+        .to_string()
+    };
+    assert_eq!(
+        with(r#"{"Type":"wireguard","Mode":"x"}"#),
+        "no valid Mode configured"
+    );
+    let err = backend(
+        r#"{"Network":"198.18.0.0/16","Backend":{"Type":"wireguard"}}"#,
+        false,
+    )
+    .expect_err("no key");
+    assert_eq!(err, BackendError::WireguardNoKey);
 }
