@@ -16,9 +16,9 @@ use flannel_planner::state::Route;
 use ipnet::IpNet;
 use tokio_util::sync::CancellationToken;
 
-use crate::ipsec::IpsecRuntime;
-use crate::extension::{self, ExtensionRuntime};
 use crate::cli::WgImplementationFlag;
+use crate::extension::{self, ExtensionRuntime};
+use crate::ipsec::IpsecRuntime;
 use crate::runtime::BackendRuntime;
 use crate::udp::UdpRuntime;
 use crate::wireguard::WireguardRuntime;

@@ -53,6 +53,7 @@ fn healthy() -> NodeFacts {
         network: &n,
         underlay: &underlay,
         stored: Stored::default(),
+        wireguard: None,
     })
     .expect("backend");
     let own = lease(1);

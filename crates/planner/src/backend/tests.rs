@@ -37,6 +37,7 @@ fn backend_with(json: &str, v6: bool, stored: Stored) -> Result<Box<dyn Backend>
         network: &network(json),
         underlay: &underlay(v6),
         stored,
+        wireguard: None,
     })
 }
 
