@@ -60,8 +60,16 @@ fn json(out: Output, what: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {text}"))
 }
 
-/// A lab name unique to this test process.
+/// A lab name unique to this test process; each test passes its own `tag` (a reused tag
+/// would make two tests running in parallel share one lab, so it panics).
 fn unique(tag: &str) -> String {
+    static USED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut used = USED.lock().unwrap_or_else(|p| p.into_inner());
+    assert!(
+        !used.iter().any(|t| t == tag),
+        "lab name tag {tag:?} used by two tests"
+    );
+    used.push(tag.to_owned());
     format!("it{tag}{}", std::process::id())
 }
 
@@ -641,7 +649,7 @@ fn doctor_names_each_fault_the_lab_injects() {
     let Some(bins) = binaries("doctor_names_each_fault_the_lab_injects") else {
         return;
     };
-    let name = unique("d");
+    let name = unique("e");
     let _guard = Guard(name.clone());
     ok(
         up(
