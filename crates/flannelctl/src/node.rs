@@ -20,7 +20,7 @@ use flannel_doctor::facts::{
 use flannel_kernel::iface::{discover_external_interface, ExternalInterface, IfaceRequest};
 use flannel_kernel::{Kernel, ObserveScope};
 use flannel_model::{Lease, NetworkConfig, SubnetEnv};
-use flannel_planner::backend::{self, Backend, Inputs, Stored, Underlay};
+use flannel_planner::backend::{self, Backend, Inputs, Stored};
 use flannel_planner::offload;
 use flannel_planner::state::KernelState;
 use flannel_registry::etcd::{EtcdConfig, EtcdStore};
@@ -211,15 +211,7 @@ fn build_backend(
     network: &NetworkConfig,
     ext: &ExternalInterface,
 ) -> Result<Box<dyn Backend>, String> {
-    let underlay = Underlay {
-        name: ext.name.clone(),
-        index: ext.index,
-        mtu: ext.mtu,
-        iface_addr: ext.iface_addr,
-        iface_v6_addr: ext.iface_v6_addr,
-        public_ip: ext.ext_addr,
-        public_ipv6: ext.ext_v6_addr,
-    };
+    let underlay = ext.underlay();
     backend::build(&Inputs {
         network,
         underlay: &underlay,

@@ -10,7 +10,7 @@ use flannel_kernel::iface::ExternalInterface;
 use flannel_model::Lease;
 use flannel_model::{MacAddr, NetworkConfig};
 pub use flannel_planner::backend::{Backend, LeaseData, RuntimeSpec};
-use flannel_planner::backend::{Inputs, Stored, Underlay};
+use flannel_planner::backend::{Inputs, Stored};
 use flannel_planner::diff::Scope;
 use flannel_planner::state::Route;
 use ipnet::IpNet;
@@ -23,19 +23,6 @@ use crate::runtime::BackendRuntime;
 use crate::udp::UdpRuntime;
 use crate::wireguard::WireguardRuntime;
 
-/// The planner's view of the external interface.
-pub fn underlay(ext: &ExternalInterface) -> Underlay {
-    Underlay {
-        name: ext.name.clone(),
-        index: ext.index,
-        mtu: ext.mtu,
-        iface_addr: ext.iface_addr,
-        iface_v6_addr: ext.iface_v6_addr,
-        public_ip: ext.ext_addr,
-        public_ipv6: ext.ext_v6_addr,
-    }
-}
-
 /// Pick and configure the backend for the network config. `vtep_mac`/`vtep_mac_v6` are the
 /// MACs a previous flanneld stored on our node (Kubernetes mode), reused so peers' entries for
 /// us stay valid across a restart (or a switch from Go flannel). The wireguard backend's key
@@ -47,7 +34,7 @@ pub fn configure(
     vtep_mac_v6: Option<[u8; 6]>,
     wg_impl: WgImplementationFlag,
 ) -> Result<Box<dyn Backend>> {
-    let underlay = underlay(ext);
+    let underlay = ext.underlay();
     let wireguard = if network.backend_type() == "wireguard" {
         Some(crate::wireguard::host(wg_impl)?)
     } else {

@@ -140,6 +140,21 @@ pub struct ExternalInterface {
     pub ext_v6_addr: Option<Ipv6Addr>,
 }
 
+impl ExternalInterface {
+    /// The planner's view of this interface (what backends are built from).
+    pub fn underlay(&self) -> flannel_planner::backend::Underlay {
+        flannel_planner::backend::Underlay {
+            name: self.name.clone(),
+            index: self.index,
+            mtu: self.mtu,
+            iface_addr: self.iface_addr,
+            iface_v6_addr: self.iface_v6_addr,
+            public_ip: self.ext_addr,
+            public_ipv6: self.ext_v6_addr,
+        }
+    }
+}
+
 /// Why one lookup (one `--iface`, one `--iface-regex`, the can-reach probe, or the default
 /// lookup) found no interface. Texts follow Flannel's so logs stay familiar.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
