@@ -6,8 +6,8 @@ use flannel_model::SubnetEnv;
 use flannel_planner::offload;
 use ipnet::Ipv4Net;
 
-use crate::entries::{compare, stale, EntryState};
-use crate::facts::{Daemon, NodeFacts, SubnetFile};
+use crate::entries::{compare_peer, stale, stale_tunnels, EntryState};
+use crate::facts::{Daemon, NodeFacts, Registry, SubnetFile};
 use crate::finding::{AutoFix, Finding, Kind};
 
 /// Every finding for this node; empty when it is healthy.
@@ -103,12 +103,45 @@ fn subnet_env_disagrees(f: &NodeFacts, env: &SubnetEnv) -> Vec<Finding> {
 /// The registry unreadable, or no lease for this node in it.
 pub fn lease(f: &NodeFacts) -> Vec<Finding> {
     if let Some(e) = &f.registry_error {
+        let fix = match &f.registry {
+            Registry::Kube { net_conf, .. } => format!(
+                "Check --kube-api-url / --kubeconfig-file (or the pod's service account), that the API server is reachable from this node, and {} (--net-config-path).",
+                net_conf.display()
+            ),
+            _ => "Check --etcd-endpoints (and the TLS files), and that etcd is up and reachable from this node.".to_owned(),
+        };
         return vec![Finding::new(
             Kind::Lease,
             "The subnet registry cannot be read.",
             e.clone(),
-            "Check --etcd-endpoints (and the TLS files), and that etcd is up and reachable from this node.",
+            fix,
         )];
+    }
+    let mut out: Vec<Finding> = f
+        .ignored_nodes
+        .iter()
+        .map(|(node, why)| {
+            Finding::new(
+                Kind::Lease,
+                format!("Node {node} is marked as flannel's, but flanneld ignores it: no host routes to its pods."),
+                why.clone(),
+                format!("Fix the node's flannel annotations or podCIDR (`kubectl get node {node} -o yaml`), or restart flanneld on it so that it rewrites them."),
+            )
+        })
+        .collect();
+    if let (Registry::Kube { node, .. }, None) = (&f.registry, &f.own_lease) {
+        out.push(Finding::new(
+            Kind::Lease,
+            format!("This node ({node}) holds no lease."),
+            f.own_lease_problem
+                .clone()
+                .unwrap_or_else(|| format!("Node {node} carries no flannel lease.")),
+            "Check NODE_NAME, that the node has spec.podCIDR (kube-controller-manager --allocate-node-cidrs), and flanneld's log.",
+        ));
+        return out;
+    }
+    if !out.is_empty() {
+        return out;
     }
     let ip = match &f.ext_iface {
         Some(Ok(e)) => e.public_ip,
@@ -223,7 +256,7 @@ pub fn peer_entries(f: &NodeFacts) -> Vec<Finding> {
     for p in &f.peers {
         let ip = p.lease.attrs.public_ip;
         let subnet = p.lease.subnet.ipv4;
-        for e in compare(&p.want, obs) {
+        for e in compare_peer(p, obs, &f.tunnels) {
             let what = e.kind.as_str();
             let (problem, evidence) = match &e.state {
                 EntryState::Ok => continue,
@@ -236,7 +269,9 @@ pub fn peer_entries(f: &NodeFacts) -> Vec<Finding> {
                     format!("Want `{}`; the kernel has `{have}`.", e.want),
                 ),
             };
-            let fix = if down {
+            let fix = if e.kind == Kind::Xfrm && e.want.starts_with("SAs") {
+                "charon negotiates the SAs: read flanneld's log (charon's lines), check that the peer runs flanneld with the same PSK, and that udp 500/4500 and esp pass between the hosts.".to_owned()
+            } else if down {
                 "Start flanneld: flanneld is not running, and it puts the entry back within seconds once it runs.".to_owned()
             } else {
                 "flanneld should restore it within 10 s; if it stays, read flanneld's log (kernel operation failed?).".to_owned()
@@ -258,7 +293,9 @@ pub fn stale_entries(f: &NodeFacts) -> Vec<Finding> {
         wanted.neighs.extend(p.want.neighs.iter().cloned());
         wanted.fdb.extend(p.want.fdb.iter().cloned());
     }
-    stale(&wanted, obs, &b.devs)
+    let mut found = stale(&wanted, obs, &b.devs);
+    found.extend(stale_tunnels(&f.peers, &f.tunnels));
+    found
         .into_iter()
         .map(|e| {
             Finding::new(

@@ -4,8 +4,12 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
+use std::collections::BTreeMap;
+
 use flannel_model::{Lease, SubnetEnv};
+use flannel_planner::ipsec::{Policy, Sa};
 use flannel_planner::state::KernelState;
+use flannel_planner::wireguard::{DeviceConfig, WgPeer};
 
 /// What `/healthz` and `/readyz` answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +73,41 @@ pub struct PeerFacts {
     pub lease: Lease,
     /// Its routes, neighbours and FDB entries.
     pub want: KernelState,
+    /// wireguard (kernel implementation): the peer each device should hold for it, by device.
+    pub wg: Vec<(String, WgPeer)>,
+    /// ipsec: the XFRM policies of its tunnel (out, in, fwd).
+    pub xfrm: Vec<Policy>,
+}
+
+/// Where the leases were read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Registry {
+    /// Not known (nothing was read).
+    #[default]
+    Unknown,
+    /// etcd at these endpoints.
+    Etcd {
+        /// `--etcd-endpoints`.
+        endpoints: String,
+    },
+    /// The Kubernetes API (`--kube-subnet-mgr`): leases are the nodes' podCIDRs.
+    Kube {
+        /// Our node's name (`NODE_NAME`).
+        node: String,
+        /// `--net-config-path`.
+        net_conf: PathBuf,
+    },
+}
+
+/// What the kernel holds for the backends whose peers are not routes (wireguard, ipsec).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TunnelState {
+    /// wireguard: each device's configuration, by name (`None`: no such wireguard device).
+    pub wg_devices: BTreeMap<String, Option<DeviceConfig>>,
+    /// ipsec: the kernel's XFRM policies.
+    pub xfrm_policies: Option<Vec<Policy>>,
+    /// ipsec: the kernel's SAs.
+    pub xfrm_sas: Option<Vec<Sa>>,
 }
 
 /// A link's MTU.
@@ -100,8 +139,15 @@ pub struct NodeFacts {
     pub subnet_env: Option<SubnetFile>,
     /// The external interface, or why none was found.
     pub ext_iface: Option<Result<ExtIface, String>>,
+    /// Where the leases come from.
+    pub registry: Registry,
     /// Why the registry could not be read, if it could not.
     pub registry_error: Option<String>,
+    /// Kubernetes mode: why our node holds no lease, when it does not (no such node, no
+    /// podCIDR, not annotated by flanneld yet).
+    pub own_lease_problem: Option<String>,
+    /// Kubernetes mode: flannel nodes whose lease cannot be read, with the reason.
+    pub ignored_nodes: Vec<(String, String)>,
     /// Our lease (the one advertising our public IP).
     pub own_lease: Option<Lease>,
     /// Every other lease.
@@ -114,6 +160,11 @@ pub struct NodeFacts {
     pub peers: Vec<PeerFacts>,
     /// What the kernel holds on the backend's devices (and its routes elsewhere).
     pub observed: Option<KernelState>,
+    /// What the kernel holds for wireguard and ipsec peers.
+    pub tunnels: TunnelState,
+    /// What could not be checked, and why, in plain sentences (status and doctor print them,
+    /// so that a node is never called healthy for what nobody looked at).
+    pub not_checked: Vec<String>,
     /// The MTU of each device the backend owns, as the kernel has it.
     pub dev_mtus: Vec<LinkMtu>,
     /// `cni0` and the pod veths attached to it.

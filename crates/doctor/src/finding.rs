@@ -24,6 +24,10 @@ pub enum Kind {
     Neigh,
     /// A peer's FDB entry is missing or wrong.
     Fdb,
+    /// A peer missing or wrong on a WireGuard device (key, endpoint, allowed IPs).
+    Wireguard,
+    /// A peer's IPsec tunnel: an XFRM policy missing or wrong, or no SA negotiated.
+    Xfrm,
     /// An entry on our device belongs to no peer.
     Stale,
     /// A pod interface has a larger MTU than the tunnel carries.
@@ -49,6 +53,8 @@ impl Kind {
             Kind::Route => "route",
             Kind::Neigh => "neigh",
             Kind::Fdb => "fdb",
+            Kind::Wireguard => "wireguard",
+            Kind::Xfrm => "xfrm",
             Kind::Stale => "stale",
             Kind::Mtu => "mtu",
             Kind::Checksum => "checksum",
@@ -114,13 +120,18 @@ impl Finding {
     }
 }
 
-/// doctor's whole text: every finding, then a one-line verdict.
-pub fn render_all(findings: &[Finding]) -> String {
+/// doctor's whole text: every finding, what could not be checked, then a one-line verdict.
+pub fn render_all(findings: &[Finding], not_checked: &[String]) -> String {
     let mut out = String::new();
     for f in findings {
         out.push_str(&f.render());
     }
-    if findings.is_empty() {
+    for n in not_checked {
+        out.push_str(&format!("[not checked] {n}\n"));
+    }
+    if findings.is_empty() && !not_checked.is_empty() {
+        out.push_str("no problem found in what could be checked (see [not checked])\n");
+    } else if findings.is_empty() {
         out.push_str("healthy: no problem found\n");
     } else {
         let n = findings.len();
@@ -141,9 +152,14 @@ mod tests {
         let f = Finding::new(Kind::SubnetEnv, "a", "b", "c");
         assert_eq!(f.render(), "[subnet.env] a\n  seen: b\n  fix:  c\n");
         assert_eq!(
-            render_all(&[f.clone(), f]).lines().last(),
+            render_all(&[f.clone(), f], &[]).lines().last(),
             Some("2 problems found")
         );
-        assert_eq!(render_all(&[]), "healthy: no problem found\n");
+        assert_eq!(render_all(&[], &[]), "healthy: no problem found\n");
+        assert_eq!(
+            render_all(&[], &["x cannot be read.".to_owned()]),
+            "[not checked] x cannot be read.\n\
+             no problem found in what could be checked (see [not checked])\n"
+        );
     }
 }

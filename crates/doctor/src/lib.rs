@@ -5,6 +5,7 @@
 //! - [`facts`]: everything gathered about the node, as plain data ([`NodeFacts`]).
 //! - [`entries`]: for each peer, what the kernel holds against what the backend wants.
 //! - [`checks`]: one function per problem; [`checks::diagnose`] runs them all.
+//! - [`wanted`]: what the backend wants for each peer (the planner's desired-state functions).
 //! - [`finding`]: a [`Finding`]: its kind, the evidence, the fix, in short sentences.
 //!
 //! The vxlan checksum-offload decision flanneld applies itself is in
@@ -14,6 +15,7 @@ pub mod checks;
 pub mod entries;
 pub mod facts;
 pub mod finding;
+pub mod wanted;
 
 pub use checks::diagnose;
 pub use facts::NodeFacts;

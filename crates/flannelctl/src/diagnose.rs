@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use flannel_doctor::entries::{compare, EntryCheck, EntryState};
-use flannel_doctor::facts::{Daemon, SubnetFile};
+use flannel_doctor::entries::{compare_peer, EntryCheck, EntryState};
+use flannel_doctor::facts::{Daemon, Registry, SubnetFile};
 use flannel_doctor::finding::{render_all, AutoFix};
 use flannel_doctor::{diagnose, Finding};
 use flanneld_cli::cli::{self, CliError, Flags};
@@ -96,7 +96,8 @@ pub fn doctor(args: &[String]) -> Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let rt = runtime()?;
-    let mut findings = diagnose(&rt.block_on(node::gather(&flags)));
+    let mut facts = rt.block_on(node::gather(&flags));
+    let mut findings = diagnose(&facts);
     let mut fixed = Vec::new();
     if own.fix {
         for f in &findings {
@@ -110,7 +111,8 @@ pub fn doctor(args: &[String]) -> Result<ExitCode> {
             }
         }
         if !fixed.is_empty() {
-            findings = diagnose(&rt.block_on(node::gather(&flags)));
+            facts = rt.block_on(node::gather(&flags));
+            findings = diagnose(&facts);
         }
     }
     if own.json {
@@ -118,12 +120,16 @@ pub fn doctor(args: &[String]) -> Result<ExitCode> {
         struct Report<'a> {
             healthy: bool,
             findings: &'a [Finding],
+            /// What could not be checked (a node is `healthy` only for what was).
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            not_checked: &'a [String],
             #[serde(skip_serializing_if = "Vec::is_empty")]
             fixed: Vec<String>,
         }
         let r = Report {
             healthy: findings.is_empty(),
             findings: &findings,
+            not_checked: &facts.not_checked,
             fixed,
         };
         println!("{}", serde_json::to_string_pretty(&r)?);
@@ -131,7 +137,7 @@ pub fn doctor(args: &[String]) -> Result<ExitCode> {
         for line in &fixed {
             println!("fix: {line}");
         }
-        print!("{}", render_all(&findings));
+        print!("{}", render_all(&findings, &facts.not_checked));
     }
     Ok(if findings.is_empty() {
         ExitCode::SUCCESS
@@ -144,6 +150,8 @@ pub fn doctor(args: &[String]) -> Result<ExitCode> {
 #[derive(Debug, Serialize)]
 struct Status {
     flanneld: String,
+    /// `etcd http://…` or `kubernetes node <name>`.
+    registry: String,
     iface: Option<String>,
     public_ip: Option<String>,
     backend: Option<String>,
@@ -151,6 +159,9 @@ struct Status {
     subnet_file: String,
     subnet_env: String,
     peers: Vec<PeerView>,
+    /// What could not be checked, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    not_checked: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -160,6 +171,9 @@ struct LeaseView {
     expires: Option<u64>,
     /// Seconds from now.
     expires_in: Option<i64>,
+    /// Why there is no expiry (Kubernetes mode: none exists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expiry_note: Option<String>,
     backend_type: String,
     backend_data: Option<String>,
 }
@@ -197,6 +211,12 @@ impl Status {
                 expires_in: expires.map(|e| {
                     i64::try_from(e).unwrap_or(i64::MAX) - i64::try_from(now).unwrap_or(0)
                 }),
+                expiry_note: match &f.registry {
+                    Registry::Kube { node, .. } => Some(format!(
+                        "Kubernetes mode: the lease is node {node}'s podCIDR; it has no TTL, no expiry and no reservation"
+                    )),
+                    _ => None,
+                },
                 backend_type: l.attrs.backend_type.clone(),
                 backend_data: l.attrs.backend_data.as_ref().map(|d| d.as_str().to_owned()),
             }
@@ -217,7 +237,7 @@ impl Status {
             .peers
             .iter()
             .map(|p| {
-                let entries = compare(&p.want, observed);
+                let entries = compare_peer(p, observed, &f.tunnels);
                 PeerView {
                     subnet: p.lease.subnet.ipv4.to_string(),
                     public_ip: p.lease.attrs.public_ip.to_string(),
@@ -226,8 +246,21 @@ impl Status {
                 }
             })
             .collect();
+        let registry = match &f.registry {
+            Registry::Etcd { endpoints } => format!("etcd {endpoints}"),
+            Registry::Kube { node, net_conf } => {
+                format!("kubernetes, node {node} (net-conf {})", net_conf.display())
+            }
+            Registry::Unknown => "-".to_owned(),
+        };
+        let registry = match (&f.registry_error, &f.own_lease_problem) {
+            (Some(e), _) => format!("{registry}: {e}"),
+            (None, Some(p)) => format!("{registry}: {p}"),
+            (None, None) => registry,
+        };
         Status {
             flanneld,
+            registry,
             iface: ext.map(|e| format!("{} (mtu {})", e.name, e.mtu)),
             public_ip: ext.and_then(|e| e.public_ip).map(|ip| ip.to_string()),
             backend: f
@@ -238,23 +271,28 @@ impl Status {
             subnet_file: f.subnet_file.display().to_string(),
             subnet_env,
             peers,
+            not_checked: f.not_checked.clone(),
         }
     }
 
     fn render(&self) -> String {
         let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
         let mut out = format!(
-            "flanneld:   {}\niface:      {}  public ip {}\nbackend:    {}\n",
+            "flanneld:   {}\nregistry:   {}\niface:      {}  public ip {}\nbackend:    {}\n",
             self.flanneld,
+            self.registry,
             or(&self.iface),
             or(&self.public_ip),
             or(&self.backend)
         );
         match &self.lease {
             Some(l) => {
-                let expiry = match (l.expires, l.expires_in) {
-                    (Some(at), Some(left)) => format!("expires in {} (unix {at})", duration(left)),
-                    _ => "no TTL".to_owned(),
+                let expiry = match (l.expires, l.expires_in, &l.expiry_note) {
+                    (Some(at), Some(left), _) => {
+                        format!("expires in {} (unix {at})", duration(left))
+                    }
+                    (_, _, Some(_)) => "no expiry (Kubernetes: the node's podCIDR)".to_owned(),
+                    _ => "no TTL (reservation)".to_owned(),
                 };
                 out.push_str(&format!(
                     "lease:      {}  {expiry}  {} {}\n",
@@ -290,6 +328,9 @@ impl Status {
                 p.public_ip,
                 states.join(", ")
             ));
+        }
+        for n in &self.not_checked {
+            out.push_str(&format!("not checked: {n}\n"));
         }
         out
     }

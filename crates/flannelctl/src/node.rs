@@ -5,8 +5,14 @@
 //! holds on its devices, the pod interfaces' MTUs, tx checksum offload (`ethtool -k`),
 //! `rp_filter` and `iptables-save`. The judging is `flannel_doctor`'s.
 //!
-//! Kubernetes mode (`--kube-subnet-mgr`) is not read yet: the registry facts stay empty and
-//! doctor says so.
+//! Kubernetes mode (`--kube-subnet-mgr`): the network config from `--net-config-path` and
+//! every lease from the Node objects (podCIDRs and Flannel's annotations), both read by the
+//! registry's own Kubernetes code ([`flannel_registry::kube::view`]); our node is `NODE_NAME`
+//! (or `POD_NAME`/`POD_NAMESPACE`), as flanneld finds it.
+//!
+//! wireguard (kernel implementation) and ipsec peers live outside the routing table: the
+//! devices' peers are read over generic netlink, the XFRM policies and SAs over netlink.
+//! What cannot be read is listed in [`NodeFacts::not_checked`].
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -15,17 +21,26 @@ use std::process::Command;
 use std::time::Duration;
 
 use flannel_doctor::facts::{
-    BackendFacts, Daemon, ExtIface, LinkMtu, NodeFacts, PeerFacts, SubnetFile, TxChecksum,
+    BackendFacts, Daemon, ExtIface, LinkMtu, NodeFacts, Registry, SubnetFile, TunnelState,
+    TxChecksum,
 };
+use flannel_doctor::wanted;
 use flannel_kernel::iface::{discover_external_interface, ExternalInterface, IfaceRequest};
+use flannel_kernel::wireguard::WgNetlink;
+use flannel_kernel::xfrm::Xfrm;
 use flannel_kernel::{Kernel, ObserveScope};
-use flannel_model::{Lease, NetworkConfig, SubnetEnv};
-use flannel_planner::backend::{self, Backend, Inputs, Stored};
+use flannel_model::{Lease, NetworkConfig, SubnetEnv, WireguardLeaseData};
+use flannel_planner::backend::{self, Backend, Inputs, RuntimeSpec, Stored};
 use flannel_planner::offload;
 use flannel_planner::state::KernelState;
+use flannel_planner::wireguard::{Implementation, WireguardHost};
 use flannel_registry::etcd::{EtcdConfig, EtcdStore};
+use flannel_registry::kube::annotations::AnnotationNames;
+use flannel_registry::kube::client::{self, ClientOptions};
+use flannel_registry::kube::netconf::read_net_conf;
+use flannel_registry::kube::view::{read_view, KubeView, OwnLease};
 use flannel_registry::SubnetStore;
-use flanneld_cli::cli::Flags;
+use flanneld_cli::cli::{Flags, WgImplementationFlag};
 use futures_util::TryStreamExt;
 use netlink_packet_route::link::LinkAttribute;
 
@@ -49,13 +64,27 @@ pub async fn gather(flags: &Flags) -> NodeFacts {
         ..NodeFacts::default()
     };
     let mut network = None;
-    let mut leases = Vec::new();
+    let mut node_public_ip = None;
     if flags.kube_subnet_mgr {
-        f.registry_error = Some(
-            "--kube-subnet-mgr: reading leases from Kubernetes is not supported by flannelctl yet"
-                .to_owned(),
-        );
+        f.registry = Registry::Kube {
+            node: String::new(),
+            net_conf: flags.net_config_path.clone(),
+        };
+        match read_kube(flags).await {
+            Ok((n, view)) => {
+                network = Some(n);
+                node_public_ip = view.own_public_ip;
+                apply_kube_view(&mut f, view);
+            }
+            Err(e) => f.registry_error = Some(e),
+        }
     } else {
+        f.registry = Registry::Etcd {
+            endpoints: flags.etcd_endpoints.clone(),
+        };
+    }
+    let mut leases = Vec::new();
+    if !flags.kube_subnet_mgr {
         match read_etcd(flags).await {
             Ok((n, l)) => {
                 network = Some(n);
@@ -64,7 +93,12 @@ pub async fn gather(flags: &Flags) -> NodeFacts {
             Err(e) => f.registry_error = Some(e),
         }
     }
-    let ext = discover_external_interface(&iface_request(flags, network.as_ref())).await;
+    let mut request = iface_request(flags, network.as_ref());
+    // Kubernetes: the node-public-ip annotation overrides --public-ip, as in flanneld.
+    if let Some(ip) = node_public_ip {
+        request.public_ip = Some(ip);
+    }
+    let ext = discover_external_interface(&request).await;
     f.ext_iface = Some(match &ext {
         Ok(e) => Ok(ExtIface {
             name: e.name.clone(),
@@ -73,19 +107,23 @@ pub async fn gather(flags: &Flags) -> NodeFacts {
         }),
         Err(e) => Err(e.to_string()),
     });
-    let public_ip = ext.as_ref().ok().and_then(|e| e.ext_addr);
-    let (own, others): (Vec<Lease>, Vec<Lease>) = leases
-        .into_iter()
-        .partition(|l| Some(l.attrs.public_ip) == public_ip && public_ip.is_some());
-    f.own_lease = own.into_iter().next();
-    f.other_leases = others;
+    if !flags.kube_subnet_mgr {
+        let public_ip = ext.as_ref().ok().and_then(|e| e.ext_addr);
+        let (own, others): (Vec<Lease>, Vec<Lease>) = leases
+            .into_iter()
+            .partition(|l| Some(l.attrs.public_ip) == public_ip && public_ip.is_some());
+        f.own_lease = own.into_iter().next();
+        f.other_leases = others;
+    }
 
     let kernel = Kernel::connect().ok();
     if let (Some(network), Ok(ext)) = (&network, &ext) {
-        match build_backend(network, ext) {
+        match build_backend(network, ext, f.own_lease.as_ref(), flags) {
             Ok(b) => {
+                f.not_checked.extend(wanted::not_checked(&*b));
                 if let Some(own) = f.own_lease.clone() {
                     fill_backend(&mut f, &*b, &own, kernel.as_ref()).await;
+                    read_tunnels(&mut f, &*b).await;
                 } else {
                     f.backend = Some(backend_facts(&*b, KernelState::default()));
                 }
@@ -132,7 +170,7 @@ pub async fn gather(flags: &Flags) -> NodeFacts {
 
 /// The backend's facts, its peers' wanted entries and what the kernel holds.
 async fn fill_backend(f: &mut NodeFacts, b: &dyn Backend, own: &Lease, kernel: Option<&Kernel>) {
-    let (base, _) = b.desired(&own.subnet, &mut std::iter::empty(), &|_| false);
+    let base = wanted::base(b, own);
     let mut on_link: HashSet<IpAddr> = HashSet::new();
     if let Some(k) = kernel {
         for peer in &f.other_leases {
@@ -143,24 +181,7 @@ async fn fill_backend(f: &mut NodeFacts, b: &dyn Backend, own: &Lease, kernel: O
             }
         }
     }
-    for peer in &f.other_leases {
-        let (one, skipped) = b.desired(&own.subnet, &mut [peer.clone()].iter(), &|ip| {
-            on_link.contains(&ip)
-        });
-        if !skipped.is_empty() {
-            continue;
-        }
-        let want = KernelState {
-            routes: one.routes.difference(&base.routes).cloned().collect(),
-            neighs: one.neighs.difference(&base.neighs).cloned().collect(),
-            fdb: one.fdb.difference(&base.fdb).cloned().collect(),
-            ..KernelState::default()
-        };
-        f.peers.push(PeerFacts {
-            lease: peer.clone(),
-            want,
-        });
-    }
+    f.peers = wanted::peer_facts(b, own, &f.other_leases, &|ip| on_link.contains(&ip));
     if let Some(k) = kernel {
         let scope = ObserveScope {
             devs: b.owned_devs(),
@@ -210,17 +231,157 @@ fn backend_facts(b: &dyn Backend, base: KernelState) -> BackendFacts {
 fn build_backend(
     network: &NetworkConfig,
     ext: &ExternalInterface,
+    own: Option<&Lease>,
+    flags: &Flags,
 ) -> Result<Box<dyn Backend>, String> {
     let underlay = ext.underlay();
+    let wireguard = if network.backend_type() == "wireguard" {
+        Some(wireguard_host(own, flags)?)
+    } else {
+        None
+    };
     backend::build(&Inputs {
         network,
         underlay: &underlay,
         stored: Stored::default(),
-        // The wireguard backend needs this node's key; status and doctor do not read it yet,
-        // so for wireguard they report that the backend cannot be rebuilt (docs/observability.md).
-        wireguard: None,
+        wireguard,
     })
     .map_err(|e| e.to_string())
+}
+
+/// The wireguard backend's host facts: the public key our lease advertises (the private key
+/// stays unread) and the implementation `--wireguard-implementation` resolves to here, as
+/// flanneld resolves it (`auto`: the kernel's when it has the module).
+fn wireguard_host(own: Option<&Lease>, flags: &Flags) -> Result<WireguardHost, String> {
+    let own = own.ok_or("wireguard: this node holds no lease, so its public key is unknown")?;
+    let data = own
+        .attrs
+        .backend_data
+        .as_ref()
+        .ok_or("wireguard: our lease has no BackendData (no public key)")?;
+    let public_key = WireguardLeaseData::from_raw(data)
+        .map_err(|e| format!("wireguard: our lease's BackendData: {e}"))?
+        .public_key;
+    let module = || matches!(WgNetlink::open(), Ok(Some(_)));
+    let implementation = match flags.wireguard_implementation {
+        WgImplementationFlag::Kernel => Implementation::Kernel,
+        WgImplementationFlag::Userspace => Implementation::Userspace,
+        WgImplementationFlag::Auto if module() => Implementation::Kernel,
+        WgImplementationFlag::Auto => Implementation::Userspace,
+    };
+    Ok(WireguardHost {
+        public_key,
+        implementation,
+    })
+}
+
+/// What the kernel holds for wireguard (the devices' peers) and ipsec (policies and SAs).
+async fn read_tunnels(f: &mut NodeFacts, b: &dyn Backend) {
+    match b.runtime() {
+        Some(RuntimeSpec::Wireguard(rt)) if rt.implementation == Implementation::Kernel => {
+            let mut nl = match WgNetlink::open() {
+                Ok(Some(nl)) => nl,
+                Ok(None) => {
+                    f.not_checked.push(
+                        "wireguard: the kernel has no wireguard module, so the devices' peers cannot be read.".to_owned(),
+                    );
+                    return;
+                }
+                Err(e) => {
+                    f.not_checked.push(format!(
+                        "wireguard: the devices' peers cannot be read ({e})."
+                    ));
+                    return;
+                }
+            };
+            let mut devices = std::collections::BTreeMap::new();
+            for dev in &rt.devices {
+                match nl.get_device(&dev.name) {
+                    Ok(cfg) => {
+                        devices.insert(dev.name.clone(), cfg);
+                    }
+                    Err(e) => f.not_checked.push(format!(
+                        "wireguard: the peers of {} cannot be read ({e}).",
+                        dev.name
+                    )),
+                }
+            }
+            f.tunnels = TunnelState {
+                wg_devices: devices,
+                ..TunnelState::default()
+            };
+        }
+        Some(RuntimeSpec::Ipsec { .. }) => {
+            let xfrm = match Xfrm::connect() {
+                Ok(x) => x,
+                Err(e) => {
+                    f.not_checked.push(format!(
+                        "ipsec: the kernel's XFRM policies cannot be read ({e})."
+                    ));
+                    return;
+                }
+            };
+            match xfrm.policies().await {
+                Ok(p) => f.tunnels.xfrm_policies = Some(p),
+                Err(e) => f.not_checked.push(format!(
+                    "ipsec: the kernel's XFRM policies cannot be read ({e})."
+                )),
+            }
+            match xfrm.sas().await {
+                Ok(s) => f.tunnels.xfrm_sas = Some(s),
+                Err(e) => f
+                    .not_checked
+                    .push(format!("ipsec: the kernel's SAs cannot be read ({e}).")),
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The network config from `--net-config-path` and every node as a lease.
+async fn read_kube(flags: &Flags) -> Result<(NetworkConfig, KubeView), String> {
+    let network = read_net_conf(&flags.net_config_path).map_err(|e| e.to_string())?;
+    let names = AnnotationNames::new(&flags.kube_annotation_prefix)
+        .map_err(|e| format!("--kube-annotation-prefix: {e}"))?;
+    let opts = ClientOptions {
+        api_url: flags.kube_api_url.clone().filter(|v| !v.is_empty()),
+        kubeconfig: flags.kubeconfig_file.clone(),
+    };
+    let kube = client::connect(&opts).await.map_err(|e| e.to_string())?;
+    let node = client::node_name(&kube)
+        .await
+        .map_err(|e| format!("finding our node's name: {e}"))?;
+    let view = read_view(&kube, &node, &names, &network)
+        .await
+        .map_err(|e| format!("listing the nodes from the Kubernetes API: {e}"))?;
+    Ok((network, view))
+}
+
+/// Our lease, the peers and the ignored nodes from the Kubernetes view.
+fn apply_kube_view(f: &mut NodeFacts, view: KubeView) {
+    if let Registry::Kube { node, .. } = &mut f.registry {
+        node.clone_from(&view.node);
+    }
+    let node = &view.node;
+    match view.own {
+        OwnLease::Held(lease) => f.own_lease = Some(lease),
+        OwnLease::NoNode => {
+            f.own_lease_problem = Some(format!(
+                "The Kubernetes API has no node {node:?} (NODE_NAME)."
+            ));
+        }
+        OwnLease::NotAnnotated { subnet } => {
+            f.own_lease_problem = Some(match subnet {
+                Ok(s) => format!(
+                    "Node {node} has podCIDR {s}, but flanneld has not annotated it yet (no kube-subnet-manager=true)."
+                ),
+                Err(e) => format!("Node {node} is not annotated by flanneld, and: {e}."),
+            });
+        }
+        OwnLease::Unusable(e) => f.own_lease_problem = Some(format!("Node {node}: {e}.")),
+    }
+    f.other_leases = view.peers;
+    f.ignored_nodes = view.ignored;
 }
 
 /// flanneld's interface request from its flags and the network config.

@@ -25,6 +25,7 @@ use flannel_registry::kube::client::{self, ClientOptions};
 use flannel_registry::kube::lease::{
     KubeLeaseConfig, KubeLeaseError, KubeLeaseManager, OwnNodeFacts,
 };
+use flannel_registry::kube::netconf;
 use flannel_registry::kube::watch::WatchMode;
 use flannel_registry::{
     ranges_for, LeaseManager, ManagerConfig, ManagerEvent, StoreError, SubnetStore,
@@ -258,12 +259,12 @@ impl LeaseSource {
 }
 
 impl LeaseKeeper {
-    /// Report renewals and registry failures to `observer` (etcd mode; a Kubernetes lease is
-    /// the node's podCIDR and is never renewed).
+    /// Report renewals (etcd mode; a Kubernetes lease is the node's podCIDR and is never
+    /// renewed) and registry failures (both modes) to `observer`.
     pub fn observed_by(self, observer: Arc<dyn flannel_registry::ManagerObserver>) -> Self {
         match self {
             LeaseKeeper::Etcd(m) => LeaseKeeper::Etcd(Box::new(m.with_observer(observer))),
-            k @ LeaseKeeper::Kube(_) => k,
+            LeaseKeeper::Kube(m) => LeaseKeeper::Kube(Box::new(m.with_observer(observer))),
         }
     }
 
@@ -278,16 +279,7 @@ impl LeaseKeeper {
 
 /// `--net-config-path`, parsed (Flannel's error texts, with the path).
 fn read_net_conf(settings: &KubeSettings) -> Result<NetworkConfig, String> {
-    let path = settings.net_config_path.display();
-    let text = std::fs::read_to_string(&settings.net_config_path)
-        .map_err(|e| format!("failed to read net conf: {e} ({path})"))?;
-    let config = NetworkConfig::parse(&text)
-        .map_err(|e| format!("error parsing subnet config in {path}: {e}"))?;
-    config
-        .ip_stack()
-        .and_then(|_| config.check_backend_type())
-        .map_err(|e| format!("invalid network config in {path}: {e}"))?;
-    Ok(config)
+    netconf::read_net_conf(&settings.net_config_path).map_err(|e| e.to_string())
 }
 
 fn log_loaded(config: &NetworkConfig, origin: &str) {

@@ -9,7 +9,8 @@ pub trait ManagerObserver: fmt::Debug + Send + Sync {
     /// Our lease was renewed and now expires at `expiration`.
     fn lease_renewed(&self, _expiration: SystemTime) {}
 
-    /// A call to the store failed (`op`: `renew`, `put_lease`, `watch`).
+    /// A call to the store failed (`op`: etcd `renew`, `put_lease`, `watch`; Kubernetes
+    /// `get_node`, `patch_node`, `list_nodes`, `watch`).
     fn store_error(&self, _op: &'static str) {}
 }
 

@@ -731,3 +731,46 @@ async fn dual_stack_leases_and_annotations() -> Result<()> {
     task.await?;
     Ok(())
 }
+
+/// Counts the failed calls a manager reports, by op.
+#[derive(Debug, Default)]
+struct CountingObserver(std::sync::Mutex<BTreeMap<&'static str, u32>>);
+
+impl flannel_registry::ManagerObserver for CountingObserver {
+    fn store_error(&self, op: &'static str) {
+        *self.0.lock().expect("observer lock").entry(op).or_default() += 1;
+    }
+}
+
+impl CountingObserver {
+    fn count(&self, op: &str) -> u32 {
+        self.0
+            .lock()
+            .expect("observer lock")
+            .get(op)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+#[tokio::test]
+async fn api_errors_are_reported_by_op() -> Result<()> {
+    let api = FakeApiServer::start().await;
+    api.add_node("n1", &["198.18.1.0/24"]);
+    let client = connect(&api).await;
+    let counts = std::sync::Arc::new(CountingObserver::default());
+    let mut m = manager(client, "n1", WatchMode::MetadataThenGet).with_observer(counts.clone());
+    let cancel = CancellationToken::new();
+    m.acquire(attrs(1), &cancel).await?;
+    assert_eq!(counts.count("watch"), 0);
+    let (tx, mut rx) = mpsc::channel(16);
+    let task = tokio::spawn(m.run(tx, cancel.clone()));
+    next_event(&mut rx).await?; // synced against the live server
+                                // The API server goes away: the watch fails.
+    drop(api);
+    wait_until(|| counts.count("watch") > 0, "a watch error is counted").await?;
+    cancel.cancel();
+    task.await?;
+    assert_eq!(counts.count("renew"), 0, "no etcd op names in kube mode");
+    Ok(())
+}

@@ -88,7 +88,12 @@ fn healthy() -> NodeFacts {
             base: base.clone(),
         }),
         backend_error: None,
-        peers: vec![PeerFacts { lease: peer, want }],
+        peers: vec![PeerFacts {
+            lease: peer,
+            want,
+            wg: vec![],
+            xfrm: vec![],
+        }],
         observed: Some(with_peer),
         dev_mtus: vec![],
         pod_links: vec![
@@ -108,6 +113,7 @@ fn healthy() -> NodeFacts {
         }],
         rp_filter: vec![("all".into(), 0), ("flannel.1".into(), 0)],
         iptables: Some("*filter\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n".into()),
+        ..NodeFacts::default()
     }
 }
 
@@ -116,7 +122,7 @@ fn kinds(f: &NodeFacts) -> Vec<&'static str> {
 }
 
 fn text(f: &NodeFacts) -> String {
-    crate::finding::render_all(&diagnose(f))
+    crate::finding::render_all(&diagnose(f), &f.not_checked)
 }
 
 #[test]

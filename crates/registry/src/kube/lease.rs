@@ -23,6 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::objects::Node;
@@ -41,9 +42,10 @@ use super::annotations::{
     own_pod_cidrs, own_subnet, restore_vtep_mac, AnnotationNames, KubeError, NodeInfo,
 };
 use super::objects::node_info;
-use super::watch::{lease_watch_stack, WatchMode};
+use super::watch::{lease_watch_observed, WatchMode};
 use crate::events::{forward_batch, log_peers, ManagerEvent};
 use crate::manager::sleep_until_opt;
+use crate::observer::{ManagerObserver, NoObserver};
 use crate::peers::{OwnEvent, PeerTracker};
 
 /// Settings of the Kubernetes lease manager.
@@ -175,6 +177,8 @@ pub struct KubeLeaseManager {
     attrs: Option<LeaseAttrs>,
     /// Our lease as peers read it from our annotations right after we patched them.
     advertised: Option<Lease>,
+    /// Told about failed API calls (`get_node`, `patch_node`, and the watch's).
+    observer: Arc<dyn ManagerObserver>,
 }
 
 impl std::fmt::Debug for KubeLeaseManager {
@@ -206,7 +210,16 @@ impl KubeLeaseManager {
             current: None,
             attrs: None,
             advertised: None,
+            observer: Arc::new(NoObserver),
         })
+    }
+
+    /// Report failed API calls to `observer` (flanneld's metrics): `get_node` (reading our
+    /// node), `patch_node` (writing its annotations or condition), and the node watch's
+    /// (`watch`, `get_node`, `list_nodes`; [`super::watch::lease_watch_observed`]).
+    pub fn with_observer(mut self, observer: Arc<dyn ManagerObserver>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// The lease we hold, if any.
@@ -225,6 +238,7 @@ impl KubeLeaseManager {
                     self.cfg.poll_interval
                 }
                 Err(e) => {
+                    self.observer.store_error("get_node");
                     warn!(node = %self.cfg.node_name, error = %e, retry_in = ?backoff, "failed to get our node from the Kubernetes API; retrying");
                     let w = backoff;
                     backoff = (backoff * 2).min(self.cfg.max_backoff);
@@ -363,17 +377,19 @@ impl KubeLeaseManager {
             .patch_status(&self.cfg.node_name, &PatchParams::default(), &patch)
             .await
             .map(|_| ())
+            .inspect_err(|_| self.observer.store_error("patch_node"))
     }
 
     /// Follow peers until `cancel` fires (module docs). Nothing is undone on exit.
     pub async fn run(mut self, events: mpsc::Sender<ManagerEvent>, cancel: CancellationToken) {
         let own = self.current.as_ref().map(|l| l.subnet);
         let mut tracker = PeerTracker::new(own);
-        let watch = lease_watch_stack(
+        let watch = lease_watch_observed(
             self.client.clone(),
             self.cfg.names.clone(),
             self.cfg.watch_mode,
             self.stack,
+            Arc::clone(&self.observer),
         );
         tokio::pin!(watch);
         let mut condition_at = self.cfg.set_node_network_unavailable.then(Instant::now);
@@ -387,11 +403,12 @@ impl KubeLeaseManager {
                 batch = watch.next() => {
                     let Some(batch) = batch else {
                         warn!("node watch ended unexpectedly; restarting it");
-                        watch.set(lease_watch_stack(
+                        watch.set(lease_watch_observed(
                             self.client.clone(),
                             self.cfg.names.clone(),
                             self.cfg.watch_mode,
                             self.stack,
+                            Arc::clone(&self.observer),
                         ));
                         continue;
                     };
@@ -454,7 +471,11 @@ impl KubeLeaseManager {
         let (Some(attrs), Some(current)) = (self.attrs.clone(), self.current.clone()) else {
             return Ok(true);
         };
-        let Some(node) = self.nodes.get_opt(&self.cfg.node_name).await? else {
+        let got = self.nodes.get_opt(&self.cfg.node_name).await;
+        if got.is_err() {
+            self.observer.store_error("get_node");
+        }
+        let Some(node) = got? else {
             warn!(node = %self.cfg.node_name, "our node was deleted; waiting for it to come back");
             return Ok(true);
         };

@@ -9,6 +9,8 @@
 //! - [`objects`]: the Node and Pod types, cut down to the fields flanneld reads, and
 //!   [`objects::node_info`].
 //! - `step`: what a node event source (full watch, or `metawatch`) yields to the watch.
+//! - [`netconf`]: the network config from `--net-config-path`.
+//! - [`view`]: one look at every node as leases (`flannelctl status` and `doctor`).
 //! - [`lease`]: our own lease (the node's podCIDR, our annotations, NetworkUnavailable) and
 //!   the peer events the daemon follows.
 
@@ -16,8 +18,10 @@ pub mod annotations;
 pub mod client;
 pub mod lease;
 mod metawatch;
+pub mod netconf;
 pub mod objects;
 mod step;
+pub mod view;
 pub mod watch;
 
 /// The API client type, re-exported so users need no direct `kube` dependency.

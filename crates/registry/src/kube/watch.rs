@@ -30,6 +30,7 @@
 //! when there are several, else with single GETs. Public-IP changes travel in annotations.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::objects::Node;
@@ -44,6 +45,7 @@ use super::annotations::{node_to_lease, AnnotationNames, NodeInfo, MANAGED_VALUE
 use super::metawatch::{list_full, MetaWatch};
 use super::objects::node_info;
 use super::step::{Seen, Step};
+use crate::observer::{ManagerObserver, NoObserver};
 use crate::store::{StoredLease, WatchBatch, WatchEvent};
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -80,7 +82,21 @@ pub fn lease_watch_stack(
     mode: WatchMode,
     stack: IpStack,
 ) -> impl Stream<Item = WatchBatch> + Send + 'static {
+    lease_watch_observed(client, names, mode, stack, Arc::new(NoObserver))
+}
+
+/// [`lease_watch_stack`], telling `observer` about every failed API call: `watch` (the node
+/// watch or its list failed; a `410 Gone` re-list is no failure), `get_node` (fetching one
+/// node), `list_nodes` (a full re-list of the metadata-only watch).
+pub fn lease_watch_observed(
+    client: Client,
+    names: AnnotationNames,
+    mode: WatchMode,
+    stack: IpStack,
+    observer: Arc<dyn ManagerObserver>,
+) -> impl Stream<Item = WatchBatch> + Send + 'static {
     let state = NodeWatch {
+        observer,
         api: Api::all(client.clone()),
         source: Source::start(&client, mode),
         client,
@@ -163,6 +179,8 @@ struct Entry {
 }
 
 struct NodeWatch {
+    /// Told about failed API calls.
+    observer: Arc<dyn ManagerObserver>,
     client: Client,
     /// Full-object GETs and LISTs.
     api: Api<Node>,
@@ -259,6 +277,9 @@ impl NodeWatch {
 
     fn failed(&mut self, e: &watcher::Error) {
         let gone = matches!(e, watcher::Error::WatchError(s) if s.code == 410);
+        if !gone {
+            self.observer.store_error("watch");
+        }
         if gone {
             info!("node watch history expired (410 Gone); listing nodes again");
         } else if !self.in_outage {
@@ -370,7 +391,7 @@ impl NodeWatch {
             })
             .map(|(name, _)| name.clone())
             .collect();
-        let fetched = fetch_many(&self.api, &want).await;
+        let fetched = fetch_many(&self.api, &want, &*self.observer).await;
         for (name, annotations) in metas {
             let previous = old.get(&name);
             let entry = if !is_managed(&self.names, &annotations) {
@@ -462,6 +483,7 @@ impl NodeWatch {
                 self.retry.remove(name);
             }
             Err(e) => {
+                self.observer.store_error("get_node");
                 warn!(node = %name, error = %e, "fetching node failed; retrying");
                 self.retry.insert(name.to_owned());
                 let entry = self.nodes.entry(name.to_owned()).or_default();
@@ -489,7 +511,11 @@ impl NodeWatch {
 
 /// Full nodes for `names`: one paginated LIST when there are many, else GETs. Nodes that
 /// could not be read are missing from the result.
-async fn fetch_many(api: &Api<Node>, names: &[String]) -> BTreeMap<String, NodeInfo> {
+async fn fetch_many(
+    api: &Api<Node>,
+    names: &[String],
+    observer: &dyn ManagerObserver,
+) -> BTreeMap<String, NodeInfo> {
     let mut out = BTreeMap::new();
     if names.is_empty() {
         return out;
@@ -505,7 +531,10 @@ async fn fetch_many(api: &Api<Node>, names: &[String]) -> BTreeMap<String, NodeI
                     }
                 }
             }
-            Err(e) => warn!(error = %e, "listing nodes failed; fetching them one by one later"),
+            Err(e) => {
+                observer.store_error("list_nodes");
+                warn!(error = %e, "listing nodes failed; fetching them one by one later");
+            }
         }
         return out;
     }
@@ -515,7 +544,10 @@ async fn fetch_many(api: &Api<Node>, names: &[String]) -> BTreeMap<String, NodeI
                 out.insert(name.clone(), node_info(&node));
             }
             Ok(None) => {}
-            Err(e) => warn!(node = %name, error = %e, "fetching node failed; retrying"),
+            Err(e) => {
+                observer.store_error("get_node");
+                warn!(node = %name, error = %e, "fetching node failed; retrying");
+            }
         }
     }
     out
