@@ -182,8 +182,11 @@ struct LeaseView {
 struct PeerView {
     subnet: String,
     public_ip: String,
-    /// Every wanted entry matches.
+    /// Every wanted entry matches (false when nothing could be checked).
     ok: bool,
+    /// Whether the kernel holds anything to check for this peer (not, e.g., for a userspace
+    /// wireguard peer).
+    checked: bool,
     entries: Vec<EntryCheck>,
 }
 
@@ -241,7 +244,8 @@ impl Status {
                 PeerView {
                     subnet: p.lease.subnet.ipv4.to_string(),
                     public_ip: p.lease.attrs.public_ip.to_string(),
-                    ok: entries.iter().all(|e| e.state == EntryState::Ok),
+                    ok: !entries.is_empty() && entries.iter().all(|e| e.state == EntryState::Ok),
+                    checked: !entries.is_empty(),
                     entries,
                 }
             })
@@ -322,11 +326,14 @@ impl Status {
                     format!("{} {s}", e.kind.as_str())
                 })
                 .collect();
-            out.push_str(&format!(
-                "  {:<18} {:<15} {}\n",
-                p.subnet,
-                p.public_ip,
+            let states = if p.checked {
                 states.join(", ")
+            } else {
+                "not checked (nothing in the kernel for it)".to_owned()
+            };
+            out.push_str(&format!(
+                "  {:<18} {:<15} {states}\n",
+                p.subnet, p.public_ip
             ));
         }
         for n in &self.not_checked {
