@@ -291,3 +291,47 @@ fn kube_mode_lease_findings_name_the_node() {
         "{found:#?}"
     );
 }
+
+#[test]
+fn an_ipip_peer_is_a_route_via_its_public_ip_onlink() {
+    let n = network(r#"{"Type":"ipip"}"#);
+    let b = backend::build(&Inputs {
+        network: &n,
+        underlay: &underlay(),
+        stored: Stored::default(),
+        wireguard: None,
+    })
+    .expect("backend");
+    let mut f = facts_for(
+        &*b,
+        lease(1, "ipip", None),
+        vec![lease(2, "ipip", None)],
+        TunnelState::default(),
+    );
+    assert_eq!(f.peers.len(), 1);
+    let routes: Vec<String> = f.peers[0]
+        .want
+        .routes
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(routes.len(), 1, "{routes:?}");
+    assert!(
+        routes[0].contains("198.18.2.0/24")
+            && routes[0].contains("via 192.0.2.2")
+            && routes[0].contains("dev flannel.ipip")
+            && routes[0].contains("onlink"),
+        "{routes:?}"
+    );
+    // The kernel lacks it (observed holds only the device): a missing route.
+    let found = diagnose(&f);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].kind, Kind::Route);
+    assert!(found[0].problem.contains("peer 192.0.2.2"), "{found:#?}");
+    // In place: healthy.
+    let want = f.peers[0].want.routes.clone();
+    if let Some(o) = &mut f.observed {
+        o.routes.extend(want);
+    }
+    assert_eq!(diagnose(&f), vec![]);
+}

@@ -252,6 +252,9 @@ impl Status {
             .collect();
         let registry = match &f.registry {
             Registry::Etcd { endpoints } => format!("etcd {endpoints}"),
+            Registry::Kube { node, net_conf } if node.is_empty() => {
+                format!("kubernetes (net-conf {})", net_conf.display())
+            }
             Registry::Kube { node, net_conf } => {
                 format!("kubernetes, node {node} (net-conf {})", net_conf.display())
             }

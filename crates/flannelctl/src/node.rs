@@ -70,7 +70,7 @@ pub async fn gather(flags: &Flags) -> NodeFacts {
             node: String::new(),
             net_conf: flags.net_config_path.clone(),
         };
-        match read_kube(flags).await {
+        match read_kube(flags, &mut f.registry).await {
             Ok((n, view)) => {
                 network = Some(n);
                 node_public_ip = view.own_public_ip;
@@ -338,8 +338,12 @@ async fn read_tunnels(f: &mut NodeFacts, b: &dyn Backend) {
     }
 }
 
-/// The network config from `--net-config-path` and every node as a lease.
-async fn read_kube(flags: &Flags) -> Result<(NetworkConfig, KubeView), String> {
+/// The network config from `--net-config-path` and every node as a lease; our node's name goes
+/// into `registry` as soon as it is known.
+async fn read_kube(
+    flags: &Flags,
+    registry: &mut Registry,
+) -> Result<(NetworkConfig, KubeView), String> {
     let network = read_net_conf(&flags.net_config_path).map_err(|e| e.to_string())?;
     let names = AnnotationNames::new(&flags.kube_annotation_prefix)
         .map_err(|e| format!("--kube-annotation-prefix: {e}"))?;
@@ -351,6 +355,9 @@ async fn read_kube(flags: &Flags) -> Result<(NetworkConfig, KubeView), String> {
     let node = client::node_name(&kube)
         .await
         .map_err(|e| format!("finding our node's name: {e}"))?;
+    if let Registry::Kube { node: name, .. } = registry {
+        name.clone_from(&node);
+    }
     let view = read_view(&kube, &node, &names, &network)
         .await
         .map_err(|e| format!("listing the nodes from the Kubernetes API: {e}"))?;
