@@ -65,6 +65,7 @@ pub async fn gather(flags: &Flags) -> NodeFacts {
     };
     let mut network = None;
     let mut node_public_ip = None;
+    let mut leases = Vec::new();
     if flags.kube_subnet_mgr {
         f.registry = Registry::Kube {
             node: String::new(),
@@ -82,9 +83,6 @@ pub async fn gather(flags: &Flags) -> NodeFacts {
         f.registry = Registry::Etcd {
             endpoints: flags.etcd_endpoints.clone(),
         };
-    }
-    let mut leases = Vec::new();
-    if !flags.kube_subnet_mgr {
         match read_etcd(flags).await {
             Ok((n, l)) => {
                 network = Some(n);
