@@ -630,20 +630,15 @@ mod tests {
     use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader};
 
     fn link() -> VxlanLink {
-        VxlanLink {
-            name: "flannel.1".into(),
-            vni: 1,
-            underlay_index: 2,
-            local: "192.0.2.1".parse().expect("ip"),
-            port: 0,
-            gbp: false,
-            learning: false,
-            l2miss: false,
-            l3miss: false,
-            mtu: 1450,
-            mac: MacAddr([0x0e, 0, 0, 0, 0, 1]),
-            up: true,
-        }
+        let local = "192.0.2.1".parse().expect("ip");
+        VxlanLink::new(
+            "flannel.1",
+            1,
+            2,
+            local,
+            1450,
+            MacAddr([0x0e, 0, 0, 0, 0, 1]),
+        )
     }
 
     fn route(dev: &str, onlink: bool) -> Route {

@@ -346,18 +346,10 @@ pub(crate) fn link(
     mac: MacAddr,
 ) -> VxlanLink {
     VxlanLink {
-        name: name.to_owned(),
-        vni: opts.vni,
-        underlay_index: ext.index,
-        local,
         port: opts.port,
         gbp: opts.gbp,
         learning: opts.learning,
-        l2miss: false,
-        l3miss: false,
-        mtu,
-        mac,
-        up: true,
+        ..VxlanLink::new(name, opts.vni, ext.index, local, mtu, mac)
     }
 }
 
