@@ -625,21 +625,9 @@ fn refuse_router_advertisements(l: &LinkSpec) {
 mod tests {
     use super::*;
     use crate::link::vxlan::create_msg as vxlan_create_msg;
-    use flannel_planner::state::VxlanLink;
+    use crate::link::vxlan::tests::link;
     use netlink_packet_route::neighbour::NeighbourAddress;
     use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader};
-
-    fn link() -> VxlanLink {
-        let local = "192.0.2.1".parse().expect("ip");
-        VxlanLink::new(
-            "flannel.1",
-            1,
-            2,
-            local,
-            1450,
-            MacAddr([0x0e, 0, 0, 0, 0, 1]),
-        )
-    }
 
     fn route(dev: &str, onlink: bool) -> Route {
         Route {

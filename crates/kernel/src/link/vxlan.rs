@@ -116,12 +116,13 @@ pub(crate) fn add_command(l: &VxlanLink) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkInfo};
     use std::net::Ipv4Addr;
 
-    fn link() -> VxlanLink {
+    /// The test device: flannel.1 over ifindex 2 from 192.0.2.1, MTU 1450.
+    pub(crate) fn link() -> VxlanLink {
         let local = "192.0.2.1".parse().expect("ip");
         VxlanLink::new(
             "flannel.1",
