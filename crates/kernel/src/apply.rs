@@ -625,26 +625,9 @@ fn refuse_router_advertisements(l: &LinkSpec) {
 mod tests {
     use super::*;
     use crate::link::vxlan::create_msg as vxlan_create_msg;
-    use flannel_planner::state::VxlanLink;
+    use crate::link::vxlan::tests::link;
     use netlink_packet_route::neighbour::NeighbourAddress;
     use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader};
-
-    fn link() -> VxlanLink {
-        VxlanLink {
-            name: "flannel.1".into(),
-            vni: 1,
-            underlay_index: 2,
-            local: "192.0.2.1".parse().expect("ip"),
-            port: 0,
-            gbp: false,
-            learning: false,
-            l2miss: false,
-            l3miss: false,
-            mtu: 1450,
-            mac: MacAddr([0x0e, 0, 0, 0, 0, 1]),
-            up: true,
-        }
-    }
 
     fn route(dev: &str, onlink: bool) -> Route {
         Route {

@@ -235,20 +235,15 @@ mod tests {
     const DEV: &str = "flannel.1";
 
     fn link(mtu: u32) -> LinkSpec {
-        LinkSpec::Vxlan(VxlanLink {
-            name: DEV.into(),
-            vni: 1,
-            underlay_index: 2,
-            local: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
-            port: 0,
-            gbp: false,
-            learning: false,
-            l2miss: false,
-            l3miss: false,
+        let local = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+        LinkSpec::Vxlan(VxlanLink::new(
+            DEV,
+            1,
+            2,
+            local,
             mtu,
-            mac: MacAddr([0x0e, 0, 0, 0, 0, 1]),
-            up: true,
-        })
+            MacAddr([0x0e, 0, 0, 0, 0, 1]),
+        ))
     }
 
     fn vx(s: &mut KernelState) -> &mut VxlanLink {

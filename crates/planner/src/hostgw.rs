@@ -34,11 +34,8 @@ pub fn desired_state<'a>(
     let mut state = KernelState::default();
     let mut skipped = Vec::new();
     for lease in peers {
-        if lease.attrs.backend_type != "host-gw" {
-            skipped.push(Skipped {
-                subnet: lease.subnet,
-                reason: format!("backend type {:?} is not host-gw", lease.attrs.backend_type),
-            });
+        if let Err(s) = Skipped::unless_backend(lease, "host-gw") {
+            skipped.push(s);
             continue;
         }
         if let (Some(_), Some(subnet4)) = (ext.v4(), lease.subnet.ipv4_net()) {

@@ -183,6 +183,32 @@ pub struct VxlanLink {
 }
 
 impl VxlanLink {
+    /// Flannel's device: kernel-default port, no GBP, no learning, no miss notifications, up.
+    /// The options that change those are set on the result.
+    pub fn new(
+        name: &str,
+        vni: u32,
+        underlay_index: u32,
+        local: IpAddr,
+        mtu: u32,
+        mac: MacAddr,
+    ) -> Self {
+        VxlanLink {
+            name: name.to_owned(),
+            vni,
+            underlay_index,
+            local,
+            port: 0,
+            gbp: false,
+            learning: false,
+            l2miss: false,
+            l3miss: false,
+            mtu,
+            mac,
+            up: true,
+        }
+    }
+
     /// True when an existing device can be kept and only its MTU/MAC adjusted; false means it
     /// must be deleted and created again (Flannel's `vxlanLinksIncompat`).
     pub fn compatible_with(&self, observed: &VxlanLink) -> bool {
@@ -214,20 +240,15 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn vxlan() -> VxlanLink {
-        VxlanLink {
-            name: "flannel.1".into(),
-            vni: 1,
-            underlay_index: 2,
-            local: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
-            port: 0,
-            gbp: false,
-            learning: false,
-            l2miss: false,
-            l3miss: false,
-            mtu: 1450,
-            mac: MacAddr([0x0e, 0, 0, 0, 0, 1]),
-            up: true,
-        }
+        let local = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+        VxlanLink::new(
+            "flannel.1",
+            1,
+            2,
+            local,
+            1450,
+            MacAddr([0x0e, 0, 0, 0, 0, 1]),
+        )
     }
 
     #[test]

@@ -81,11 +81,8 @@ impl PeerTable {
         let mut peers = Vec::new();
         let mut skipped = Vec::new();
         for lease in leases {
-            if lease.attrs.backend_type != "vxlan" {
-                skipped.push(Skipped {
-                    subnet: lease.subnet,
-                    reason: format!("backend type {:?} is not vxlan", lease.attrs.backend_type),
-                });
+            if let Err(s) = Skipped::unless_backend(lease, "vxlan") {
+                skipped.push(s);
                 continue;
             }
             let data = match lease.attrs.backend_data.as_ref() {

@@ -295,11 +295,8 @@ pub fn desired_state<'a>(
     };
     let mut skipped = Vec::new();
     for lease in peers {
-        if lease.attrs.backend_type != "vxlan" {
-            skipped.push(Skipped {
-                subnet: lease.subnet,
-                reason: format!("backend type {:?} is not vxlan", lease.attrs.backend_type),
-            });
+        if let Err(s) = Skipped::unless_backend(lease, "vxlan") {
+            skipped.push(s);
             continue;
         }
         if let (Some(dev), Some(subnet4)) = (&v4_dev, lease.subnet.ipv4_net()) {
@@ -346,18 +343,10 @@ pub(crate) fn link(
     mac: MacAddr,
 ) -> VxlanLink {
     VxlanLink {
-        name: name.to_owned(),
-        vni: opts.vni,
-        underlay_index: ext.index,
-        local,
         port: opts.port,
         gbp: opts.gbp,
         learning: opts.learning,
-        l2miss: false,
-        l3miss: false,
-        mtu,
-        mac,
-        up: true,
+        ..VxlanLink::new(name, opts.vni, ext.index, local, mtu, mac)
     }
 }
 

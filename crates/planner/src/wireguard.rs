@@ -354,11 +354,8 @@ pub fn desired_device(
             subnet: lease.subnet,
             reason,
         };
-        if lease.attrs.backend_type != "wireguard" {
-            skipped.push(skip(format!(
-                "backend type {:?} is not wireguard",
-                lease.attrs.backend_type
-            )));
+        if let Err(s) = Skipped::unless_backend(lease, "wireguard") {
+            skipped.push(s);
             continue;
         }
         // Go reads BackendV6Data when the peer has an IPv6 subnet in the single-device modes

@@ -7,41 +7,28 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use super::Attrs;
 use flannel_planner::state::IpipLink;
-use netlink_packet_route::link::{
-    InfoData, InfoIpTunnel, InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
-};
+use netlink_packet_route::link::{InfoData, InfoIpTunnel, InfoKind, LinkMessage};
 use rtnetlink::LinkIpIp;
 
 /// An ipip link as [`IpipLink`]; `None` when the link is not an ipip device.
 pub(crate) fn decode(name: &str, link: &LinkMessage) -> Option<IpipLink> {
-    let mut is_ipip = false;
-    let mut data: &[InfoIpTunnel] = &[];
+    let attrs = Attrs::of(link);
+    if attrs.kind != Some(&InfoKind::IpIp) {
+        return None;
+    }
+    let data = match attrs.data {
+        Some(InfoData::IpTunnel(d)) => d.as_slice(),
+        _ => &[],
+    };
     let mut l = IpipLink {
         name: name.to_owned(),
         local: Ipv4Addr::UNSPECIFIED,
         remote: Ipv4Addr::UNSPECIFIED,
-        mtu: 0,
-        up: link.header.flags.contains(LinkFlags::Up),
+        mtu: attrs.mtu,
+        up: attrs.up,
     };
-    for attr in &link.attributes {
-        match attr {
-            LinkAttribute::Mtu(m) => l.mtu = *m,
-            LinkAttribute::LinkInfo(infos) => {
-                for info in infos {
-                    match info {
-                        LinkInfo::Kind(InfoKind::IpIp) => is_ipip = true,
-                        LinkInfo::Data(InfoData::IpTunnel(d)) => data = d,
-                        _ => {}
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    if !is_ipip {
-        return None;
-    }
     for d in data {
         match d {
             InfoIpTunnel::Local(IpAddr::V4(a)) => l.local = *a,
@@ -93,6 +80,7 @@ pub(crate) fn add_command(l: &IpipLink) -> String {
 mod tests {
     use super::*;
     use netlink_packet_core::Emitable;
+    use netlink_packet_route::link::{LinkAttribute, LinkInfo};
 
     fn link() -> IpipLink {
         IpipLink {

@@ -9,7 +9,9 @@ pub mod vxlan;
 pub mod wireguard;
 
 use flannel_planner::state::LinkSpec;
-use netlink_packet_route::link::{LinkAttribute, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
 use rtnetlink::LinkUnspec;
 
 /// The link kinds flanneld manages, for messages.
@@ -68,14 +70,45 @@ pub(crate) fn update_msg(index: u32, l: &LinkSpec) -> LinkMessage {
 
 /// The link's kind (`vxlan`, `veth`, …) for messages; empty when it has none.
 pub(crate) fn link_kind(link: &LinkMessage) -> String {
-    link.attributes
-        .iter()
-        .find_map(|a| match a {
-            LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
-                LinkInfo::Kind(k) => Some(k.to_string()),
-                _ => None,
-            }),
-            _ => None,
-        })
+    Attrs::of(link)
+        .kind
+        .map(ToString::to_string)
         .unwrap_or_default()
+}
+
+/// What every kind's decoder reads from an `RTM_NEWLINK`: the generic attributes and the
+/// kind with its kind-specific data.
+#[derive(Debug, Default)]
+pub(crate) struct Attrs<'a> {
+    pub mtu: u32,
+    pub address: Option<&'a [u8]>,
+    pub up: bool,
+    pub kind: Option<&'a InfoKind>,
+    pub data: Option<&'a InfoData>,
+}
+
+impl<'a> Attrs<'a> {
+    pub fn of(link: &'a LinkMessage) -> Self {
+        let mut a = Attrs {
+            up: link.header.flags.contains(LinkFlags::Up),
+            ..Attrs::default()
+        };
+        for attr in &link.attributes {
+            match attr {
+                LinkAttribute::Mtu(m) => a.mtu = *m,
+                LinkAttribute::Address(mac) => a.address = Some(mac),
+                LinkAttribute::LinkInfo(infos) => {
+                    for info in infos {
+                        match info {
+                            LinkInfo::Kind(k) => a.kind = Some(k),
+                            LinkInfo::Data(d) => a.data = Some(d),
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        a
+    }
 }

@@ -4,53 +4,30 @@
 
 use std::net::IpAddr;
 
+use super::Attrs;
 use flannel_planner::state::{MacAddr, VxlanLink};
-use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
-};
+use netlink_packet_route::link::{InfoData, InfoKind, InfoVxlan, LinkMessage};
 use rtnetlink::LinkVxlan;
 
 /// A vxlan link as [`VxlanLink`]; `None` when the link is not a vxlan device.
 pub(crate) fn decode(name: &str, link: &LinkMessage) -> Option<VxlanLink> {
-    let mut is_vxlan = false;
-    let mut data: &[InfoVxlan] = &[];
-    let mut v = VxlanLink {
-        name: name.to_owned(),
-        vni: 0,
-        underlay_index: 0,
-        local: IpAddr::from([0, 0, 0, 0]),
-        port: 0,
-        gbp: false,
-        learning: false,
-        l2miss: false,
-        l3miss: false,
-        mtu: 0,
-        mac: MacAddr([0; 6]),
-        up: link.header.flags.contains(LinkFlags::Up),
-    };
-    for attr in &link.attributes {
-        match attr {
-            LinkAttribute::Mtu(m) => v.mtu = *m,
-            LinkAttribute::Address(a) => {
-                if let Ok(b) = <[u8; 6]>::try_from(a.as_slice()) {
-                    v.mac = MacAddr(b);
-                }
-            }
-            LinkAttribute::LinkInfo(infos) => {
-                for info in infos {
-                    match info {
-                        LinkInfo::Kind(InfoKind::Vxlan) => is_vxlan = true,
-                        LinkInfo::Data(InfoData::Vxlan(d)) => data = d,
-                        _ => {}
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    if !is_vxlan {
+    let attrs = Attrs::of(link);
+    if attrs.kind != Some(&InfoKind::Vxlan) {
         return None;
     }
+    let data = match attrs.data {
+        Some(InfoData::Vxlan(d)) => d.as_slice(),
+        _ => &[],
+    };
+    let mac = attrs
+        .address
+        .and_then(|a| <[u8; 6]>::try_from(a).ok())
+        .map_or(MacAddr([0; 6]), MacAddr);
+    let unspecified = IpAddr::from([0, 0, 0, 0]);
+    let mut v = VxlanLink {
+        up: attrs.up,
+        ..VxlanLink::new(name, 0, 0, unspecified, attrs.mtu, mac)
+    };
     for d in data {
         match d {
             InfoVxlan::Id(id) => v.vni = *id,
@@ -139,25 +116,22 @@ pub(crate) fn add_command(l: &VxlanLink) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkInfo};
     use std::net::Ipv4Addr;
 
-    fn link() -> VxlanLink {
-        VxlanLink {
-            name: "flannel.1".into(),
-            vni: 1,
-            underlay_index: 2,
-            local: "192.0.2.1".parse().expect("ip"),
-            port: 0,
-            gbp: false,
-            learning: false,
-            l2miss: false,
-            l3miss: false,
-            mtu: 1450,
-            mac: MacAddr([0x0e, 0, 0, 0, 0, 1]),
-            up: true,
-        }
+    /// The test device: flannel.1 over ifindex 2 from 192.0.2.1, MTU 1450.
+    pub(crate) fn link() -> VxlanLink {
+        let local = "192.0.2.1".parse().expect("ip");
+        VxlanLink::new(
+            "flannel.1",
+            1,
+            2,
+            local,
+            1450,
+            MacAddr([0x0e, 0, 0, 0, 0, 1]),
+        )
     }
 
     #[test]

@@ -3,29 +3,18 @@
 //! peers are not link attributes: flanneld sets them over the wireguard generic-netlink
 //! family (`crate::wireguard`).
 
+use super::Attrs;
 use flannel_planner::link::WireguardLink;
-use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{InfoKind, LinkMessage};
 use rtnetlink::LinkWireguard;
 
 /// A wireguard link as [`WireguardLink`]; `None` when the link is of another kind.
 pub(crate) fn decode(name: &str, link: &LinkMessage) -> Option<WireguardLink> {
-    let mut is_wg = false;
-    let mut mtu = 0;
-    for attr in &link.attributes {
-        match attr {
-            LinkAttribute::Mtu(m) => mtu = *m,
-            LinkAttribute::LinkInfo(infos) => {
-                is_wg |= infos
-                    .iter()
-                    .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Wireguard)));
-            }
-            _ => {}
-        }
-    }
-    is_wg.then(|| WireguardLink {
+    let attrs = Attrs::of(link);
+    (attrs.kind == Some(&InfoKind::Wireguard)).then(|| WireguardLink {
         name: name.to_owned(),
-        mtu,
-        up: link.header.flags.contains(LinkFlags::Up),
+        mtu: attrs.mtu,
+        up: attrs.up,
     })
 }
 

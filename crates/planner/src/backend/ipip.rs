@@ -128,11 +128,8 @@ impl Backend for Ipip {
         });
         let mut skipped = Vec::new();
         for lease in peers {
-            if lease.attrs.backend_type != BACKEND_TYPE {
-                skipped.push(Skipped {
-                    subnet: lease.subnet,
-                    reason: format!("backend type {:?} is not ipip", lease.attrs.backend_type),
-                });
+            if let Err(s) = Skipped::unless_backend(lease, BACKEND_TYPE) {
+                skipped.push(s);
                 continue;
             }
             let gateway = IpAddr::V4(lease.attrs.public_ip);
