@@ -41,6 +41,7 @@ pub mod packet;
 pub mod proxy;
 pub mod route;
 pub mod segment;
+pub mod sgio;
 pub mod stats;
 
 pub use decide::{inbound, outbound, Counters, DropReason, Inbound, Outbound};
