@@ -656,14 +656,20 @@ impl TxWorker {
             // Replies and drops take the per-packet path (one decision per segment).
             _ => return Forwarded::NotTso,
         };
-        let pkt = &pkt[..len];
-        let Ok(plan) = Tso::plan(pkt, hdr.gso_size) else {
-            return Forwarded::NotTso;
-        };
-        if !tso.prepare(pkt, &plan) {
-            return Forwarded::NotTso;
-        }
+        // Decided (the TTL is decremented): from here on the packet is sent or lost, never
+        // handed to the per-packet path (which would decide it again).
         counters.record_outbound(&d);
+        let pkt = &pkt[..len];
+        let plan = match Tso::plan(pkt, hdr.gso_size) {
+            Ok(p) if tso.prepare(pkt, &p) => p,
+            _ => {
+                debug!(
+                    len,
+                    "udp fast path: a super-packet shorter than its headers say"
+                );
+                return Forwarded::Done(1);
+            }
+        };
         counters.forwarded = counters
             .forwarded
             .wrapping_add(u64::try_from(plan.segments - 1).unwrap_or(0));
