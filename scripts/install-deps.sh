@@ -30,17 +30,30 @@ declare -A probe=(
   [iperf3]=/usr/bin/iperf3
   [procps]=/usr/sbin/sysctl
   [util-linux]=/usr/bin/setsid
+  # flanneld's and flannelctl doctor's vxlan checksum-offload check and fix.
+  [ethtool]=/usr/sbin/ethtool
   # The VM harness (crates/vmkernel): qemu boots Debian's kernel, busybox is the initramfs,
   # depmod indexes the unpacked modules, cpio packs the initramfs.
   [qemu-system-x86]=/usr/bin/qemu-system-x86_64
   [busybox-static]=/bin/busybox
   [kmod]=/usr/sbin/depmod
   [cpio]=/usr/bin/cpio
+  # The ipsec backend's tests in the guest: charon itself, its VICI plugin (shipped with
+  # swanctl) and the AES-GCM/ECP crypto Flannel's default ESP proposal needs.
+  [strongswan-charon]=/usr/lib/ipsec/charon
+  [strongswan-swanctl]=/usr/lib/ipsec/plugins/libstrongswan-vici.so
+  [libstrongswan-standard-plugins]=/usr/lib/ipsec/plugins/libstrongswan-gcm.so
+  # The wireguard tests: `wg show` on the devices, `wg set` for a node set up as Go Flannel
+  # would, and tcpdump to see what the underlay carries.
+  [wireguard-tools]=/usr/bin/wg
+  [tcpdump]=/usr/bin/tcpdump
 )
 build_packages=(protobuf-compiler libprotobuf-dev gcc)
 run_packages=(etcd-server etcd-client containernetworking-plugins iproute2 iptables nftables
-              iputils-ping iperf3 procps util-linux)
-vm_packages=(qemu-system-x86 busybox-static kmod cpio)
+              iputils-ping iperf3 procps util-linux ethtool)
+vm_packages=(qemu-system-x86 busybox-static kmod cpio
+             strongswan-charon strongswan-swanctl libstrongswan-standard-plugins
+             wireguard-tools tcpdump)
 
 case "${1:-all}" in
   build) packages=("${build_packages[@]}") ;;

@@ -3,7 +3,7 @@
 # crate's src/ (lib and bins) and each integration test file under crates/*/tests and
 # bench/tests that does not need root, a real etcd or a VM. A test file needs them when it (or
 # the tests/common/mod.rs it includes) calls `require_root`, starts an `EtcdServer` or boots a
-# VM (`flannel_vmkernel`); such files run only in `make test`.
+# VM (`flannel_vmkernel`, `vm::in_debian_kernel`); such files run only in `make test`.
 #
 # Usage: scripts/unit-tests.sh [--list]      (--list: print which files run where, run nothing)
 set -euo pipefail
@@ -13,8 +13,8 @@ CARGO=${CARGO:-cargo}
 needs_privileges() {
   local f=$1 common
   common="$(dirname "$f")/common/mod.rs"
-  grep -qE 'require_root|EtcdServer|flannel_vmkernel' "$f" && return 0
-  grep -qE '^\s*mod common;' "$f" && [ -f "$common" ] && grep -qE 'require_root|EtcdServer|flannel_vmkernel' "$common" && return 0
+  grep -qE 'require_root|EtcdServer|flannel_vmkernel|in_debian_kernel' "$f" && return 0
+  grep -qE '^\s*mod common;' "$f" && [ -f "$common" ] && grep -qE 'require_root|EtcdServer|flannel_vmkernel|in_debian_kernel' "$common" && return 0
   return 1
 }
 

@@ -285,7 +285,7 @@ fn run(cli: Cli) -> Result<()> {
             .iter()
             .map(|b| {
                 throughput::case(b).with_context(|| {
-                    format!("--backends: unknown backend {b:?} (vxlan, host-gw, udp, udp-baseline)")
+                    format!("--backends: unknown backend {b:?} (vxlan, host-gw, udp, udp-baseline, wireguard)")
                 })
             })
             .collect::<Result<Vec<_>>>()?;

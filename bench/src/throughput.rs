@@ -52,7 +52,7 @@ pub struct Case {
 }
 
 /// Every configuration this benchmark knows, in table order.
-pub const CASES: [Case; 4] = [
+pub const CASES: [Case; 5] = [
     Case {
         name: "vxlan",
         config: r#"{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}"#,
@@ -72,6 +72,12 @@ pub const CASES: [Case; 4] = [
         name: "udp-baseline",
         config: r#"{"Network":"198.18.0.0/16","Backend":{"Type":"udp"}}"#,
         args: &["--udp-fast-path=false"],
+    },
+    // The kernel module where the kernel has it, userspace here (auto-detected).
+    Case {
+        name: "wireguard",
+        config: r#"{"Network":"198.18.0.0/16","Backend":{"Type":"wireguard"}}"#,
+        args: &[],
     },
 ];
 
@@ -257,6 +263,27 @@ struct Cluster {
     lab: Lab,
 }
 
+/// The hosts share this machine's `/run`: with wireguard each gets its own key file
+/// (`WIREGUARD_KEY_FILE`) through a wrapper script in its directory.
+fn per_host_key(bin: &Path, h: &Host, case: Case) -> Result<std::path::PathBuf> {
+    if !case.config.contains("wireguard") {
+        return Ok(bin.to_path_buf());
+    }
+    let wrapper = h.dir().join("flanneld-wg");
+    let key = h.dir().join("wgkey");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nWIREGUARD_KEY_FILE={} exec {} \"$@\"\n",
+            key.display(),
+            bin.display()
+        ),
+    )?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))?;
+    Ok(wrapper)
+}
+
 impl Cluster {
     fn build(bin: &Path, case: Case, timeout: Duration) -> Result<Cluster> {
         let lab = Lab::new(&format!("btput_{}", case.name))?;
@@ -265,7 +292,8 @@ impl Cluster {
         let hosts = vec![lab.add_host(1)?, lab.add_host(2)?];
         let mut flanneld = Vec::new();
         for h in &hosts {
-            flanneld.push(h.start_flanneld(bin, case.args)?);
+            let bin = per_host_key(bin, h, case)?;
+            flanneld.push(h.start_flanneld(&bin, case.args)?);
         }
         let mut c = Cluster {
             flanneld,
@@ -597,7 +625,10 @@ mod tests {
     #[test]
     fn cases_are_found_by_name() {
         let names: Vec<&str> = CASES.iter().map(|c| c.name).collect();
-        assert_eq!(names, ["vxlan", "host-gw", "udp", "udp-baseline"]);
+        assert_eq!(
+            names,
+            ["vxlan", "host-gw", "udp", "udp-baseline", "wireguard"]
+        );
         let base = case("udp-baseline").map(|c| (c.config, c.args));
         assert_eq!(
             base,

@@ -272,6 +272,24 @@ mod tests {
         );
     }
 
+    /// flanneld's `subnet.env` of an IPv6-only network (no FLANNEL_NETWORK/FLANNEL_SUBNET): one
+    /// IPv6 range and route, as the Go plugin builds them (flannel_linux.go `getDelegateIPAM`
+    /// appends a range per subnet present and a route per network present).
+    #[test]
+    fn golden_ipv6_only() {
+        let text =
+            "FLANNEL_IPV6_NETWORK=2001:db8:100::/48\nFLANNEL_IPV6_SUBNET=2001:db8:100:2a::1/64\n\
+            FLANNEL_MTU=1430\nFLANNEL_IPMASQ=true\n";
+        assert_eq!(
+            render(
+                r#"{"cniVersion":"1.0.0","name":"cbr0","type":"flannel"}"#,
+                text
+            )
+            .unwrap(),
+            r#"{"cniVersion":"1.0.0","ipMasq":false,"ipam":{"ranges":[[{"subnet":"2001:db8:100:2a::/64"}]],"routes":[{"dst":"2001:db8:100::/48"}],"type":"host-local"},"isGateway":true,"mtu":1430,"name":"cbr0","type":"bridge"}"#
+        );
+    }
+
     #[test]
     fn golden_multiple_networks_and_ipmasq_false() {
         let text = "FLANNEL_NETWORK=10.1.0.0/16,192.168.0.0/16\nFLANNEL_SUBNET=10.1.17.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n";

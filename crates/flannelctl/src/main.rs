@@ -1,11 +1,15 @@
 //! `flannelctl`: operator tool for flannel-rs. Command groups: `lab`, a whole flannel-rs
-//! cluster on this machine in network namespaces (see docs/lab.md), and `vm` (in vm.rs), a
-//! command on Debian's kernel under qemu (see docs/kernels.md).
+//! cluster on this machine in network namespaces (see docs/lab.md), `vm` (in vm.rs), a
+//! command on Debian's kernel under qemu (see docs/kernels.md), and `status` / `doctor` (in
+//! diagnose.rs, facts gathered in node.rs), one node seen and explained
+//! (docs/observability.md).
 //!
 //! This file owns the command line (clap), the terminal output (progress line, tables,
 //! `--json`), signal handling (Ctrl-C during `up` tears down what was built) and `exec`.
 //! Everything else is in the `flannel-lab` library.
 
+mod diagnose;
+mod node;
 mod progress;
 mod vm;
 
@@ -56,6 +60,25 @@ enum Top {
     /// Run a command on Debian's packaged kernel under qemu (see docs/kernels.md).
     #[command(subcommand)]
     Vm(vm::VmCommand),
+    /// This node: its lease, each peer with what the kernel holds for it, flanneld's health.
+    /// Takes flanneld's flags (and FLANNELD_* env); --json for scripts.
+    #[command(disable_help_flag = true)]
+    Status(Passthrough),
+    /// Check this node and explain each problem (evidence, fix); exit 0 only when healthy.
+    /// Takes flanneld's flags (and FLANNELD_* env); --json, --fix.
+    #[command(disable_help_flag = true)]
+    Doctor(Passthrough),
+}
+
+#[derive(Debug, Args)]
+struct Passthrough {
+    /// --json, --fix (doctor), then flanneld's flags, e.g. --etcd-endpoints=... --iface=eth0.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    args: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +94,9 @@ enum LabCommand {
     Exec(ExecArgs),
     /// Restart one host's flanneld (SIGTERM, then start it again and wait until it is ready).
     Restart(RestartArgs),
+    /// Break one host on purpose (for `flannelctl doctor` to find): stop-flanneld, del-fdb,
+    /// del-route, pod-mtu, rm-subnet-env, rp-filter, block-port.
+    Fault(FaultArgs),
     /// Stop and remove a lab (also its leftovers after a crash).
     Down(DownArgs),
     /// List the labs on this machine.
@@ -78,6 +104,23 @@ enum LabCommand {
     /// up, check, down with vxlan, then host-gw, then udp (what `make demo` runs), in a lab
     /// of its own (`demo_<pid>`; leftovers of earlier demos that died are removed first).
     Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct FaultArgs {
+    /// The fault.
+    #[arg(value_parser = parse_fault)]
+    kind: flannel_lab::fault::Fault,
+    /// The host (h1, h2, ...).
+    host: String,
+    #[command(flatten)]
+    name: NameArg,
+    #[command(flatten)]
+    json: JsonOnly,
+}
+
+fn parse_fault(s: &str) -> Result<flannel_lab::fault::Fault, String> {
+    s.parse().map_err(|e: LabError| e.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -137,7 +180,8 @@ struct UpArgs {
     name: NameArg,
     #[command(flatten)]
     shape: Shape,
-    /// flanneld's backend: vxlan, host-gw, udp or alloc.
+    /// flanneld's backend: vxlan, host-gw, udp, alloc, ipip or extension (ipip needs the
+    /// kernel's ipip module: see `flannelctl vm run`).
     #[arg(long, default_value = "vxlan", value_parser = parse_backend)]
     backend: Backend,
     /// A member of the network config's `Backend` besides `Type` (repeatable), e.g.
@@ -197,7 +241,7 @@ struct DemoArgs {
     name: Option<String>,
     #[command(flatten)]
     shape: Shape,
-    /// Backends to show, in order.
+    /// Backends to show, in order (any the lab runs; ipip needs the kernel's ipip module).
     #[arg(long, value_delimiter = ',', default_value = "vxlan,host-gw,udp", value_parser = parse_backend)]
     backends: Vec<Backend>,
     #[command(flatten)]
@@ -217,6 +261,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Top::Lab(command) => run(command),
         Top::Vm(command) => vm::run(command),
+        Top::Status(a) => diagnose::status(&a.args),
+        Top::Doctor(a) => diagnose::doctor(&a.args),
     };
     match result {
         Ok(code) => code,
@@ -244,6 +290,7 @@ fn run(command: LabCommand) -> Result<ExitCode> {
             watch_signals()?;
             restart(&lab, &a)
         }
+        LabCommand::Fault(a) => fault(&lab, &a),
         LabCommand::Down(a) => {
             watch_signals()?;
             down(&lab, &a)
@@ -254,6 +301,18 @@ fn run(command: LabCommand) -> Result<ExitCode> {
             demo(&lab, a)
         }
     }
+}
+
+fn fault(lab: &Lab, a: &FaultArgs) -> Result<ExitCode> {
+    let r = lab.inject_fault(&name_of(&a.name)?, a.kind, &a.host)?;
+    if a.json.json {
+        outln!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        for line in &r.did {
+            outln!("{} {}: {line}", r.lab, r.host);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn name_of(arg: &NameArg) -> Result<LabName> {

@@ -1,6 +1,8 @@
 //! The built `flannelctl lab` end to end (root): a 2-host vxlan lab with one pod per host is
 //! built, checked, inspected, entered and removed; and a lab whose processes were killed and
-//! whose state file was deleted (a crash) is still removed completely by `down`.
+//! whose state file was deleted (a crash) is still removed completely by `down`. In another
+//! 2-host lab, `flannelctl doctor` (run inside a host's namespace with flanneld's flags) finds
+//! a healthy node healthy and names each fault `flannelctl lab fault` injects.
 //!
 //! flanneld and the flannel CNI plugin are the debug binaries next to `flannelctl` in the
 //! target directory (the workspace's `cargo test` builds every binary first).
@@ -58,8 +60,16 @@ fn json(out: Output, what: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {text}"))
 }
 
-/// A lab name unique to this test process.
+/// A lab name unique to this test process; each test passes its own `tag` (a reused tag
+/// would make two tests running in parallel share one lab, so it panics).
 fn unique(tag: &str) -> String {
+    static USED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut used = USED.lock().unwrap_or_else(|p| p.into_inner());
+    assert!(
+        !used.iter().any(|t| t == tag),
+        "lab name tag {tag:?} used by two tests"
+    );
+    used.push(tag.to_owned());
     format!("it{tag}{}", std::process::id())
 }
 
@@ -588,4 +598,98 @@ fn demo_leaves_other_labs_alone() {
 fn pid(v: &serde_json::Value) -> i32 {
     let n = v.as_i64().expect("pid is a number");
     i32::try_from(n).expect("pid fits in i32")
+}
+
+/// `flannelctl doctor` inside host `h` of lab `name`, with the lab flanneld's flags.
+fn doctor(name: &str, h: u8) -> (bool, String) {
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("/run/flannel-rs/lab/{name}/state.json"))
+            .expect("the lab's state file"),
+    )
+    .expect("state JSON");
+    let subnet_file = state["hosts"][usize::from(h - 1)]["subnet_file"]
+        .as_str()
+        .expect("subnet_file")
+        .to_owned();
+    let out = ctl(&[
+        "lab",
+        "exec",
+        "--name",
+        name,
+        &format!("h{h}"),
+        "--",
+        CTL,
+        "doctor",
+        "--etcd-endpoints=http://192.0.2.254:2379",
+        "--iface=eth0",
+        &format!("--subnet-file={subnet_file}"),
+        "--healthz-ip=127.0.0.1",
+        "--healthz-port=10299",
+    ]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn fault(name: &str, kind: &str, host: &str) {
+    ok(
+        ctl(&["lab", "fault", kind, host, "--name", name]),
+        &format!("lab fault {kind} {host}"),
+    );
+}
+
+#[test]
+fn doctor_names_each_fault_the_lab_injects() {
+    if !require_root("flannelctl::doctor_names_each_fault_the_lab_injects") {
+        return;
+    }
+    let Some(bins) = binaries("doctor_names_each_fault_the_lab_injects") else {
+        return;
+    };
+    let name = unique("e");
+    let _guard = Guard(name.clone());
+    ok(
+        up(
+            &name,
+            &bins,
+            &["--hosts", "2", "--pods", "1", "--backend", "vxlan"],
+        ),
+        "lab up",
+    );
+
+    let (healthy, text) = doctor(&name, 1);
+    assert!(healthy, "a fresh node is healthy:\n{text}");
+    assert!(text.contains("healthy: no problem found"), "{text}");
+
+    fault(&name, "rm-subnet-env", "h2");
+    let (healthy, text) = doctor(&name, 2);
+    assert!(!healthy, "{text}");
+    assert!(
+        text.contains("[subnet.env]") && text.contains("subnet.env) is missing"),
+        "{text}"
+    );
+
+    fault(&name, "pod-mtu", "h1");
+    let (healthy, text) = doctor(&name, 1);
+    assert!(!healthy, "{text}");
+    assert!(
+        text.contains("[mtu] cni0 has MTU 1500, larger than the tunnel's 1450."),
+        "{text}"
+    );
+
+    fault(&name, "stop-flanneld", "h1");
+    fault(&name, "del-fdb", "h1");
+    let (healthy, text) = doctor(&name, 1);
+    assert!(!healthy, "{text}");
+    assert!(
+        text.contains("[flanneld] flanneld is not running."),
+        "{text}"
+    );
+    assert!(
+        text.contains("[fdb] The fdb entry for peer 192.0.2.2 ("),
+        "names fdb and the peer's public IP: {text}"
+    );
 }

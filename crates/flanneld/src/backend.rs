@@ -9,38 +9,37 @@ use anyhow::Result;
 use flannel_kernel::iface::ExternalInterface;
 use flannel_model::Lease;
 use flannel_model::{MacAddr, NetworkConfig};
-pub use flannel_planner::backend::{Backend, RuntimeSpec};
-use flannel_planner::backend::{Inputs, Stored, Underlay};
+pub use flannel_planner::backend::{Backend, LeaseData, RuntimeSpec};
+use flannel_planner::backend::{Inputs, Stored};
 use flannel_planner::diff::Scope;
 use flannel_planner::state::Route;
 use ipnet::IpNet;
+use tokio_util::sync::CancellationToken;
 
+use crate::cli::WgImplementationFlag;
+use crate::extension::{self, ExtensionRuntime};
+use crate::ipsec::IpsecRuntime;
 use crate::runtime::BackendRuntime;
 use crate::udp::UdpRuntime;
-
-/// The planner's view of the external interface.
-pub fn underlay(ext: &ExternalInterface) -> Underlay {
-    Underlay {
-        name: ext.name.clone(),
-        index: ext.index,
-        mtu: ext.mtu,
-        iface_addr: ext.iface_addr,
-        iface_v6_addr: ext.iface_v6_addr,
-        public_ip: ext.ext_addr,
-        public_ipv6: ext.ext_v6_addr,
-    }
-}
+use crate::wireguard::WireguardRuntime;
 
 /// Pick and configure the backend for the network config. `vtep_mac`/`vtep_mac_v6` are the
 /// MACs a previous flanneld stored on our node (Kubernetes mode), reused so peers' entries for
-/// us stay valid across a restart (or a switch from Go flannel).
+/// us stay valid across a restart (or a switch from Go flannel). The wireguard backend's key
+/// and implementation are settled here, when the config names it (`wg_impl`: the flag).
 pub fn configure(
     network: &NetworkConfig,
     ext: &ExternalInterface,
     vtep_mac: Option<[u8; 6]>,
     vtep_mac_v6: Option<[u8; 6]>,
+    wg_impl: WgImplementationFlag,
 ) -> Result<Box<dyn Backend>> {
-    let underlay = underlay(ext);
+    let underlay = ext.underlay();
+    let wireguard = if network.backend_type() == "wireguard" {
+        Some(crate::wireguard::host(wg_impl)?)
+    } else {
+        None
+    };
     let inputs = Inputs {
         network,
         underlay: &underlay,
@@ -48,8 +47,22 @@ pub fn configure(
             vtep_mac: vtep_mac.map(MacAddr),
             vtep_mac_v6: vtep_mac_v6.map(MacAddr),
         },
+        wireguard,
     };
     Ok(flannel_planner::backend::build(&inputs)?)
+}
+
+/// What we publish in our lease: the backend's lease data, completed by what its runtime
+/// must produce before the lease exists (the extension backend's `PreStartupCommand` output
+/// as `BackendData`, run until it succeeds). `None` when cancelled first.
+pub async fn lease_data(backend: &dyn Backend, cancel: &CancellationToken) -> Option<LeaseData> {
+    let mut data = backend.lease_data();
+    if let Some(RuntimeSpec::Extension(spec)) = backend.runtime() {
+        if let Some(out) = extension::pre_startup(&spec, cancel).await? {
+            data.backend_data = Some(out);
+        }
+    }
+    Some(data)
 }
 
 /// Open what `spec` needs before the datapath's first pass (the udp device exists before the
@@ -63,6 +76,15 @@ pub async fn prepare_runtime(
         Some(RuntimeSpec::UdpProxy { ext, port }) => Some(Box::new(
             UdpRuntime::open(&ext, port, lease, udp_fast_path).await?,
         )),
+        Some(RuntimeSpec::Ipsec { options, public_ip }) => {
+            Some(Box::new(IpsecRuntime::open(options, public_ip, lease)?))
+        }
+        Some(RuntimeSpec::Extension(spec)) => {
+            Some(Box::new(ExtensionRuntime::prepare(spec, lease).await))
+        }
+        Some(RuntimeSpec::Wireguard(spec)) => {
+            Some(Box::new(WireguardRuntime::open(spec, lease).await?))
+        }
         // Run by the datapath loop (see the module docs).
         Some(RuntimeSpec::MissResponder { .. }) | None => None,
     })
@@ -121,6 +143,7 @@ mod tests {
             &ext,
             Some([0x12, 0xc6, 0x65, 0x89, 0xb4, 0xe3]),
             None,
+            WgImplementationFlag::Auto,
         )
         .expect("backend");
         assert_eq!(

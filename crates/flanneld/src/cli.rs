@@ -37,6 +37,8 @@
 //!   that exist (Flannel accepts a bad regex and fails after contacting etcd, and ignores a
 //!   missing CA file with `http://` endpoints).
 //! - `--version` prints the version to stderr, as Flannel does.
+//! - Extra flag `--vxlan-tx-checksum-fix` (default true, env `FLANNELD_VXLAN_TX_CHECKSUM_FIX`):
+//!   see `flannel_planner::offload`.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -193,6 +195,16 @@ pub struct Flags {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_value = "true",
           default_missing_value = "true", value_parser = parse_go_bool, action = ArgAction::Set)]
     pub udp_fast_path: bool,
+
+    /// vxlan (flannel-rs only): on kernels before 5.7, turn off tx checksum offload on the vxlan
+    /// device (the kernel's checksum bug after NAT, Flannel #1279); false leaves offloads alone.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_value = "true",
+          default_missing_value = "true", value_parser = parse_go_bool, action = ArgAction::Set)]
+    pub vxlan_tx_checksum_fix: bool,
+    /// wireguard backend (flannel-rs only): `kernel` (the wireguard module), `userspace` (a
+    /// TUN device and WireGuard in flanneld), or `auto` (the module when the kernel has it).
+    #[arg(long, value_name = "IMPL", default_value = "auto", value_parser = parse_wg_impl)]
+    pub wireguard_implementation: WgImplementationFlag,
 
     /// Network configuration file (Kubernetes mode).
     #[arg(
@@ -650,6 +662,26 @@ fn parse_port(s: &str) -> Result<u16, String> {
     u16::try_from(v).map_err(|_| "port out of range (0..65535)".to_string())
 }
 
+/// `--wireguard-implementation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WgImplementationFlag {
+    /// The kernel module when the kernel has it, else userspace.
+    Auto,
+    /// The kernel module (fails without it).
+    Kernel,
+    /// Userspace, even when the module is there.
+    Userspace,
+}
+
+fn parse_wg_impl(s: &str) -> Result<WgImplementationFlag, String> {
+    match s {
+        "auto" => Ok(WgImplementationFlag::Auto),
+        "kernel" => Ok(WgImplementationFlag::Kernel),
+        "userspace" => Ok(WgImplementationFlag::Userspace),
+        _ => Err("expected auto, kernel or userspace".into()),
+    }
+}
+
 fn parse_u64(s: &str) -> Result<u64, String> {
     let v = parse_go_int(s)?;
     u64::try_from(v).map_err(|_| "must not be negative".to_string())
@@ -992,6 +1024,21 @@ mod tests {
     }
 
     #[test]
+    fn wireguard_implementation_defaults_to_auto_and_reads_its_env() {
+        assert_eq!(ok(&[]).wireguard_implementation, WgImplementationFlag::Auto);
+        assert_eq!(
+            ok(&["--wireguard-implementation=userspace"]).wireguard_implementation,
+            WgImplementationFlag::Userspace
+        );
+        let f = parse_env(&[], &[("FLANNELD_WIREGUARD_IMPLEMENTATION", "kernel")])
+            .expect("valid flags");
+        assert_eq!(f.wireguard_implementation, WgImplementationFlag::Kernel);
+        assert!(
+            usage_err(&["--wireguard-implementation=fast"]).contains("--wireguard-implementation")
+        );
+    }
+
+    #[test]
     fn udp_fast_path_defaults_on_and_turns_off_like_other_bools() {
         assert!(ok(&[]).udp_fast_path);
         assert!(ok(&["--udp-fast-path"]).udp_fast_path);
@@ -1299,6 +1346,7 @@ mod tests {
             "ip-blackhole-route",
             "set-node-network-unavailable",
             "udp-fast-path",
+            "vxlan-tx-checksum-fix",
             "version",
         ] {
             assert!(b(n), "{n} should be boolean");
@@ -1314,8 +1362,9 @@ mod tests {
         }
         assert!(e("public-ip") && e("etcd-password") && e("iface-can-reach"));
         assert!(!e("iface") && !e("etcd-prefix") && !e("vmodule"));
-        // Flannel's 32 flags plus flannel-rs's `--udp-fast-path`.
-        assert_eq!(t.flags.len(), 33);
+        // Flannel's 32 flags plus flannel-rs's `--udp-fast-path`, `--vxlan-tx-checksum-fix` and
+        // `--wireguard-implementation`.
+        assert_eq!(t.flags.len(), 35);
     }
 
     #[test]

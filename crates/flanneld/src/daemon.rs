@@ -30,6 +30,7 @@ use crate::firewall::{networks_of_env, RuleFlags, Rules};
 use crate::health::Readiness;
 use crate::journal::RouteJournal;
 use crate::leases::{KubeSettings, LeaseSource};
+use crate::metrics::Metrics;
 
 /// Everything the daemon needs, already validated (built from the command line in `main`).
 #[derive(Debug, Clone)]
@@ -46,10 +47,19 @@ pub struct DaemonConfig {
     pub ip_blackhole_route: bool,
     /// `--udp-fast-path`: the udp backend's batched datapath (false: the simple proxy).
     pub udp_fast_path: bool,
+    /// `--vxlan-tx-checksum-fix`: turn tx checksum offload off on buggy kernels.
+    pub vxlan_tx_checksum_fix: bool,
+    /// `--wireguard-implementation`.
+    pub wireguard_implementation: crate::cli::WgImplementationFlag,
 }
 
 /// Run until `cancel` fires. Returns an error only for conditions a restart would not fix.
-pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken) -> Result<()> {
+pub async fn run(
+    cfg: DaemonConfig,
+    ready: Readiness,
+    metrics: Metrics,
+    cancel: CancellationToken,
+) -> Result<()> {
     let mut source = LeaseSource::connect(&cfg.etcd, &cfg.manager, cfg.kube.as_ref()).await?;
     let Some(network) = source.network_config(&cancel).await? else {
         return Ok(());
@@ -84,7 +94,13 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     // A backend the config cannot build is a config error: retried, re-reading the config.
     let Some((network, backend)) = source
         .settle_config(network, &cancel, |n| {
-            backend::configure(n, &ext, stored.vtep_mac, stored.vtep_mac_v6)
+            backend::configure(
+                n,
+                &ext,
+                stored.vtep_mac,
+                stored.vtep_mac_v6,
+                cfg.wireguard_implementation,
+            )
         })
         .await?
     else {
@@ -94,7 +110,10 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     for warning in backend.warnings() {
         warn!("{warning}");
     }
-    let attrs = lease_attrs(&ext, &*backend)?;
+    let Some(data) = backend::lease_data(&*backend, &cancel).await else {
+        return Ok(());
+    };
+    let attrs = lease_attrs(&network, &ext, &*backend, data)?;
     if let Some(v6) = attrs.public_ipv6 {
         info!(public_ipv6 = %v6, iface_v6_addr = ext.iface_v6_addr.map(tracing::field::display), "IPv6 enabled");
     }
@@ -118,11 +137,16 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
         return Ok(());
     };
     info!(subnet = %lease.subnet, "lease acquired");
+    metrics.set_lease_expiry(lease.expiration);
+    let manager = manager.observed_by(Arc::new(metrics.clone()));
 
     // A backend's userspace part (udp: the TUN device and the socket) exists before the
     // route to its device is added.
     let mut runtime =
         backend::prepare_runtime(backend.runtime(), &lease, cfg.udp_fast_path).await?;
+    if let Some(stats) = runtime.as_ref().and_then(|r| r.datapath_stats()) {
+        metrics.watch_udp(stats);
+    }
 
     // The device exists (and peers' entries are kept) before anything says we are ready.
     let mut datapath = None;
@@ -134,25 +158,30 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
             previous,
         };
         let kernel = Kernel::connect().context("opening the rtnetlink connection")?;
-        let mut dp = Datapath::new(kernel, Arc::clone(&backend), lease.subnet, journal, opts);
+        let mut dp = Datapath::new(kernel, Arc::clone(&backend), lease.subnet, journal, opts)
+            .with_metrics(metrics.clone());
         // A failed first pass is not fatal: the loop retries on every event and every 10 s.
         for attempt in 1..=5 {
             match dp.reconcile("start-up").await {
                 Ok(_) => break,
                 Err(e) if attempt < 5 => {
                     warn!(
-                        error = format!("{e:#}"),
+                        error = crate::logging::error_text(&e),
                         attempt, "setting up the datapath failed; retrying"
                     );
                     tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
                 }
                 Err(e) => error!(
-                    error = format!("{e:#}"),
+                    error = crate::logging::error_text(&e),
                     "setting up the datapath failed; the reconcile loop keeps trying"
                 ),
             }
         }
         datapath = Some(dp);
+        if backend.name() == "vxlan" {
+            crate::offload::fix_vxlan_devices(&backend.owned_devs(), cfg.vxlan_tx_checksum_fix)
+                .await;
+        }
     }
 
     let networks = networks_of(&network, &lease);
@@ -180,15 +209,26 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     while let Some(event) = rx.recv().await {
         let command = match event {
             ManagerEvent::Peers(peers) => {
+                count_peer_events(&metrics, &peers);
                 if let Some(r) = runtime.as_mut() {
                     r.peers_changed(&peers);
                 }
                 Command::Peers(peers)
             }
-            ManagerEvent::Synced => Command::Synced,
+            ManagerEvent::Synced => {
+                if let Some(r) = runtime.as_mut() {
+                    r.synced();
+                }
+                Command::Synced
+            }
             ManagerEvent::Reacquired { lease, previous } => {
+                metrics.lease_events("reacquired", 1);
+                metrics.set_lease_expiry(lease.expiration);
                 if let Err(e) = write_subnet_env(&cfg, &network, &lease, &*backend) {
-                    error!(error = format!("{e:#}"), "rewriting the subnet file failed");
+                    error!(
+                        error = crate::logging::error_text(&e),
+                        "rewriting the subnet file failed"
+                    );
                 } else {
                     info!(path = %cfg.subnet_file.display(), subnet = %lease.subnet, "rewrote subnet file");
                 }
@@ -199,7 +239,7 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
                     let old = networks_of(&network, &current);
                     if let Err(e) = rules.update(&networks_of(&network, &lease), &old).await {
                         error!(
-                            error = format!("{e:#}"),
+                            error = crate::logging::error_text(&e),
                             "updating packet-filter rules failed"
                         );
                     }
@@ -222,11 +262,32 @@ pub async fn run(cfg: DaemonConfig, ready: Readiness, cancel: CancellationToken)
     Ok(())
 }
 
-fn lease_attrs(ext: &ExternalInterface, backend: &dyn Backend) -> Result<LeaseAttrs> {
-    let public_ip = ext
-        .ext_addr
-        .context("the external interface has no IPv4 address to advertise")?;
-    let data = backend.lease_data();
+fn count_peer_events(metrics: &Metrics, events: &[flannel_registry::PeerEvent]) {
+    let added = events
+        .iter()
+        .filter(|e| matches!(e, flannel_registry::PeerEvent::Added(_)))
+        .count();
+    let removed = events.len() - added;
+    metrics.lease_events("added", u64::try_from(added).unwrap_or(u64::MAX));
+    metrics.lease_events("removed", u64::try_from(removed).unwrap_or(u64::MAX));
+}
+
+/// What we advertise: the backend's own address (extension: the interface's), else the
+/// external interface's. An IPv6-only host's `PublicIP` is `0.0.0.0`, as Go leaves its `ip.IP4`.
+fn lease_attrs(
+    network: &NetworkConfig,
+    ext: &ExternalInterface,
+    backend: &dyn Backend,
+    data: backend::LeaseData,
+) -> Result<LeaseAttrs> {
+    let public_ip = if network.enable_ipv4 {
+        backend
+            .public_ip()
+            .or(ext.ext_addr)
+            .context("the external interface has no IPv4 address to advertise")?
+    } else {
+        std::net::Ipv4Addr::UNSPECIFIED
+    };
     Ok(LeaseAttrs {
         public_ip,
         public_ipv6: data.public_ipv6,
@@ -237,23 +298,34 @@ fn lease_attrs(ext: &ExternalInterface, backend: &dyn Backend) -> Result<LeaseAt
 }
 
 /// The subnet we held before, from the previous `subnet.env`, if it has the parts this
-/// network needs.
+/// network needs (IPv6-only: `FLANNEL_IPV6_SUBNET` alone).
 fn previous_subnet(env: &SubnetEnv, network: &NetworkConfig) -> Option<SubnetKey> {
-    let ipv4 = env.subnet?.trunc();
     let ipv6 = if network.enable_ipv6 {
         Some(env.ipv6_subnet?.trunc())
     } else {
         None
     };
-    info!(subnet = %ipv4, "found the previous subnet in the subnet file");
-    Some(SubnetKey { ipv4, ipv6 })
+    let key = match (network.enable_ipv4, ipv6) {
+        (true, ipv6) => SubnetKey {
+            ipv4: env.subnet?.trunc(),
+            ipv6,
+        },
+        (false, Some(ipv6)) => SubnetKey::v6_only(ipv6),
+        (false, None) => return None,
+    };
+    info!(subnet = %key, "found the previous subnet in the subnet file");
+    Some(key)
 }
 
 /// (network, our subnet) pairs the packet-filter rules are made of.
 fn networks_of(network: &NetworkConfig, lease: &Lease) -> Vec<(IpNet, IpNet)> {
     let mut out = Vec::new();
-    if let (true, Some(n)) = (network.enable_ipv4, network.network) {
-        out.push((IpNet::V4(n), IpNet::V4(lease.subnet.ipv4)));
+    if let (true, Some(n), Some(s)) = (
+        network.enable_ipv4,
+        network.network,
+        lease.subnet.ipv4_net(),
+    ) {
+        out.push((IpNet::V4(n), IpNet::V4(s)));
     }
     if let (true, Some(n), Some(s)) = (network.enable_ipv6, network.ipv6_network, lease.subnet.ipv6)
     {
@@ -268,21 +340,26 @@ fn write_subnet_env(
     lease: &Lease,
     backend: &dyn Backend,
 ) -> Result<()> {
-    let env = SubnetEnv {
-        network: network.enable_ipv4.then_some(network.network).flatten(),
-        subnet: network
-            .enable_ipv4
-            .then(|| SubnetEnv::first_usable_v4(lease.subnet.ipv4)),
+    subnet_env(network, lease, backend.pod_mtu(), cfg.ip_masq)
+        .write_atomic(&cfg.subnet_file)
+        .with_context(|| format!("writing {}", cfg.subnet_file.display()))
+}
+
+/// The `subnet.env` of our lease, as Go's `WriteSubnetFile`: the IPv4 pair only with
+/// `EnableIPv4`, the IPv6 pair only with `EnableIPv6`.
+fn subnet_env(network: &NetworkConfig, lease: &Lease, mtu: u32, ip_masq: bool) -> SubnetEnv {
+    let v4 = lease.subnet.ipv4_net().filter(|_| network.enable_ipv4);
+    SubnetEnv {
+        network: v4.and(network.network),
+        subnet: v4.map(SubnetEnv::first_usable_v4),
         ipv6_network: network
             .enable_ipv6
             .then_some(network.ipv6_network)
             .flatten(),
         ipv6_subnet: lease.subnet.ipv6.map(SubnetEnv::first_usable_v6),
-        mtu: Some(backend.pod_mtu()),
-        ipmasq: Some(cfg.ip_masq),
-    };
-    env.write_atomic(&cfg.subnet_file)
-        .with_context(|| format!("writing {}", cfg.subnet_file.display()))
+        mtu: Some(mtu),
+        ipmasq: Some(ip_masq),
+    }
 }
 
 fn notify_ready() {
@@ -290,5 +367,48 @@ fn notify_ready() {
         if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
             warn!(error = %e, "sd_notify READY=1 failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v6_only() -> NetworkConfig {
+        let mut n = NetworkConfig::parse(
+            r#"{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"2001:db8:100::/48","Backend":{"Type":"vxlan"}}"#,
+        )
+        .expect("config");
+        n.check().expect("valid");
+        n
+    }
+
+    /// Go's `WriteSubnetFile` with `EnableIPv4` false writes only the IPv6 pair, then MTU and
+    /// IPMASQ (`fmt.Appendf` of `FLANNEL_IPV6_NETWORK=%s\nFLANNEL_IPV6_SUBNET=%s\n` with the
+    /// subnet's IP incremented, then `FLANNEL_MTU=%d\nFLANNEL_IPMASQ=%t\n`; pkg/subnet/subnet.go).
+    #[test]
+    fn v6_only_subnet_env_golden() {
+        let lease = Lease {
+            subnet: SubnetKey::v6_only("2001:db8:100:2a::/64".parse().expect("net")),
+            attrs: LeaseAttrs::default(),
+            expiration: None,
+        };
+        let env = subnet_env(&v6_only(), &lease, 1430, true);
+        assert_eq!(
+            env.render(),
+            "FLANNEL_IPV6_NETWORK=2001:db8:100::/48\nFLANNEL_IPV6_SUBNET=2001:db8:100:2a::1/64\n\
+             FLANNEL_MTU=1430\nFLANNEL_IPMASQ=true\n"
+        );
+        // Read back at the next start: the previous subnet is the IPv6-only key.
+        assert_eq!(previous_subnet(&env, &v6_only()), Some(lease.subnet));
+        // No IPv4 packet-filter rules for an IPv6-only lease.
+        let nets = networks_of(&v6_only(), &lease);
+        assert_eq!(
+            nets,
+            [(
+                "2001:db8:100::/48".parse().expect("net"),
+                "2001:db8:100:2a::/64".parse().expect("net")
+            )]
+        );
     }
 }

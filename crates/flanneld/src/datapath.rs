@@ -25,7 +25,8 @@ use flannel_kernel::{KernelApi, KernelEvent, KernelEvents, ObserveScope};
 use flannel_model::{Lease, SubnetKey};
 use flannel_planner::blackhole;
 use flannel_planner::diff::{diff, Op};
-use flannel_planner::state::{LinkSpec, Route};
+use flannel_planner::drift;
+use flannel_planner::state::{KernelState, LinkSpec, Route};
 use futures_util::StreamExt;
 use ipnet::IpNet;
 use tokio::sync::mpsc;
@@ -34,6 +35,7 @@ use tracing::{debug, info, warn};
 
 use crate::backend::{self, Backend, RuntimeSpec};
 use crate::journal::RouteJournal;
+use crate::metrics::Metrics;
 use crate::ondemand::MissResponder;
 use flannel_registry::PeerEvent;
 
@@ -87,6 +89,11 @@ pub struct Datapath<K> {
     skipped_logged: HashSet<SubnetKey>,
     /// The vxlan on-demand mode's miss responder (the backend's `MissResponder` runtime).
     responder: Option<MissResponder>,
+    /// Where passes, operations and repairs are counted.
+    metrics: Metrics,
+    /// The desired state of the last pass after the first snapshot (what drift is measured
+    /// against).
+    programmed: Option<KernelState>,
 }
 
 impl<K> std::fmt::Debug for Datapath<K> {
@@ -129,7 +136,15 @@ impl<K: KernelApi + 'static> Datapath<K> {
             journal,
             skipped_logged: HashSet::new(),
             responder,
+            metrics: Metrics::new(),
+            programmed: None,
         }
+    }
+
+    /// Count into `metrics` (flanneld's `/metrics`).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     fn observe_scope(&self) -> ObserveScope {
@@ -174,6 +189,10 @@ impl<K: KernelApi + 'static> Datapath<K> {
                     on_link.contains(&ip)
                 });
         desired.blackholes = self.desired_blackholes();
+        self.metrics.set_peers(
+            self.backend.name(),
+            self.peers.len().saturating_sub(skipped.len()),
+        );
         for s in skipped {
             if self.skipped_logged.insert(s.subnet) {
                 warn!(subnet = %s.subnet, reason = %s.reason, "ignoring a peer lease this backend cannot use");
@@ -206,6 +225,10 @@ impl<K: KernelApi + 'static> Datapath<K> {
         }
         if ops.is_empty() {
             debug!(why, "kernel state already matches");
+            self.metrics.reconciled(started.elapsed());
+            if self.synced {
+                self.programmed = Some(desired);
+            }
             return Ok(0);
         }
         let owned_devs = self.backend.owned_devs();
@@ -218,6 +241,7 @@ impl<K: KernelApi + 'static> Datapath<K> {
 
         log_ops(&ops, why);
         let report = self.kernel.apply(&ops).await;
+        self.count(&ops, &report.errors);
         let mut failed_deletes = BTreeSet::new();
         for (op, err) in &report.errors {
             warn!(error = %err, "kernel operation failed; the next pass retries");
@@ -255,7 +279,29 @@ impl<K: KernelApi + 'static> Datapath<K> {
             took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "kernel state reconciled"
         );
+        self.metrics.reconciled(started.elapsed());
+        if self.synced {
+            self.programmed = Some(desired);
+        }
         Ok(ops.len())
+    }
+
+    /// Count the pass's operations by result, and the repairs among those that took effect.
+    fn count<E>(&self, ops: &[Op], errors: &[(Op, E)]) {
+        let mut by_op: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+        for op in ops {
+            let failed = errors.iter().any(|(o, _)| o == op);
+            let result = if failed { "error" } else { "ok" };
+            *by_op.entry((drift::op_name(op), result)).or_default() += 1;
+            if let (false, Some(before)) = (failed, self.programmed.as_ref()) {
+                if let Some(kind) = drift::repair_kind(op, before) {
+                    self.metrics.repaired(kind.as_str());
+                }
+            }
+        }
+        for ((op, result), n) in by_op {
+            self.metrics.kernel_ops(op, result, n);
+        }
     }
 
     /// The peer addresses the backend asked about that are on our L2 segment (vxlan
@@ -371,7 +417,7 @@ impl<K: KernelApi + 'static> Datapath<K> {
             };
             if let Err(e) = self.reconcile(why).await {
                 warn!(
-                    error = format!("{e:#}"),
+                    error = crate::logging::error_text(&e),
                     "reconcile failed; retrying on the next event or in {period:?}"
                 );
             }
@@ -422,9 +468,9 @@ async fn next_event(events: &mut Option<KernelEvents>) -> Option<KernelEvent> {
     }
 }
 
-/// A device's MAC for logs (empty for kinds without one).
-fn mac(l: &LinkSpec) -> String {
-    l.mac().map(|m| m.to_string()).unwrap_or_default()
+/// A device's MAC for logs (left out for kinds without one, e.g. ipip).
+fn mac(l: &LinkSpec) -> Option<tracing::field::DisplayValue<flannel_model::MacAddr>> {
+    l.mac().map(tracing::field::display)
 }
 
 fn log_ops(ops: &[Op], why: &str) {
@@ -433,13 +479,13 @@ fn log_ops(ops: &[Op], why: &str) {
     for op in ops {
         match op {
             Op::CreateLink(l) => {
-                info!(why, dev = %l.name(), mtu = l.mtu(), mac = %mac(l), "creating {} device", l.kind())
+                info!(why, dev = %l.name(), mtu = l.mtu(), mac = mac(l), "creating {} device", l.kind())
             }
             Op::RecreateLink(l) => {
                 warn!(why, dev = %l.name(), "re-creating {} device with incompatible settings", l.kind())
             }
             Op::UpdateLink(l) => {
-                info!(why, dev = %l.name(), mtu = l.mtu(), mac = %mac(l), "updating {} device", l.kind())
+                info!(why, dev = %l.name(), mtu = l.mtu(), mac = mac(l), "updating {} device", l.kind())
             }
             Op::AddAddr(a) => info!(why, dev = %a.dev, addr = %a.net, "adding address"),
             Op::DelAddr(a) => info!(why, dev = %a.dev, addr = %a.net, "removing address"),
@@ -544,9 +590,15 @@ mod tests {
         ))
         .expect("config");
         n.check().expect("valid");
-        backend::configure(&n, &ext(), None, None)
-            .expect("backend")
-            .into()
+        backend::configure(
+            &n,
+            &ext(),
+            None,
+            None,
+            crate::cli::WgImplementationFlag::Auto,
+        )
+        .expect("backend")
+        .into()
     }
 
     fn own(s: &str) -> SubnetKey {
@@ -619,6 +671,40 @@ mod tests {
         let s = kernel.state();
         assert_eq!((s.neighs.len(), s.fdb.len()), (1, 1));
         assert_eq!(dp.reconcile("periodic check").await.expect("pass"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_route_deleted_by_hand_counts_as_a_repair() {
+        let kernel = FakeKernel::default();
+        let dir = tempfile::tempdir().expect("tmp");
+        let metrics = Metrics::new();
+        let mut dp = datapath(
+            &kernel,
+            configured(r#"{"Type":"vxlan"}"#),
+            dir.path(),
+            DatapathOptions::default(),
+        )
+        .with_metrics(metrics.clone());
+        dp.handle(Command::Peers(vec![PeerEvent::Added(peer(2, "vxlan"))]));
+        dp.handle(Command::Synced);
+        dp.reconcile("lease change").await.expect("pass");
+        let text = metrics.encode();
+        assert!(
+            text.contains("flannel_peers{backend=\"vxlan\"} 1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("flannel_kernel_repairs_total{"), "{text}");
+        kernel.edit(|s| s.routes.clear());
+        assert_eq!(dp.reconcile("kernel change").await.expect("pass"), 1);
+        let text = metrics.encode();
+        assert!(
+            text.contains("flannel_kernel_repairs_total{kind=\"route\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("flannel_kernel_ops_total{op=\"replace_route\",result=\"ok\"} 2\n"),
+            "{text}"
+        );
     }
 
     #[tokio::test]

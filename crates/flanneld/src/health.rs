@@ -1,7 +1,8 @@
 //! `/healthz` and `/readyz` on `--healthz-ip:--healthz-port`, with Flannel's answers:
 //! `/healthz` is 200 `flanneld is running` whenever the process serves; `/readyz` is 200
 //! `flanneld is ready` once the lease is held, rules are in place and `subnet.env` is written,
-//! and 503 `flanneld is not ready yet` before that.
+//! and 503 `flanneld is not ready yet` before that. `/metrics` (flannel-rs only) is the
+//! Prometheus text of [`crate::metrics`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,11 +10,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
+
+use crate::metrics::{self, Metrics};
 
 /// Shared readiness flag.
 #[derive(Debug, Clone, Default)]
@@ -31,9 +34,16 @@ impl Readiness {
     }
 }
 
-fn router(ready: Readiness) -> Router {
+fn router(ready: Readiness, metrics: Metrics) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "flanneld is running" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let text = metrics.encode();
+                async move { ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text) }
+            }),
+        )
         .route(
             "/readyz",
             get(|State(ready): State<Readiness>| async move {
@@ -48,13 +58,18 @@ fn router(ready: Readiness) -> Router {
 }
 
 /// Bind now (so a bad address fails start-up) and serve until `cancel` fires.
-pub async fn serve(addr: SocketAddr, ready: Readiness, cancel: CancellationToken) -> Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    ready: Readiness,
+    metrics: Metrics,
+    cancel: CancellationToken,
+) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the health server to {addr}"))?;
-    info!(%addr, "serving /healthz and /readyz");
+    info!(%addr, "serving /healthz, /readyz and /metrics");
     tokio::spawn(async move {
-        let server = axum::serve(listener, router(ready))
+        let server = axum::serve(listener, router(ready, metrics))
             .with_graceful_shutdown(async move { cancel.cancelled().await });
         if let Err(e) = server.await {
             tracing::error!(error = %e, "health server stopped");
@@ -87,7 +102,9 @@ mod tests {
         drop(listener);
         let ready = Readiness::default();
         let cancel = CancellationToken::new();
-        serve(addr, ready.clone(), cancel.clone())
+        let metrics = Metrics::new();
+        metrics.set_peers("vxlan", 2);
+        serve(addr, ready.clone(), metrics, cancel.clone())
             .await
             .expect("serve");
         let h = get(addr, "/healthz").await;
@@ -102,6 +119,13 @@ mod tests {
             r.starts_with("HTTP/1.1 200") && r.ends_with("flanneld is ready"),
             "{r}"
         );
+        let m = get(addr, "/metrics").await;
+        assert!(m.starts_with("HTTP/1.1 200"), "{m}");
+        assert!(
+            m.contains("content-type: application/openmetrics-text"),
+            "{m}"
+        );
+        assert!(m.contains("\nflannel_peers{backend=\"vxlan\"} 2\n"), "{m}");
         cancel.cancel();
     }
 }

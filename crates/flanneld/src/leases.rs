@@ -14,6 +14,7 @@
 //! retry re-reads the config too ([`LeaseManager::with_network_config`]).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -186,8 +187,9 @@ impl LeaseSource {
                     return Ok(Some((network, built)));
                 }
                 Err(e) => log.error(&format!(
-                    "the network config in {} cannot be used: {e:#}",
-                    self.config_origin()
+                    "the network config in {} cannot be used: {}",
+                    self.config_origin(),
+                    crate::logging::error_text(&e)
                 )),
             }
             network = loop {
@@ -256,6 +258,15 @@ impl LeaseSource {
 }
 
 impl LeaseKeeper {
+    /// Report renewals and registry failures to `observer` (etcd mode; a Kubernetes lease is
+    /// the node's podCIDR and is never renewed).
+    pub fn observed_by(self, observer: Arc<dyn flannel_registry::ManagerObserver>) -> Self {
+        match self {
+            LeaseKeeper::Etcd(m) => LeaseKeeper::Etcd(Box::new(m.with_observer(observer))),
+            k @ LeaseKeeper::Kube(_) => k,
+        }
+    }
+
     /// Keep the lease and report peers on `events` until `cancel` fires.
     pub async fn run(self, events: mpsc::Sender<ManagerEvent>, cancel: CancellationToken) {
         match self {

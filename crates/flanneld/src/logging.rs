@@ -46,9 +46,37 @@ pub fn use_colour(stderr_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
     stderr_is_terminal && no_color.is_none_or(OsStr::is_empty)
 }
 
+/// An error with each of its causes once, joined with `: ` (what `{:#}` prints, minus the
+/// repeats: our typed errors name their cause in their own message too).
+pub fn error_text(e: &anyhow::Error) -> String {
+    flannel_registry::error_text::chain(e.as_ref())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("`ip route add 198.18.1.0/24`: {source}")]
+    struct Op {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn an_error_names_each_cause_once() {
+        let e = anyhow::Error::new(Op {
+            source: std::io::Error::from_raw_os_error(22),
+        })
+        .context("programming the peers");
+        let text = error_text(&e);
+        assert_eq!(
+            text,
+            "programming the peers: `ip route add 198.18.1.0/24`: Invalid argument (os error 22)"
+        );
+        // What `{:#}` would have printed: the errno twice.
+        assert_eq!(format!("{e:#}").matches("os error 22").count(), 2);
+    }
 
     #[test]
     fn colour_only_on_a_terminal_without_no_color() {

@@ -5,17 +5,25 @@
 //! environment value (Flannel exits 0 there); 1 for a start-up failure a restart will not fix.
 
 mod backend;
-mod cli;
+mod charon;
 mod daemon;
 mod datapath;
+mod extension;
 mod firewall;
 mod health;
+mod ipsec;
 mod journal;
 mod leases;
 mod logging;
+mod metrics;
+mod offload;
 mod ondemand;
+mod process_metrics;
 mod runtime;
 mod udp;
+mod vici;
+mod wgkey;
+mod wireguard;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -30,7 +38,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::cli::{CliError, Flags};
+use flanneld_cli::cli::{self, CliError, Flags};
 
 fn main() -> ExitCode {
     let flags = match cli::parse_from(std::env::args_os()) {
@@ -78,20 +86,23 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
         let ready = health::Readiness::default();
+        let metrics = metrics::Metrics::new();
         if flags.healthz_port > 0 {
             let addr = SocketAddr::new(flags.healthz_ip, flags.healthz_port);
-            if let Err(e) = health::serve(addr, ready.clone(), cancel.clone()).await {
-                error!("{e:#}");
+            if let Err(e) =
+                health::serve(addr, ready.clone(), metrics.clone(), cancel.clone()).await
+            {
+                error!("{}", logging::error_text(&e));
                 return ExitCode::from(1);
             }
         }
-        match daemon::run(daemon_config(&flags), ready, cancel).await {
+        match daemon::run(daemon_config(&flags), ready, metrics, cancel).await {
             Ok(()) => {
                 info!("Exiting cleanly...");
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                error!("{e:#}");
+                error!("{}", logging::error_text(&e));
                 ExitCode::from(1)
             }
         }
@@ -145,6 +156,8 @@ fn daemon_config(flags: &Flags) -> daemon::DaemonConfig {
         },
         ip_blackhole_route: flags.ip_blackhole_route,
         udp_fast_path: flags.udp_fast_path,
+        vxlan_tx_checksum_fix: flags.vxlan_tx_checksum_fix,
+        wireguard_implementation: flags.wireguard_implementation,
     }
 }
 

@@ -5,6 +5,10 @@
 //! spec names.
 //!
 //! - `UdpProxy`: the udp backend's TUN device and proxy ([`crate::udp`]).
+//! - `Ipsec`: charon, its keys and connections, and the XFRM policies ([`crate::ipsec`]).
+//! - `Extension`: the extension backend's commands ([`crate::extension`]); its
+//!   `PreStartupCommand` runs before the lease (`crate::backend::lease_data`).
+//! - `Wireguard`: the wireguard devices' keys and peers ([`crate::wireguard`]).
 //! - `MissResponder`: the vxlan on-demand mode's answers to kernel misses; the datapath loop
 //!   runs it, since it shares the loop's kernel connection and peer set.
 
@@ -27,8 +31,16 @@ pub trait BackendRuntime: Send {
     /// Peers changed (every lease event, as the registry reports it).
     fn peers_changed(&mut self, events: &[PeerEvent]);
 
+    /// The first complete lease snapshot has arrived: peers not in it are stale.
+    fn synced(&mut self) {}
+
     /// Our lease was re-acquired with another subnet.
     fn subnet_changed(&mut self, _lease: &Lease) {}
+
+    /// The datapath's live counters, for `/metrics` (the udp backend's).
+    fn datapath_stats(&self) -> Option<flannel_udp::Stats> {
+        None
+    }
 
     /// Wait until it has ended (after `cancel` fired) and report what it did.
     fn stop(self: Box<Self>) -> Stopped;

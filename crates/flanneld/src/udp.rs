@@ -88,9 +88,9 @@ impl UdpBackend {
     /// [`DROP_REPORT_INTERVAL`] while it runs.
     pub fn spawn(
         self,
+        stats: flannel_udp::Stats,
         cancel: CancellationToken,
     ) -> (PeerFeed, JoinHandle<flannel_udp::ProxyCounters>) {
-        let stats = flannel_udp::Stats::new();
         tokio::spawn(report_drops(stats.clone(), cancel.clone()));
         let task = match self.datapath {
             Datapath::Simple(p) => tokio::spawn(p.run(stats, cancel)),
@@ -104,6 +104,8 @@ impl UdpBackend {
 /// forwarding from `start` on.
 pub struct UdpRuntime {
     state: RuntimeState,
+    /// The datapath's live counters (also exported as metrics).
+    stats: flannel_udp::Stats,
 }
 
 enum RuntimeState {
@@ -117,6 +119,7 @@ impl UdpRuntime {
     pub async fn open(ext: &ExtIface, port: u16, lease: &Lease, fast_path: bool) -> Result<Self> {
         Ok(UdpRuntime {
             state: RuntimeState::Opened(UdpBackend::open(ext, port, lease, fast_path).await?),
+            stats: flannel_udp::Stats::new(),
         })
     }
 }
@@ -124,9 +127,13 @@ impl UdpRuntime {
 impl BackendRuntime for UdpRuntime {
     fn start(&mut self, cancel: CancellationToken) {
         if let RuntimeState::Opened(udp) = std::mem::replace(&mut self.state, RuntimeState::Gone) {
-            let (feed, task) = udp.spawn(cancel);
+            let (feed, task) = udp.spawn(self.stats.clone(), cancel);
             self.state = RuntimeState::Running(feed, task);
         }
+    }
+
+    fn datapath_stats(&self) -> Option<flannel_udp::Stats> {
+        Some(self.stats.clone())
     }
 
     fn peers_changed(&mut self, events: &[PeerEvent]) {

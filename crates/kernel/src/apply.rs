@@ -18,6 +18,10 @@
 //!   and up. If a device of that name exists (a non-vxlan device, or a race), it is deleted and
 //!   created again. Then `net/ipv6/conf/<dev>/accept_ra` is set to 0, as Flannel does (a
 //!   failure there is only logged).
+//! - `CreateLink` of an ipip device: a device of that name of another kind is not deleted;
+//!   the op fails with Flannel's `flannel.ipip isn't an ipip mode device, please remove
+//!   device and try again` (also for `RecreateLink`). The ipip device is created with
+//!   `local`, `nopmtudisc` and `ttl inherit`, as Go's netlink library creates it.
 //! - `RecreateLink`: delete, then create as above. `UpdateLink`: MTU, address and up/down.
 //! - Routes: main table, `proto boot` (as Go's netlink library), scope universe (link when
 //!   there is no gateway), `onlink` when asked; `NLM_F_CREATE | NLM_F_REPLACE`. Deletion
@@ -522,6 +526,7 @@ impl Kernel {
             Op::CreateLink(l) => {
                 match self.create_link(l).await {
                     Err(e) if source_errno(&e) == Some(libc::EEXIST) => {
+                        self.refuse_foreign(l).await?;
                         tracing::warn!(
                             dev = %l.name(),
                             "a device of this name already exists; deleting and creating it again"
@@ -535,6 +540,7 @@ impl Kernel {
                 Ok(())
             }
             Op::RecreateLink(l) => {
+                self.refuse_foreign(l).await?;
                 self.delete_link(l.name()).await?;
                 self.create_link(l).await.map_err(fail)?;
                 refuse_router_advertisements(l);
@@ -562,6 +568,27 @@ impl Kernel {
             NLM_F_CREATE | NLM_F_EXCL,
         )
         .await
+    }
+
+    /// For a kind that leaves other devices alone ([`LinkSpec::refuses_foreign`]: ipip), an
+    /// error when a device of `l`'s name exists with another kind. Flannel refuses to delete
+    /// a user's device named `flannel.ipip`; the daemon keeps reporting it until it is gone.
+    async fn refuse_foreign(&self, l: &LinkSpec) -> Result<(), KernelError> {
+        if !l.refuses_foreign() {
+            return Ok(());
+        }
+        let Some(existing) = self.get_link(l.name()).await? else {
+            return Ok(());
+        };
+        let found = link::link_kind(&existing);
+        if found == l.kind() {
+            return Ok(());
+        }
+        Err(KernelError::Foreign {
+            dev: l.name().to_owned(),
+            kind: l.kind(),
+            found,
+        })
     }
 
     /// `ip link del <name>`; a device that is not there is fine.

@@ -38,6 +38,18 @@ pub enum KernelError {
     #[error("`{cmd}`: device {dev} does not exist")]
     NoSuchDevice { cmd: String, dev: String },
 
+    /// A device of the name flanneld wants exists with another kind, and the kind flanneld
+    /// wants is one that leaves such a device alone (Flannel's words for `flannel.ipip`).
+    #[error("{dev} isn't an {kind} mode device, please remove device and try again")]
+    Foreign {
+        /// The device.
+        dev: String,
+        /// The kind flanneld wants (`ipip`).
+        kind: &'static str,
+        /// The kind it has (empty when it has none).
+        found: String,
+    },
+
     /// An operation that cannot be expressed in netlink (e.g. an IPv4 route via an IPv6
     /// gateway).
     #[error("`{cmd}`: {reason}")]
@@ -52,7 +64,9 @@ impl KernelError {
             | KernelError::LinkLookup { source, .. }
             | KernelError::Op { source, .. } => source_errno(source),
             KernelError::Connect(e) => e.raw_os_error(),
-            KernelError::NoSuchDevice { .. } | KernelError::Invalid { .. } => None,
+            KernelError::NoSuchDevice { .. }
+            | KernelError::Invalid { .. }
+            | KernelError::Foreign { .. } => None,
         }
     }
 

@@ -12,6 +12,7 @@
 //! - [`monitor`]: link/address/route/neighbour notifications that call for a reconcile.
 //! - [`miss`]: the vxlan on-demand mode's miss listener, answers and learned-entry cleanup.
 //! - [`sysctl`]: per-device sysctls through `/proc/sys` (`accept_ra` of the vxlan devices).
+//! - [`xfrm`]: the ipsec backend's XFRM policies and SAs over `NETLINK_XFRM`.
 //! - [`seam`]: [`KernelApi`], what the daemon asks of the kernel (netlink here, a fake in
 //!   tests).
 //! - [`error`]: [`KernelError`], with errno classification.
@@ -30,6 +31,8 @@ pub mod observe;
 pub mod seam;
 pub mod select;
 pub mod sysctl;
+pub mod wireguard;
+pub mod xfrm;
 
 pub use apply::ApplyReport;
 pub use error::KernelError;

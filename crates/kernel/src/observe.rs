@@ -10,10 +10,11 @@
 //! - addresses that are not of global scope (the IPv6 link-local address every device gets);
 //! - neighbours and FDB entries without `NUD_PERMANENT` (learned or resolved by the kernel).
 //!
-//! A device named in [`ObserveScope::devs`] that exists but is not a vxlan device is left out
-//! too (with a warning), together with everything on it: the diff then asks for it to be
-//! created, and the applier replaces the device in the way (as Flannel deletes and re-creates
-//! an incompatible link, whatever its type).
+//! A device named in [`ObserveScope::devs`] that exists but is not of a kind flanneld manages
+//! (vxlan, ipip) is left out too (with a warning), together with everything on it: the diff
+//! then asks for it to be created, and the applier replaces the device in the way (as Flannel
+//! deletes and re-creates an incompatible vxlan link, whatever its type) or, for
+//! `flannel.ipip`, refuses to (as Flannel does).
 //!
 //! The vxlan `port` is stored as the kernel reports it: a device created without `dstport`
 //! reports the kernel's default (8472), which `VxlanLink::compatible_with` equates with 0.
@@ -39,7 +40,7 @@ use crate::netlink::Kernel;
 /// Which devices to look at.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObserveScope {
-    /// vxlan devices flanneld manages (e.g. `flannel.1`): the link itself, its addresses,
+    /// Devices flanneld manages (e.g. `flannel.1`, `flannel.ipip`): the link itself, its addresses,
     /// routes, permanent neighbours and FDB entries.
     pub devs: Vec<String>,
     /// Other devices whose main-table routes (IPv4 and IPv6) matter (e.g. the external
@@ -77,7 +78,7 @@ impl Kernel {
                     None => tracing::warn!(
                         dev = %name,
                         kind = %link_kind(&link),
-                        "device exists but is not a {} device; it will be replaced",
+                        "device exists but is not a {} device",
                         link::KINDS
                     ),
                 }

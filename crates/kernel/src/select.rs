@@ -140,6 +140,21 @@ pub struct ExternalInterface {
     pub ext_v6_addr: Option<Ipv6Addr>,
 }
 
+impl ExternalInterface {
+    /// The planner's view of this interface (what backends are built from).
+    pub fn underlay(&self) -> flannel_planner::backend::Underlay {
+        flannel_planner::backend::Underlay {
+            name: self.name.clone(),
+            index: self.index,
+            mtu: self.mtu,
+            iface_addr: self.iface_addr,
+            iface_v6_addr: self.iface_v6_addr,
+            public_ip: self.ext_addr,
+            public_ipv6: self.ext_v6_addr,
+        }
+    }
+}
+
 /// Why one lookup (one `--iface`, one `--iface-regex`, the can-reach probe, or the default
 /// lookup) found no interface. Texts follow Flannel's so logs stay familiar.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -863,6 +878,23 @@ mod tests {
             err.to_string(),
             "Failed to find any valid interface to use: failed to get default v6 interface: unable to find default v6 route"
         );
+    }
+
+    /// IPv6-only with `--public-ipv6` and no `--iface`: the owner of that address, no IPv4
+    /// looked up (`--public-ip` is not a lookup key then, as in Flannel).
+    #[test]
+    fn v6_only_public_ipv6_picks_its_interface() {
+        let req = IfaceRequest {
+            ipv6: true,
+            public_ip: Some(ip4("192.0.2.10")),
+            public_ipv6: Some(ip6("2001:db8:1::10")),
+            ..Default::default()
+        };
+        let ext = select(&req).expect("v6 owner");
+        assert_eq!(ext.name, "eth1");
+        assert_eq!(ext.iface_addr, None);
+        assert_eq!(ext.iface_v6_addr, Some(ip6("2001:db8:1::10")));
+        assert_eq!(ext.ext_v6_addr, Some(ip6("2001:db8:1::10")));
     }
 
     #[test]

@@ -289,7 +289,11 @@ pub fn parse_leases(text: &str) -> Vec<LeaseStatus> {
         .filter_map(|c| {
             let key = SubnetKey::from_key_path(c[0], ETCD_PREFIX).ok()?;
             let attrs = LeaseAttrs::from_json(c[1].as_bytes()).ok()?;
-            let subnet = key.ipv4.to_string();
+            // An IPv6-only lease shows its IPv6 subnet.
+            let subnet = match (key.ipv4_net(), key.ipv6) {
+                (None, Some(v6)) => v6.to_string(),
+                _ => key.ipv4.to_string(),
+            };
             Some((
                 key,
                 LeaseStatus {
@@ -301,7 +305,7 @@ pub fn parse_leases(text: &str) -> Vec<LeaseStatus> {
             ))
         })
         .collect();
-    leases.sort_by_key(|(k, _)| k.ipv4);
+    leases.sort_by_key(|(k, _)| (k.ipv4, k.ipv6));
     leases.into_iter().map(|(_, l)| l).collect()
 }
 
@@ -427,6 +431,10 @@ mod tests {
             ]
         );
         assert!(parse_leases("").is_empty());
+        // An IPv6-only lease (Go's key with the empty IPv4 part) shows its IPv6 subnet.
+        let v6 = "/coreos.com/network/subnets/0.0.0.0-0&2001:db8:100:2::-64\n\
+            {\"PublicIP\":\"0.0.0.0\",\"PublicIPv6\":\"2001:db8::2\",\"BackendType\":\"host-gw\"}\n";
+        assert_eq!(parse_leases(v6)[0].subnet, "2001:db8:100:2::/64");
     }
 
     #[test]

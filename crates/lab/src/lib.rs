@@ -15,7 +15,8 @@
 //! - [`cni`]: the CNI plugin calls;
 //! - [`lab`]: the [`Lab`] entry point, progress reporting, locking;
 //! - [`build`] (`up`), [`teardown`] (`down`), [`inspect`] (`status`, `list`),
-//!   [`check`] (`check`), [`restart`] (`restart`: one host's flanneld).
+//!   [`check`] (`check`), [`restart`] (`restart`: one host's flanneld), [`fault`] (`fault`:
+//!   break one host for `flannelctl doctor` to find).
 //!
 //! Commands, namespaces, detached processes, probes and interrupts come from the sandbox
 //! crate (`flannel-sandbox`), shared with the tests and the benchmarks.
@@ -27,6 +28,7 @@ pub mod build;
 pub mod check;
 pub mod cni;
 pub mod error;
+pub mod fault;
 pub mod inspect;
 pub mod lab;
 pub mod matrix;

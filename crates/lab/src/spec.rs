@@ -54,15 +54,25 @@ pub enum Backend {
     /// flanneld carries packets itself through the TUN device `flannel0` (UDP port 8285).
     #[serde(rename = "udp")]
     Udp,
+    /// IP-in-IP through `flannel.ipip` (needs the kernel's ipip module: on a kernel without
+    /// it, run the lab inside Debian's, `flannelctl vm run -- flannelctl lab …`).
+    #[serde(rename = "ipip")]
+    Ipip,
+    /// The operator's commands (`--backend-option PreStartupCommand=…`, …); without any, a
+    /// lease and nothing else, like alloc.
+    #[serde(rename = "extension")]
+    Extension,
 }
 
 impl Backend {
     /// Every backend the lab knows.
-    pub const ALL: [Backend; 4] = [
+    pub const ALL: [Backend; 6] = [
         Backend::Vxlan,
         Backend::HostGw,
         Backend::Alloc,
         Backend::Udp,
+        Backend::Ipip,
+        Backend::Extension,
     ];
 
     /// The `Backend.Type` text.
@@ -72,19 +82,21 @@ impl Backend {
             Backend::HostGw => "host-gw",
             Backend::Alloc => "alloc",
             Backend::Udp => "udp",
+            Backend::Ipip => "ipip",
+            Backend::Extension => "extension",
         }
     }
 
     /// Whether flanneld programs routes to the other hosts' subnets (so pods on different
     /// hosts reach each other).
     pub fn connects_hosts(&self) -> bool {
-        !matches!(self, Backend::Alloc)
+        !matches!(self, Backend::Alloc | Backend::Extension)
     }
 
-    /// Whether every host gets one route per other host's subnet (udp instead routes the whole
-    /// network to `flannel0` and looks peers up itself).
+    /// Whether every host gets one route per other host's subnet: vxlan, host-gw, ipip (udp
+    /// instead routes the whole network to `flannel0` and looks peers up itself).
     pub fn routes_per_host(&self) -> bool {
-        matches!(self, Backend::Vxlan | Backend::HostGw)
+        matches!(self, Backend::Vxlan | Backend::HostGw | Backend::Ipip)
     }
 }
 
@@ -102,7 +114,7 @@ impl FromStr for Backend {
             .find(|b| b.as_str() == s)
             .ok_or_else(|| {
                 LabError::Invalid(format!(
-                    "unknown backend {s:?} (the lab runs vxlan, host-gw, udp or alloc)"
+                    "unknown backend {s:?} (the lab runs vxlan, host-gw, udp, alloc, ipip or extension)"
                 ))
             })
     }
@@ -255,7 +267,7 @@ impl LabSpec {
         Ok(())
     }
 
-    /// Whether every host gets one route per other host's subnet: vxlan and host-gw, except
+    /// Whether every host gets one route per other host's subnet: vxlan, host-gw, ipip, except
     /// vxlan's `Mode=on-demand`, which (like udp) routes the whole network to its device.
     pub fn routes_per_host(&self) -> bool {
         let on_demand = self.backend_options.iter().any(|o| {

@@ -4,6 +4,8 @@
 //!
 //! - [`MacAddr`]: an Ethernet address in Go's `net.HardwareAddr` text form.
 //! - [`VxlanLeaseData`]: the vxlan backend's `{"VNI":1,"VtepMAC":"0e:2a:…"}`.
+//! - [`WgKey`], [`WireguardLeaseData`]: the wireguard backend's
+//!   `{"PublicKey":"<base64>","Port":51820}`.
 //!
 //! Backends without data (host-gw, udp, alloc) publish none. The forms are Flannel's, byte for
 //! byte (see the golden tests).
@@ -118,9 +120,190 @@ impl VxlanLeaseData {
     }
 }
 
+/// A WireGuard key (Curve25519 public or private key, or a preshared key): 32 bytes, written
+/// as standard base64 with padding (44 characters), as `wg` and Go's `wgtypes` write it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WgKey(pub [u8; 32]);
+
+impl fmt::Display for WgKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use base64::Engine as _;
+        f.write_str(&base64::engine::general_purpose::STANDARD.encode(self.0))
+    }
+}
+
+impl fmt::Debug for WgKey {
+    /// The base64 text: public keys are what logs and test failures need. Private keys are
+    /// never held in a `WgKey` that is printed (the daemon keeps them in its own type).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WgKey({self})")
+    }
+}
+
+/// Text that is not a WireGuard key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid WireGuard key {0:?}: expected 32 bytes in base64")]
+pub struct BadWgKey(pub String);
+
+impl FromStr for WgKey {
+    type Err = BadWgKey;
+
+    /// Standard base64 of exactly 32 bytes (what `wgtypes.ParseKey` accepts).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(|_| BadWgKey(s.to_owned()))?;
+        <[u8; 32]>::try_from(bytes.as_slice())
+            .map(WgKey)
+            .map_err(|_| BadWgKey(s.to_owned()))
+    }
+}
+
+/// A peer's wireguard BackendData that this host cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireguardDataError {
+    /// Not JSON, or not an object.
+    #[error("wireguard BackendData is not a JSON object: {0}")]
+    NotAnObject(String),
+    /// No `PublicKey` string.
+    #[error("wireguard BackendData has no PublicKey: {0}")]
+    NoPublicKey(String),
+    /// A `PublicKey` that is no key.
+    #[error(transparent)]
+    BadKey(#[from] BadWgKey),
+    /// A `Port` that is no UDP port.
+    #[error("wireguard BackendData: Port is not a UDP port: {0}")]
+    BadPort(String),
+}
+
+/// The wireguard BackendData (and BackendV6Data) in a lease:
+/// `{"PublicKey":"<base64>","Port":51820}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WireguardLeaseData {
+    /// `PublicKey`: the peer device's public key.
+    pub public_key: WgKey,
+    /// `Port`: the peer device's listen port; 0 when an older Flannel left it out (the reader
+    /// then uses its own port, as Flannel does).
+    pub port: u16,
+}
+
+impl WireguardLeaseData {
+    /// JSON exactly as Flannel writes it: Go's struct order (`PublicKey`, then `Port`), no
+    /// spaces. Base64 has no character Go's encoder escapes.
+    pub fn to_raw(&self) -> RawJson {
+        #[derive(serde::Serialize)]
+        struct Go<'a> {
+            #[serde(rename = "PublicKey")]
+            public_key: &'a str,
+            #[serde(rename = "Port")]
+            port: u16,
+        }
+        let key = self.public_key.to_string();
+        let text = serde_json::to_string(&Go {
+            public_key: &key,
+            port: self.port,
+        })
+        .unwrap_or_default();
+        RawJson::new(&text).unwrap_or_else(|_| RawJson::from_value(&Value::Null))
+    }
+
+    /// Read a peer's BackendData (keys case-insensitive, as Go decodes; a missing `Port` is 0).
+    pub fn from_raw(raw: &RawJson) -> Result<Self, WireguardDataError> {
+        let not_object = || WireguardDataError::NotAnObject(raw.as_str().to_owned());
+        let value = raw.to_value().map_err(|_| not_object())?;
+        let obj = value.as_object().ok_or_else(not_object)?;
+        let key = gojson::get(obj, "PublicKey")
+            .and_then(Value::as_str)
+            .ok_or_else(|| WireguardDataError::NoPublicKey(raw.as_str().to_owned()))?;
+        let port = match gojson::get(obj, "Port") {
+            None | Some(Value::Null) => 0,
+            Some(v) => v
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .ok_or_else(|| WireguardDataError::BadPort(v.to_string()))?,
+        };
+        Ok(WireguardLeaseData {
+            public_key: key.parse()?,
+            port,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key whose base64 has `+`, `/` and padding (the characters a JSON encoder might touch).
+    fn key() -> WgKey {
+        let mut k = [0u8; 32];
+        k[0] = 0xfb;
+        k[1] = 0xff;
+        k[31] = 0x7f;
+        WgKey(k)
+    }
+
+    #[test]
+    fn wireguard_data_is_flannels_json_byte_for_byte() {
+        let d = WireguardLeaseData {
+            public_key: key(),
+            port: 51820,
+        };
+        // Golden: Go's json.Marshal of struct{PublicKey string; Port uint16}.
+        assert_eq!(
+            d.to_raw().as_str(),
+            r#"{"PublicKey":"+/8AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAH8=","Port":51820}"#
+        );
+        assert_eq!(WireguardLeaseData::from_raw(&d.to_raw()), Ok(d));
+    }
+
+    #[test]
+    fn wireguard_data_reads_what_peers_write() {
+        // An older Flannel writes no Port: 0, meaning "the reader's own port".
+        let d = WireguardLeaseData::from_raw(&raw(
+            r#"{ "publickey": "+/8AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAH8=" }"#,
+        ))
+        .expect("parses");
+        assert_eq!((d.public_key, d.port), (key(), 0));
+        let err = |s: &str| {
+            WireguardLeaseData::from_raw(&raw(s))
+                .expect_err("unusable")
+                .to_string()
+        };
+        assert_eq!(
+            err(r#"{"Port":1}"#),
+            r#"wireguard BackendData has no PublicKey: {"Port":1}"#
+        );
+        assert_eq!(
+            err(r#"{"PublicKey":"AAAA"}"#),
+            r#"invalid WireGuard key "AAAA": expected 32 bytes in base64"#
+        );
+        assert_eq!(
+            err(r#"{"PublicKey":"+/8AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAH8=","Port":70000}"#),
+            "wireguard BackendData: Port is not a UDP port: 70000"
+        );
+        assert_eq!(
+            err("[1]"),
+            "wireguard BackendData is not a JSON object: [1]"
+        );
+    }
+
+    #[test]
+    fn wg_key_text_is_wg_tools_base64() {
+        let k: WgKey = "+/8AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAH8="
+            .parse()
+            .expect("key");
+        assert_eq!(k, key());
+        assert_eq!(k.to_string().len(), 44);
+        for bad in [
+            "",
+            "AAAA",
+            "not base64!",
+            "+/8AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAH8",
+        ] {
+            assert!(bad.parse::<WgKey>().is_err(), "{bad}");
+        }
+    }
 
     fn raw(s: &str) -> RawJson {
         RawJson::new(s).expect("json")

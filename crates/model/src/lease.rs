@@ -10,6 +10,12 @@
 //! subnet, the IPv6 address printed like Flannel's `ip.IP6.String()`
 //! ([`crate::goip::ipv6_to_string`]). An IPv6 subnet of `::/0` counts as "none", as in Go.
 //!
+//! An IPv6-only lease has Go's zero `ip.IP4Net` as its IPv4 part, `0.0.0.0/0`, so its key is
+//! `0.0.0.0-0&2001:db8:100:1::-64` (what `MakeSubnetKey(ip.IP4Net{}, sn6)` writes).
+//! [`SubnetKey::v6_only`] builds one, [`SubnetKey::ipv4_net`] is `None` for it, and
+//! [`SubnetKey::overlaps`] never counts two empty IPv4 parts as overlapping (Go's `Overlaps`
+//! does, which makes its allocator loop forever once one IPv6-only lease exists).
+//!
 //! Parsed like Go's `ParseSubnetKey`, which searches the text with the *unanchored* regex
 //! `(\d+\.\d+.\d+.\d+)-(\d+)(?:&([a-f\d:]+)-(\d+))?$` (the same regex, leftmost-first, is used
 //! here). Consequences kept on purpose:
@@ -28,7 +34,8 @@
 //!
 //! # Values ([`LeaseAttrs`])
 //!
-//! [`LeaseAttrs::to_json`] reproduces `json.Marshal`: `PublicIP` always, `PublicIPv6` as a
+//! [`LeaseAttrs::to_json`] reproduces `json.Marshal`: `PublicIP` always (`"0.0.0.0"` for an
+//! IPv6-only host, whose Go `ip.IP4` stays zero), `PublicIPv6` as a
 //! string or `null`, `BackendType`, `BackendData` and `BackendV6Data` only when non-empty
 //! (`omitempty`). Strings are HTML-escaped as Go does; raw backend data is compacted and
 //! HTML-escaped like a Go `json.RawMessage` ([`RawJson`]).
@@ -58,7 +65,8 @@ use crate::gojson::{self, FieldRef, Members, TopLevel};
 /// The subnet part of a lease key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SubnetKey {
-    /// The IPv4 subnet (always present in etcd keys); canonical (host bits zero).
+    /// The IPv4 subnet (always present in etcd keys); canonical (host bits zero). `0.0.0.0/0`
+    /// (Go's empty `ip.IP4Net`) in an IPv6-only lease: use [`SubnetKey::ipv4_net`].
     pub ipv4: Ipv4Net,
     /// The IPv6 subnet of a dual-stack lease; canonical.
     pub ipv6: Option<Ipv6Net>,
@@ -141,6 +149,19 @@ impl SubnetKey {
         SubnetKey { ipv4, ipv6: None }
     }
 
+    /// A key for an IPv6-only lease: the IPv4 part is Go's empty `ip.IP4Net` (`0.0.0.0/0`).
+    pub fn v6_only(ipv6: Ipv6Net) -> SubnetKey {
+        SubnetKey {
+            ipv4: EMPTY_V4,
+            ipv6: Some(ipv6),
+        }
+    }
+
+    /// The IPv4 subnet, `None` for an IPv6-only lease (Go's `IP4Net.Empty()`).
+    pub fn ipv4_net(&self) -> Option<Ipv4Net> {
+        (self.ipv4 != EMPTY_V4).then_some(self.ipv4)
+    }
+
     /// The etcd key of this lease: Go's `path.Join(prefix, "subnets", key)`.
     pub fn key_path(&self, prefix: &str) -> String {
         go_path_join(&[prefix, "subnets", &self.to_string()])
@@ -162,9 +183,13 @@ impl SubnetKey {
         rest.parse()
     }
 
-    /// Whether `other` overlaps this key in either family (an absent IPv6 part never overlaps).
+    /// Whether `other` overlaps this key in either family (an absent part — no IPv6 subnet,
+    /// or the empty IPv4 part of an IPv6-only lease — never overlaps).
     pub fn overlaps(&self, other: &SubnetKey) -> bool {
-        let v4 = self.ipv4.contains(&other.ipv4) || other.ipv4.contains(&self.ipv4);
+        let v4 = match (self.ipv4_net(), other.ipv4_net()) {
+            (Some(a), Some(b)) => a.contains(&b) || b.contains(&a),
+            _ => false,
+        };
         let v6 = match (self.ipv6, other.ipv6) {
             (Some(a), Some(b)) => a.contains(&b) || b.contains(&a),
             _ => false,
@@ -188,6 +213,9 @@ impl fmt::Display for SubnetKey {
         Ok(())
     }
 }
+
+/// Go's empty `ip.IP4Net`: the IPv4 part of an IPv6-only lease.
+const EMPTY_V4: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::UNSPECIFIED, 0);
 
 /// Go's `IP6Net.Empty()`: address `::` and prefix 0.
 fn is_empty_v6(n: &Ipv6Net) -> bool {
@@ -383,7 +411,35 @@ const LEASE_FIELDS: [&str; 5] = [
     "BackendV6Data",
 ];
 
+/// The address that tells whose lease a lease is: `PublicIP`, or `PublicIPv6` for an IPv6-only
+/// host (whose `PublicIP` is `0.0.0.0`, shared by every IPv6-only host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HostId {
+    /// `PublicIP`.
+    V4(Ipv4Addr),
+    /// `PublicIPv6` of a lease whose `PublicIP` is unset.
+    V6(Ipv6Addr),
+}
+
+impl fmt::Display for HostId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostId::V4(a) => write!(f, "{a}"),
+            HostId::V6(a) => f.write_str(&goip::ipv6_to_string(*a)),
+        }
+    }
+}
+
 impl LeaseAttrs {
+    /// Whose lease this is ([`HostId`]): `PublicIP` unless it is `0.0.0.0` and `PublicIPv6`
+    /// is set. Go matches `PublicIP` alone, so all its IPv6-only hosts claim the same lease.
+    pub fn host_id(&self) -> HostId {
+        match self.public_ipv6 {
+            Some(v6) if self.public_ip.is_unspecified() => HostId::V6(v6),
+            _ => HostId::V4(self.public_ip),
+        }
+    }
+
     /// The lease value exactly as Go's `json.Marshal(LeaseAttrs)` writes it.
     pub fn to_json(&self) -> String {
         let mut out = String::with_capacity(96);
@@ -508,6 +564,75 @@ mod tests {
             ipv6: Some(v6("::/0")),
         };
         assert_eq!(empty.to_string(), "10.0.0.0-30");
+    }
+
+    /// IPv6-only keys as Go writes them: `MakeSubnetKey(ip.IP4Net{}, sn6)` prints the zero
+    /// `IP4Net` with `StringSep(".", "-")` as `0.0.0.0-0` (pkg/subnet/subnet.go, pkg/ip/ipnet.go),
+    /// and `ParseSubnetKey` reads it back as the zero `IP4Net` plus the IPv6 subnet.
+    #[test]
+    fn ipv6_only_key_golden() {
+        let k = SubnetKey::v6_only(v6("2001:db8:100:1::/64"));
+        assert_eq!(k.to_string(), "0.0.0.0-0&2001:db8:100:1::-64");
+        assert_eq!(
+            k.key_path("/coreos.com/network"),
+            "/coreos.com/network/subnets/0.0.0.0-0&2001:db8:100:1::-64"
+        );
+        assert_eq!(key("0.0.0.0-0&2001:db8:100:1::-64"), Ok(k));
+        assert_eq!(k.ipv4_net(), None);
+        assert_eq!(k.ipv6, Some(v6("2001:db8:100:1::/64")));
+        assert_eq!(
+            SubnetKey::v4(v4("10.5.34.0/24")).ipv4_net(),
+            Some(v4("10.5.34.0/24"))
+        );
+        // Two IPv6-only leases overlap only in their IPv6 parts.
+        let other = SubnetKey::v6_only(v6("2001:db8:100:2::/64"));
+        assert!(!k.overlaps(&other));
+        assert!(k.overlaps(&k));
+        assert!(!k.overlaps(&SubnetKey::v4(v4("10.5.34.0/24"))));
+    }
+
+    /// The lease value of an IPv6-only vxlan host: Go's `newSubnetAttrs` leaves `PublicIP`
+    /// (an `ip.IP4`, marshalled by `IP4.MarshalJSON` as a dotted string) at zero and
+    /// `BackendData` nil (omitted by `omitempty`); pkg/backend/vxlan/vxlan.go, pkg/lease/lease.go.
+    /// host-gw (pkg/backend/hostgw/hostgw.go) sets only `PublicIPv6` and `BackendType`.
+    #[test]
+    fn ipv6_only_lease_json_golden() {
+        let vxlan = LeaseAttrs {
+            public_ip: Ipv4Addr::UNSPECIFIED,
+            public_ipv6: Some("2001:db8::1".parse().unwrap()),
+            backend_type: "vxlan".into(),
+            backend_data: None,
+            backend_v6_data: Some(
+                RawJson::new(r#"{"VNI":1,"VtepMAC":"ce:1d:4a:0e:55:01"}"#).unwrap(),
+            ),
+        };
+        let json = vxlan.to_json();
+        assert_eq!(
+            json,
+            r#"{"PublicIP":"0.0.0.0","PublicIPv6":"2001:db8::1","BackendType":"vxlan","BackendV6Data":{"VNI":1,"VtepMAC":"ce:1d:4a:0e:55:01"}}"#
+        );
+        assert_eq!(LeaseAttrs::from_json(json.as_bytes()), Ok(vxlan.clone()));
+        let hostgw = LeaseAttrs {
+            backend_type: "host-gw".into(),
+            backend_v6_data: None,
+            ..vxlan.clone()
+        };
+        assert_eq!(
+            hostgw.to_json(),
+            r#"{"PublicIP":"0.0.0.0","PublicIPv6":"2001:db8::1","BackendType":"host-gw"}"#
+        );
+        // Whose lease: PublicIPv6 when PublicIP is unset, PublicIP otherwise.
+        assert_eq!(vxlan.host_id(), HostId::V6("2001:db8::1".parse().unwrap()));
+        assert_eq!(vxlan.host_id().to_string(), "2001:db8::1");
+        let dual = LeaseAttrs {
+            public_ip: Ipv4Addr::new(192, 0, 2, 1),
+            ..vxlan
+        };
+        assert_eq!(dual.host_id(), HostId::V4(Ipv4Addr::new(192, 0, 2, 1)));
+        assert_eq!(
+            LeaseAttrs::default().host_id(),
+            HostId::V4(Ipv4Addr::UNSPECIFIED)
+        );
     }
 
     #[test]

@@ -20,8 +20,10 @@ pub mod lease;
 pub mod scope;
 pub mod subnet_env;
 
-pub use backend_data::{BackendDataError, MacAddr, VxlanLeaseData};
+pub use backend_data::{
+    BackendDataError, MacAddr, VxlanLeaseData, WgKey, WireguardDataError, WireguardLeaseData,
+};
 pub use config::{BackendConfig, ConfigError, IpStack, NetworkConfig, SubnetRange};
-pub use lease::{Lease, LeaseAttrs, LeaseError, RawJson, SubnetKey};
+pub use lease::{HostId, Lease, LeaseAttrs, LeaseError, RawJson, SubnetKey};
 pub use scope::{LeaseScope, OutOfScope};
 pub use subnet_env::{SubnetEnv, SubnetEnvError};

@@ -2,7 +2,8 @@
 //!
 //! Given the configured ranges, every lease in the store, our public IP and the subnet we held
 //! before (from the previous `subnet.env`), [`decide`] returns what to do:
-//! 1. a lease whose `PublicIP` is ours and that fits the configuration is **reused** (a
+//! 1. a lease whose `PublicIP` is ours (`PublicIPv6` for an IPv6-only host, see
+//!    [`HostId`]) and that fits the configuration is **reused** (a
 //!    reservation — a key without TTL — is reused and keeps having no TTL);
 //!    a non-reservation lease of ours that no longer fits is deleted first;
 //! 2. else the **previous** subnet, if it fits and nobody holds anything overlapping it;
@@ -10,22 +11,25 @@
 //!    (IPv6 chosen the same way, independently);
 //! 4. else [`AllocError::OutOfSubnets`].
 //!
+//! An IPv6-only network has no IPv4 range: its subnets are `SubnetKey::v6_only` (the key
+//! `0.0.0.0-0&<ipv6>-<len>` Flannel writes), chosen from the IPv6 range alone.
+//!
 //! Randomness comes from the caller's RNG so tests are deterministic.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use flannel_model::{Lease, SubnetKey, SubnetRange};
+use flannel_model::{HostId, Lease, SubnetKey, SubnetRange};
 use ipnet::{Ipv4Net, Ipv6Net};
 use rand::Rng;
 
 /// How many free subnets Flannel collects before picking one at random.
 pub const FREE_CANDIDATES: usize = 100;
 
-/// The configured ranges (after defaults). `v4` is always present in etcd mode: Flannel's
-/// subnet keys always have an IPv4 part.
+/// The configured ranges (after defaults): one per enabled family, at least one of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ranges {
-    pub v4: SubnetRange<Ipv4Net>,
+    /// `None` in an IPv6-only network.
+    pub v4: Option<SubnetRange<Ipv4Net>>,
     pub v6: Option<SubnetRange<Ipv6Net>>,
 }
 
@@ -33,7 +37,8 @@ pub struct Ranges {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExistingLease {
     pub subnet: SubnetKey,
-    pub public_ip: Ipv4Addr,
+    /// Whose lease it is.
+    pub host: HostId,
     /// A key without TTL: never handed to another host, never deleted by us.
     pub reservation: bool,
 }
@@ -43,7 +48,7 @@ impl ExistingLease {
     pub fn from_lease(lease: &Lease) -> Self {
         ExistingLease {
             subnet: lease.subnet,
-            public_ip: lease.attrs.public_ip,
+            host: lease.attrs.host_id(),
             reservation: lease.expiration.is_none(),
         }
     }
@@ -82,6 +87,8 @@ pub enum AllocError {
     OutOfSubnets { min: String, max: String },
     #[error("out of IPv6 subnets: every subnet between IPv6SubnetMin {min} and IPv6SubnetMax {max} is leased")]
     OutOfIpv6Subnets { min: String, max: String },
+    #[error("neither IPv4 nor IPv6 has an allocation range")]
+    NoFamily,
 }
 
 /// Decide which subnet we should hold. `exclude` lists subnets just lost in a create race, so
@@ -89,13 +96,13 @@ pub enum AllocError {
 pub fn decide<R: Rng + ?Sized>(
     ranges: &Ranges,
     leases: &[ExistingLease],
-    public_ip: Ipv4Addr,
+    host: HostId,
     previous: Option<SubnetKey>,
     exclude: &[SubnetKey],
     rng: &mut R,
 ) -> Result<Decision, AllocError> {
     let mut stale = Vec::new();
-    for lease in leases.iter().filter(|l| l.public_ip == public_ip) {
+    for lease in leases.iter().filter(|l| l.host == host) {
         if fits(ranges, &lease.subnet) {
             return Ok(Decision::Reuse {
                 subnet: lease.subnet,
@@ -123,16 +130,22 @@ pub fn decide<R: Rng + ?Sized>(
         }
     }
 
-    let taken_v4: Vec<Block> = others
-        .iter()
-        .map(|l| Block::v4(l.subnet.ipv4))
-        .chain(exclude.iter().map(|k| Block::v4(k.ipv4)))
-        .collect();
-    let v4 =
-        pick(&free_v4(&ranges.v4, &taken_v4), rng).ok_or_else(|| AllocError::OutOfSubnets {
-            min: ranges.v4.min.addr().to_string(),
-            max: ranges.v4.max.addr().to_string(),
-        })?;
+    let v4 = match &ranges.v4 {
+        None => None,
+        Some(r4) => {
+            let taken_v4: Vec<Block> = others
+                .iter()
+                .filter_map(|l| l.subnet.ipv4_net().map(Block::v4))
+                .chain(exclude.iter().filter_map(|k| k.ipv4_net().map(Block::v4)))
+                .collect();
+            Some(
+                pick(&free_v4(r4, &taken_v4), rng).ok_or_else(|| AllocError::OutOfSubnets {
+                    min: r4.min.addr().to_string(),
+                    max: r4.max.addr().to_string(),
+                })?,
+            )
+        }
+    };
     let v6 = match &ranges.v6 {
         None => None,
         Some(r6) => {
@@ -149,22 +162,31 @@ pub fn decide<R: Rng + ?Sized>(
             })?)
         }
     };
+    let subnet = match (v4, v6) {
+        (Some(ipv4), ipv6) => SubnetKey { ipv4, ipv6 },
+        (None, Some(ipv6)) => SubnetKey::v6_only(ipv6),
+        (None, None) => return Err(AllocError::NoFamily),
+    };
     Ok(Decision::Create {
-        subnet: SubnetKey { ipv4: v4, ipv6: v6 },
+        subnet,
         source: Source::Random,
         stale,
     })
 }
 
 /// Whether a subnet key fits the configured ranges (Flannel's `isSubnetConfigCompat`): right
-/// prefix length, inside [min, max], and an IPv6 part exactly when IPv6 is enabled.
+/// prefix length, inside [min, max], and a part of a family exactly when it is enabled.
 pub fn fits(ranges: &Ranges, key: &SubnetKey) -> bool {
-    let v4_ok = fits_range(
-        Block::v4(ranges.v4.min),
-        Block::v4(ranges.v4.max),
-        ranges.v4.subnet_len,
-        Block::v4(key.ipv4),
-    );
+    let v4_ok = match (&ranges.v4, key.ipv4_net()) {
+        (None, None) => true,
+        (Some(r), Some(k)) => fits_range(
+            Block::v4(r.min),
+            Block::v4(r.max),
+            r.subnet_len,
+            Block::v4(k),
+        ),
+        _ => false,
+    };
     let v6_ok = match (&ranges.v6, &key.ipv6) {
         (None, None) => true,
         (Some(r), Some(k)) => fits_range(
@@ -178,9 +200,10 @@ pub fn fits(ranges: &Ranges, key: &SubnetKey) -> bool {
     v4_ok && v6_ok
 }
 
-/// True when two subnet keys overlap in either family.
+/// True when two subnet keys overlap in either family (an IPv6-only key's empty IPv4 part
+/// overlaps nothing).
 pub fn overlaps_key(a: &SubnetKey, b: &SubnetKey) -> bool {
-    Block::v4(a.ipv4).overlaps(&Block::v4(b.ipv4))
+    matches!((a.ipv4_net(), b.ipv4_net()), (Some(x), Some(y)) if Block::v4(x).overlaps(&Block::v4(y)))
         || matches!((a.ipv6, b.ipv6), (Some(x), Some(y)) if Block::v6(x).overlaps(&Block::v6(y)))
 }
 
@@ -323,12 +346,12 @@ mod tests {
 
     fn ranges(network: &str, len: u8, min: &str, max: &str) -> Ranges {
         Ranges {
-            v4: SubnetRange {
+            v4: Some(SubnetRange {
                 network: v4(network),
                 subnet_len: len,
                 min: v4(min),
                 max: v4(max),
-            },
+            }),
             v6: None,
         }
     }
@@ -343,12 +366,12 @@ mod tests {
     fn lease(s: &str, ip: [u8; 4], reservation: bool) -> ExistingLease {
         ExistingLease {
             subnet: key(s),
-            public_ip: Ipv4Addr::from(ip),
+            host: HostId::V4(Ipv4Addr::from(ip)),
             reservation,
         }
     }
 
-    const ME: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+    const ME: HostId = HostId::V4(Ipv4Addr::new(192, 0, 2, 10));
 
     fn default_ranges() -> Ranges {
         ranges("198.18.0.0/16", 24, "198.18.1.0/24", "198.18.255.0/24")
@@ -522,7 +545,7 @@ mod tests {
         // A /20 lease written by an older config covers 16 of our /24s.
         let r = ranges("198.18.0.0/16", 24, "198.18.0.0/24", "198.18.31.0/24");
         let leases = [lease("198.18.0.0/20", [192, 0, 2, 1], false)];
-        let free = free_v4(&r.v4, &[Block::v4(leases[0].subnet.ipv4)]);
+        let free = free_v4(&r.v4.expect("v4"), &[Block::v4(leases[0].subnet.ipv4)]);
         assert_eq!(free.first(), Some(&v4("198.18.16.0/24")));
         assert_eq!(free.len(), 16);
     }
@@ -546,6 +569,153 @@ mod tests {
         assert!(!fits(&r, &key("198.18.4.0/24")));
     }
 
+    fn v6_only_ranges(network: &str, len: u8, min: &str, max: &str) -> Ranges {
+        Ranges {
+            v4: None,
+            v6: Some(SubnetRange {
+                network: network.parse().expect("v6"),
+                subnet_len: len,
+                min: min.parse().expect("v6"),
+                max: max.parse().expect("v6"),
+            }),
+        }
+    }
+
+    fn v6_host(last: u16) -> HostId {
+        HostId::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last))
+    }
+
+    #[test]
+    fn v6_only_allocates_v6_only_keys_and_recognises_hosts_by_public_ipv6() {
+        let r = v6_only_ranges(
+            "2001:db8:100::/48",
+            64,
+            "2001:db8:100:1::/64",
+            "2001:db8:100:ffff::/64",
+        );
+        let d = decide(
+            &r,
+            &[],
+            v6_host(1),
+            None,
+            &[],
+            &mut StdRng::seed_from_u64(7),
+        )
+        .expect("decision");
+        let Decision::Create { subnet, .. } = d else {
+            panic!("expected Create, got {d:?}")
+        };
+        assert_eq!(subnet.ipv4_net(), None);
+        assert!(
+            subnet.to_string().starts_with("0.0.0.0-0&2001:db8:100:"),
+            "{subnet}"
+        );
+        assert!(fits(&r, &subnet));
+        // A dual-stack key does not fit an IPv6-only config.
+        let dual = SubnetKey {
+            ipv4: v4("198.18.1.0/24"),
+            ipv6: subnet.ipv6,
+        };
+        assert!(!fits(&r, &dual));
+        // A second host (same PublicIP 0.0.0.0, other PublicIPv6) gets another subnet...
+        let first = ExistingLease {
+            subnet,
+            host: v6_host(1),
+            reservation: false,
+        };
+        let d = decide(
+            &r,
+            std::slice::from_ref(&first),
+            v6_host(2),
+            None,
+            &[],
+            &mut StdRng::seed_from_u64(7),
+        )
+        .expect("decision");
+        let Decision::Create { subnet: second, .. } = d else {
+            panic!("expected Create, got {d:?}")
+        };
+        assert!(!overlaps_key(&second, &subnet));
+        // ...and the first host, restarting, gets its own back.
+        assert_eq!(
+            decide(
+                &r,
+                &[first],
+                v6_host(1),
+                None,
+                &[],
+                &mut StdRng::seed_from_u64(1)
+            ),
+            Ok(Decision::Reuse {
+                subnet,
+                reservation: false
+            })
+        );
+    }
+
+    #[test]
+    fn v6_only_out_of_subnets() {
+        let r = v6_only_ranges(
+            "2001:db8:100::/62",
+            64,
+            "2001:db8:100:1::/64",
+            "2001:db8:100:2::/64",
+        );
+        let leases: Vec<ExistingLease> = ["2001:db8:100:1::/64", "2001:db8:100:2::/64"]
+            .iter()
+            .zip(1..)
+            .map(|(n, h)| ExistingLease {
+                subnet: SubnetKey::v6_only(n.parse().expect("v6")),
+                host: v6_host(h),
+                reservation: false,
+            })
+            .collect();
+        let err = decide(
+            &r,
+            &leases,
+            v6_host(9),
+            None,
+            &[],
+            &mut StdRng::seed_from_u64(1),
+        )
+        .expect_err("exhausted");
+        assert_eq!(
+            err.to_string(),
+            "out of IPv6 subnets: every subnet between IPv6SubnetMin 2001:db8:100:1:: and \
+             IPv6SubnetMax 2001:db8:100:2:: is leased"
+        );
+    }
+
+    fn arb_v6_only_ranges() -> impl Strategy<Value = Ranges> {
+        (32u8..=60, 2u8..=8, any::<u64>(), any::<u8>(), any::<u8>()).prop_map(
+            |(net_len, extra, base, a, b)| {
+                let len = net_len + extra;
+                let network = Ipv6Net::new(Ipv6Addr::from(u128::from(base) << 64), net_len)
+                    .expect("len")
+                    .trunc();
+                let count = 1u128 << (len - net_len);
+                let (lo, hi) = (u128::from(a) % count, u128::from(b) % count);
+                let (lo, hi) = (lo.min(hi), lo.max(hi));
+                let at = |i: u128| {
+                    Ipv6Net::new(
+                        Ipv6Addr::from(u128::from(network.network()) + (i << (128 - len))),
+                        len,
+                    )
+                    .expect("len")
+                };
+                Ranges {
+                    v4: None,
+                    v6: Some(SubnetRange {
+                        network,
+                        subnet_len: len,
+                        min: at(lo),
+                        max: at(hi),
+                    }),
+                }
+            },
+        )
+    }
+
     fn arb_ranges() -> impl Strategy<Value = Ranges> {
         (8u8..=24, 2u8..=8, any::<u32>(), any::<u16>(), any::<u16>()).prop_map(
             |(net_len, extra, base, a, b)| {
@@ -564,12 +734,12 @@ mod tests {
                     .expect("len")
                 };
                 Ranges {
-                    v4: SubnetRange {
+                    v4: Some(SubnetRange {
                         network,
                         subnet_len: len,
                         min: at(lo),
                         max: at(hi),
-                    },
+                    }),
                     v6: None,
                 }
             },
@@ -582,26 +752,65 @@ mod tests {
         fn sequential_hosts_never_overlap(r in arb_ranges(), seed in any::<u64>(), hosts in 1usize..40) {
             let mut rng = StdRng::seed_from_u64(seed);
             let mut leases: Vec<ExistingLease> = Vec::new();
+            let r4 = r.v4.expect("v4 range");
             for h in 0..hosts {
-                let ip = Ipv4Addr::from(0xC000_0200u32 + u32::try_from(h).expect("small"));
+                let ip = HostId::V4(Ipv4Addr::from(0xC000_0200u32 + u32::try_from(h).expect("small")));
                 match decide(&r, &leases, ip, None, &[], &mut rng) {
                     Ok(Decision::Create { subnet, .. }) => {
                         prop_assert!(fits(&r, &subnet));
-                        prop_assert!(r.v4.network.contains(&subnet.ipv4));
+                        prop_assert!(r4.network.contains(&subnet.ipv4));
                         for l in &leases {
                             prop_assert!(!overlaps_key(&l.subnet, &subnet));
                         }
-                        leases.push(ExistingLease { subnet, public_ip: ip, reservation: false });
+                        leases.push(ExistingLease { subnet, host: ip, reservation: false });
                     }
                     Ok(Decision::Reuse { .. }) => prop_assert!(false, "new host cannot reuse"),
                     Err(AllocError::OutOfSubnets { .. }) => {
-                        let count = (u32::from(r.v4.max.network()) - u32::from(r.v4.min.network()))
-                            / (1u32 << (32 - r.v4.subnet_len)) + 1;
+                        let count = (u32::from(r4.max.network()) - u32::from(r4.min.network()))
+                            / (1u32 << (32 - r4.subnet_len)) + 1;
                         prop_assert_eq!(leases.len(), count as usize);
                         break;
                     }
                     Err(e) => prop_assert!(false, "unexpected {e}"),
                 }
+            }
+        }
+
+        /// IPv6-only: hosts acquiring one after another get IPv6-only keys inside [min, max]
+        /// that never overlap, until the range is exhausted; each gets its own back.
+        #[test]
+        fn v6_only_sequential_hosts_never_overlap(r in arb_v6_only_ranges(), seed in any::<u64>(), hosts in 1u16..40) {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let r6 = r.v6.expect("v6 range");
+            let mut leases: Vec<ExistingLease> = Vec::new();
+            for h in 0..hosts {
+                match decide(&r, &leases, v6_host(h), None, &[], &mut rng) {
+                    Ok(Decision::Create { subnet, .. }) => {
+                        prop_assert!(fits(&r, &subnet));
+                        prop_assert_eq!(subnet.ipv4_net(), None);
+                        let sn6 = subnet.ipv6.expect("v6 part");
+                        prop_assert!(r6.network.contains(&sn6));
+                        prop_assert!(sn6.network() >= r6.min.network() && sn6.network() <= r6.max.network());
+                        for l in &leases {
+                            prop_assert!(!overlaps_key(&l.subnet, &subnet));
+                        }
+                        leases.push(ExistingLease { subnet, host: v6_host(h), reservation: false });
+                    }
+                    Ok(Decision::Reuse { .. }) => prop_assert!(false, "new host cannot reuse"),
+                    Err(AllocError::OutOfIpv6Subnets { .. }) => {
+                        let count = (u128::from(r6.max.network()) - u128::from(r6.min.network()))
+                            / (1u128 << (128 - r6.subnet_len)) + 1;
+                        prop_assert_eq!(leases.len() as u128, count);
+                        break;
+                    }
+                    Err(e) => prop_assert!(false, "unexpected {e}"),
+                }
+            }
+            for l in &leases {
+                prop_assert_eq!(
+                    decide(&r, &leases, l.host, None, &[], &mut rng),
+                    Ok(Decision::Reuse { subnet: l.subnet, reservation: false })
+                );
             }
         }
 
@@ -611,7 +820,7 @@ mod tests {
             let mut rng = StdRng::seed_from_u64(seed);
             let first = decide(&r, &[], ME, None, &[], &mut rng).expect("empty store");
             let Decision::Create { subnet, .. } = first else { panic!("create") };
-            let leases = [ExistingLease { subnet, public_ip: ME, reservation: false }];
+            let leases = [ExistingLease { subnet, host: ME, reservation: false }];
             prop_assert_eq!(
                 decide(&r, &leases, ME, None, &[], &mut rng),
                 Ok(Decision::Reuse { subnet, reservation: false })

@@ -21,7 +21,10 @@ pub const BLACKHOLE_METRIC: u32 = 1024;
 
 /// The blackhole routes wanted for our lease: one per address family it has.
 pub fn desired(own: &SubnetKey) -> BTreeSet<IpNet> {
-    let mut out = BTreeSet::from([IpNet::V4(own.ipv4.trunc())]);
+    let mut out = BTreeSet::new();
+    if let Some(v4) = own.ipv4_net() {
+        out.insert(IpNet::V4(v4.trunc()));
+    }
     if let Some(v6) = own.ipv6 {
         out.insert(IpNet::V6(v6.trunc()));
     }
@@ -46,5 +49,9 @@ mod tests {
         };
         let got: Vec<String> = desired(&dual).iter().map(|n| n.to_string()).collect();
         assert_eq!(got, ["198.18.1.0/24", "2001:db8:f000:1::/64"]);
+        // IPv6-only: never a blackhole for the empty IPv4 part (0.0.0.0/0).
+        let v6_only = SubnetKey::v6_only("2001:db8:100:1::/64".parse().expect("net"));
+        let got: Vec<String> = desired(&v6_only).iter().map(|n| n.to_string()).collect();
+        assert_eq!(got, ["2001:db8:100:1::/64"]);
     }
 }

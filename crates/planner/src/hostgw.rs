@@ -23,7 +23,8 @@ pub fn check_not_nat(public_ip: Ipv4Addr, iface_addr: Ipv4Addr) -> Result<(), &'
     }
 }
 
-/// Desired routes: `<peer subnet> via <peer PublicIP> dev <ext>` for every host-gw peer, and,
+/// Desired routes: `<peer subnet> via <peer PublicIP> dev <ext>` for every host-gw peer (when
+/// IPv4 is on: `ext` has an IPv4 address and the peer an IPv4 subnet), and,
 /// when IPv6 is on (`ext.addr_v6` is set), `<peer IPv6 subnet> via <peer PublicIPv6> dev <ext>`
 /// for peers that have both.
 pub fn desired_state<'a>(
@@ -40,12 +41,14 @@ pub fn desired_state<'a>(
             });
             continue;
         }
-        state.routes.insert(Route {
-            dst: IpNet::V4(lease.subnet.ipv4),
-            gateway: Some(IpAddr::V4(lease.attrs.public_ip)),
-            dev: ext.name.clone(),
-            onlink: false,
-        });
+        if let (Some(_), Some(subnet4)) = (ext.v4(), lease.subnet.ipv4_net()) {
+            state.routes.insert(Route {
+                dst: IpNet::V4(subnet4),
+                gateway: Some(IpAddr::V4(lease.attrs.public_ip)),
+                dev: ext.name.clone(),
+                onlink: false,
+            });
+        }
         if ext.addr_v6.is_none() {
             continue;
         }

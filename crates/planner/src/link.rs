@@ -3,10 +3,10 @@
 //! Each kind says when an existing device can be kept (only its MTU, MAC and state adjusted)
 //! and when it must be deleted and created again; the kernel crate keeps each kind's netlink
 //! encoding and decoding in a file of its own (`flannel_kernel::link::<kind>`), the way
-//! rtnetlink keeps one builder per link kind. A new kind (ipip, wireguard, xfrm) is one variant
+//! rtnetlink keeps one builder per link kind. A new kind (wireguard, xfrm) is one variant
 //! here, one struct with its `compatible_with`, and one file there.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use flannel_model::backend_data::MacAddr;
 
@@ -15,6 +15,10 @@ use flannel_model::backend_data::MacAddr;
 pub enum LinkSpec {
     /// `ip link add … type vxlan …`.
     Vxlan(VxlanLink),
+    /// `ip link add … type ipip …`.
+    Ipip(IpipLink),
+    /// `ip link add … type wireguard` (key and peers are set over generic netlink).
+    Wireguard(WireguardLink),
 }
 
 impl LinkSpec {
@@ -22,13 +26,17 @@ impl LinkSpec {
     pub fn name(&self) -> &str {
         match self {
             LinkSpec::Vxlan(l) => &l.name,
+            LinkSpec::Ipip(l) => &l.name,
+            LinkSpec::Wireguard(l) => &l.name,
         }
     }
 
-    /// The link kind as `ip link` names it (`vxlan`).
+    /// The link kind as `ip link` names it (`vxlan`, `ipip`).
     pub fn kind(&self) -> &'static str {
         match self {
             LinkSpec::Vxlan(_) => "vxlan",
+            LinkSpec::Ipip(_) => "ipip",
+            LinkSpec::Wireguard(_) => "wireguard",
         }
     }
 
@@ -36,6 +44,8 @@ impl LinkSpec {
     pub fn mtu(&self) -> u32 {
         match self {
             LinkSpec::Vxlan(l) => l.mtu,
+            LinkSpec::Ipip(l) => l.mtu,
+            LinkSpec::Wireguard(l) => l.mtu,
         }
     }
 
@@ -43,6 +53,8 @@ impl LinkSpec {
     pub fn mac(&self) -> Option<MacAddr> {
         match self {
             LinkSpec::Vxlan(l) => Some(l.mac),
+            LinkSpec::Ipip(_) => None,
+            LinkSpec::Wireguard(_) => None,
         }
     }
 
@@ -50,6 +62,8 @@ impl LinkSpec {
     pub fn up(&self) -> bool {
         match self {
             LinkSpec::Vxlan(l) => l.up,
+            LinkSpec::Ipip(l) => l.up,
+            LinkSpec::Wireguard(l) => l.up,
         }
     }
 
@@ -59,7 +73,19 @@ impl LinkSpec {
     pub fn compatible_with(&self, observed: &LinkSpec) -> bool {
         match (self, observed) {
             (LinkSpec::Vxlan(want), LinkSpec::Vxlan(have)) => want.compatible_with(have),
+            (LinkSpec::Ipip(want), LinkSpec::Ipip(have)) => want.compatible_with(have),
+            // A wireguard link has no settings fixed at creation: key, port and peers are
+            // set on the live device.
+            (LinkSpec::Wireguard(_), LinkSpec::Wireguard(_)) => true,
+            _ => false,
         }
+    }
+
+    /// True when a device of this name but of another kind must be left alone and reported
+    /// instead of replaced (Flannel refuses to delete a user's device named `flannel.ipip`;
+    /// a vxlan device in the way is replaced).
+    pub fn refuses_foreign(&self) -> bool {
+        matches!(self, LinkSpec::Ipip(_))
     }
 
     /// True when a compatible `observed` device differs in what an update sets (MTU, MAC, up).
@@ -71,6 +97,7 @@ impl LinkSpec {
     pub fn as_vxlan(&self) -> Option<&VxlanLink> {
         match self {
             LinkSpec::Vxlan(l) => Some(l),
+            _ => None,
         }
     }
 
@@ -78,6 +105,7 @@ impl LinkSpec {
     pub fn as_vxlan_mut(&mut self) -> Option<&mut VxlanLink> {
         match self {
             LinkSpec::Vxlan(l) => Some(l),
+            _ => None,
         }
     }
 }
@@ -85,6 +113,50 @@ impl LinkSpec {
 impl From<VxlanLink> for LinkSpec {
     fn from(l: VxlanLink) -> Self {
         LinkSpec::Vxlan(l)
+    }
+}
+
+impl From<IpipLink> for LinkSpec {
+    fn from(l: IpipLink) -> Self {
+        LinkSpec::Ipip(l)
+    }
+}
+
+/// An IP-in-IP tunnel as flanneld wants it (`ip link add flannel.ipip type ipip local <addr>`):
+/// any remote, so one device carries the traffic of every peer (the route's gateway names
+/// the outer destination).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpipLink {
+    pub name: String,
+    /// Outer source address (`local`): the external interface's address.
+    pub local: Ipv4Addr,
+    /// Outer destination (`remote`); `0.0.0.0` is `any`.
+    pub remote: Ipv4Addr,
+    pub mtu: u32,
+    /// Administratively up (desired: always).
+    pub up: bool,
+}
+
+impl From<WireguardLink> for LinkSpec {
+    fn from(l: WireguardLink) -> Self {
+        LinkSpec::Wireguard(l)
+    }
+}
+
+/// A wireguard device as flanneld wants it (`ip link add flannel-wg mtu 1440 type wireguard`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireguardLink {
+    pub name: String,
+    pub mtu: u32,
+    /// Administratively up (desired: always).
+    pub up: bool,
+}
+
+impl IpipLink {
+    /// True when an existing device can be kept: same `local`, remote `any` (Flannel
+    /// re-creates the device otherwise).
+    pub fn compatible_with(&self, observed: &IpipLink) -> bool {
+        self.local == observed.local && self.remote == observed.remote
     }
 }
 
@@ -187,6 +259,45 @@ mod tests {
         assert_eq!(
             (want.name(), want.kind(), want.mtu()),
             ("flannel.1", "vxlan", 1450)
+        );
+        assert!(!want.refuses_foreign());
+    }
+
+    fn ipip() -> IpipLink {
+        IpipLink {
+            name: "flannel.ipip".into(),
+            local: Ipv4Addr::new(192, 0, 2, 1),
+            remote: Ipv4Addr::UNSPECIFIED,
+            mtu: 1480,
+            up: true,
+        }
+    }
+
+    #[test]
+    fn ipip_is_recreated_only_for_another_local_or_a_remote() {
+        let want = LinkSpec::from(ipip());
+        let mut have = ipip();
+        have.mtu = 1500;
+        have.up = false;
+        let have = LinkSpec::from(have);
+        assert!(want.compatible_with(&have));
+        assert!(want.needs_update(&have));
+        assert!(!want.needs_update(&want));
+        assert_eq!(want.mac(), None);
+        for change in [
+            |l: &mut IpipLink| l.local = Ipv4Addr::new(192, 0, 2, 9),
+            |l: &mut IpipLink| l.remote = Ipv4Addr::new(192, 0, 2, 2),
+        ] {
+            let mut other = ipip();
+            change(&mut other);
+            assert!(!want.compatible_with(&LinkSpec::from(other)));
+        }
+        assert!(!want.compatible_with(&LinkSpec::from(vxlan())));
+        assert!(!LinkSpec::from(vxlan()).compatible_with(&want));
+        assert!(want.refuses_foreign());
+        assert_eq!(
+            (want.name(), want.kind(), want.mtu(), want.as_vxlan()),
+            ("flannel.ipip", "ipip", 1480, None)
         );
     }
 }

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-pub use crate::link::{LinkSpec, VxlanLink, DEFAULT_VXLAN_PORT};
+pub use crate::link::{IpipLink, LinkSpec, VxlanLink, DEFAULT_VXLAN_PORT};
 pub use flannel_model::backend_data::MacAddr;
 
 /// An address on a device.

@@ -233,9 +233,10 @@ pub struct VtepMacs {
 
 /// Desired kernel state for the vxlan backend.
 ///
-/// `flannel.<VNI>` and the IPv4 entries always; `flannel-v6.<VNI>` and the IPv6 entries when
-/// IPv6 is on: our lease has an IPv6 subnet, the external interface an IPv6 address
-/// (`ext.addr_v6`) and `macs.v6` is given.
+/// `flannel.<VNI>` and the IPv4 entries when IPv4 is on (the external interface has an IPv4
+/// address, [`ExtIface::v4`], and our lease an IPv4 subnet); `flannel-v6.<VNI>` and the IPv6
+/// entries when IPv6 is on: our lease has an IPv6 subnet, the external interface an IPv6
+/// address (`ext.addr_v6`) and `macs.v6` is given.
 ///
 /// `on_link` says whether a peer's public IP (v4 or v6) is on our L2 segment (only asked when
 /// DirectRouting is on); such peers get `<subnet> via <PublicIP> dev <ext>` instead.
@@ -247,23 +248,29 @@ pub fn desired_state<'a>(
     peers: impl IntoIterator<Item = &'a Lease>,
     on_link: &dyn Fn(IpAddr) -> bool,
 ) -> (KernelState, Vec<Skipped>) {
-    let dev = opts.device_name();
     let mut state = KernelState::default();
-    state.links.insert(
-        dev.clone(),
-        LinkSpec::Vxlan(link(
-            opts,
-            ext,
-            &dev,
-            IpAddr::V4(ext.addr),
-            opts.device_mtu(ext.mtu),
-            macs.v4,
-        )),
-    );
-    state.addrs.insert(Addr {
-        dev: dev.clone(),
-        net: IpNet::V4(host_net(own.ipv4)),
-    });
+    let v4_dev = match (ext.v4(), own.ipv4_net()) {
+        (Some(local), Some(own4)) => {
+            let dev = opts.device_name();
+            state.links.insert(
+                dev.clone(),
+                LinkSpec::Vxlan(link(
+                    opts,
+                    ext,
+                    &dev,
+                    IpAddr::V4(local),
+                    opts.device_mtu(ext.mtu),
+                    macs.v4,
+                )),
+            );
+            state.addrs.insert(Addr {
+                dev: dev.clone(),
+                net: IpNet::V4(host_net(own4)),
+            });
+            Some(dev)
+        }
+        _ => None,
+    };
     let v6 = match (own.ipv6, ext.addr_v6, macs.v6) {
         (Some(own6), Some(local6), Some(mac6)) => {
             let dev6 = opts.device_name_v6();
@@ -295,18 +302,20 @@ pub fn desired_state<'a>(
             });
             continue;
         }
-        let v4 = Family {
-            subnet: IpNet::V4(lease.subnet.ipv4),
-            public_ip: Some(IpAddr::V4(lease.attrs.public_ip)),
-            data: lease.attrs.backend_data.as_ref(),
-            dev: &dev,
-            what: "BackendData",
-        };
-        if let Err(reason) = v4.plan(opts, ext, &mut state, on_link) {
-            skipped.push(Skipped {
-                subnet: lease.subnet,
-                reason,
-            });
+        if let (Some(dev), Some(subnet4)) = (&v4_dev, lease.subnet.ipv4_net()) {
+            let v4 = Family {
+                subnet: IpNet::V4(subnet4),
+                public_ip: Some(IpAddr::V4(lease.attrs.public_ip)),
+                data: lease.attrs.backend_data.as_ref(),
+                dev,
+                what: "BackendData",
+            };
+            if let Err(reason) = v4.plan(opts, ext, &mut state, on_link) {
+                skipped.push(Skipped {
+                    subnet: lease.subnet,
+                    reason,
+                });
+            }
         }
         let (Some(dev6), Some(subnet6)) = (&v6, lease.subnet.ipv6) else {
             continue;

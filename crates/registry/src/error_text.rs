@@ -5,7 +5,7 @@ use std::error::Error;
 
 /// `head: cause: cause …` for the causes under `cause`, skipping empty ones, tonic's bare
 /// `transport error`, and any whose text is already part of what was said.
-pub(crate) fn with_causes(head: &str, mut cause: Option<&(dyn Error + 'static)>) -> String {
+pub fn with_causes(head: &str, mut cause: Option<&(dyn Error + 'static)>) -> String {
     let mut text = head.to_owned();
     while let Some(e) = cause {
         let part = e.to_string();
@@ -21,7 +21,7 @@ pub(crate) fn with_causes(head: &str, mut cause: Option<&(dyn Error + 'static)>)
 }
 
 /// `err` and its causes (see [`with_causes`]).
-pub(crate) fn chain(err: &(dyn Error + 'static)) -> String {
+pub fn chain(err: &(dyn Error + 'static)) -> String {
     with_causes(&err.to_string(), err.source())
 }
 

@@ -8,17 +8,19 @@
 //! - [`events`]: what a lease manager tells the daemon ([`ManagerEvent`]).
 //! - [`peers`]: turns store watch batches into peer added/removed events.
 
-mod error_text;
+pub mod error_text;
 pub mod etcd;
 pub mod events;
 pub mod filter;
 pub mod kube;
 pub mod manager;
 pub mod memory;
+pub mod observer;
 pub mod peers;
 pub mod store;
 
 pub use events::ManagerEvent;
 pub use manager::{ranges_for, AcquireError, LeaseManager, ManagerConfig, RangesError};
+pub use observer::{ManagerObserver, NoObserver};
 pub use peers::{PeerEvent, PeerTracker};
 pub use store::{StoreError, StoredLease, SubnetStore, WatchBatch, WatchEvent};

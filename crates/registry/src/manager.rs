@@ -11,10 +11,9 @@
 //! Decisions come from [`flannel_planner::allocator::decide`]; this module only sequences store
 //! calls, timers and logs.
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use flannel_model::{Lease, LeaseAttrs, LeaseScope, NetworkConfig, SubnetKey};
+use flannel_model::{HostId, Lease, LeaseAttrs, LeaseScope, NetworkConfig, SubnetKey};
 use flannel_planner::allocator::{decide, AllocError, Decision, ExistingLease, Ranges, Source};
 use futures_util::StreamExt;
 use rand::rngs::StdRng;
@@ -73,7 +72,7 @@ pub enum AcquireError {
 /// Why a network config gives no allocation ranges for etcd mode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RangesError {
-    #[error("etcd mode needs an IPv4 Network: Flannel's subnet keys always carry an IPv4 part")]
+    #[error("IPv4 is enabled but no IPv4 range is configured")]
     NoIpv4,
     #[error("IPv6 is enabled but no IPv6 range is configured")]
     NoIpv6,
@@ -81,7 +80,11 @@ pub enum RangesError {
 
 /// The allocation ranges of a checked network config ([`NetworkConfig::parse_checked`]).
 pub fn ranges_for(network: &NetworkConfig) -> Result<Ranges, RangesError> {
-    let v4 = network.ipv4_range().ok_or(RangesError::NoIpv4)?;
+    let v4 = if network.enable_ipv4 {
+        Some(network.ipv4_range().ok_or(RangesError::NoIpv4)?)
+    } else {
+        None
+    };
     let v6 = if network.enable_ipv6 {
         Some(network.ipv6_range().ok_or(RangesError::NoIpv6)?)
     } else {
@@ -106,6 +109,7 @@ pub struct LeaseManager<S> {
     current: Option<StoredLease>,
     renew_at: Option<Instant>,
     rng: StdRng,
+    observer: std::sync::Arc<dyn crate::observer::ManagerObserver>,
 }
 
 impl<S: SubnetStore> LeaseManager<S> {
@@ -121,7 +125,17 @@ impl<S: SubnetStore> LeaseManager<S> {
             current: None,
             renew_at: None,
             rng: StdRng::from_os_rng(),
+            observer: std::sync::Arc::new(crate::observer::NoObserver),
         }
+    }
+
+    /// Report renewals and store failures to `observer` (metrics).
+    pub fn with_observer(
+        mut self,
+        observer: std::sync::Arc<dyn crate::observer::ManagerObserver>,
+    ) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// Use a fixed RNG seed (tests).
@@ -148,8 +162,9 @@ impl<S: SubnetStore> LeaseManager<S> {
         self.current.as_ref()
     }
 
-    fn public_ip(&self) -> Ipv4Addr {
-        self.attrs.public_ip
+    /// Whose leases are ours: `PublicIP`, or `PublicIPv6` for an IPv6-only host.
+    fn public_ip(&self) -> HostId {
+        self.attrs.host_id()
     }
 
     /// Acquire a lease, retrying until it works or `cancel` fires. Store outages are retried
@@ -227,9 +242,12 @@ impl<S: SubnetStore> LeaseManager<S> {
             }
         };
         info!(
-            subnet_len = ranges.v4.subnet_len,
-            subnet_min = %ranges.v4.min.addr(),
-            subnet_max = %ranges.v4.max.addr(),
+            subnet_len = ranges.v4.map(|r| r.subnet_len),
+            subnet_min = ranges.v4.map(|r| tracing::field::display(r.min.addr())),
+            subnet_max = ranges.v4.map(|r| tracing::field::display(r.max.addr())),
+            ipv6_subnet_len = ranges.v6.map(|r| r.subnet_len),
+            ipv6_subnet_min = ranges.v6.map(|r| tracing::field::display(r.min.addr())),
+            ipv6_subnet_max = ranges.v6.map(|r| tracing::field::display(r.max.addr())),
             "the network config in the store changed; allocating with its ranges"
         );
         self.filter.set_scope(scope_of(&ranges));
@@ -251,7 +269,7 @@ impl<S: SubnetStore> LeaseManager<S> {
             // Our own (non-reservation) leases pass even when they no longer fit: the
             // allocator deletes those as stale and counts them for nothing.
             leases.retain(|l| {
-                (l.lease.attrs.public_ip == ours && l.lease.expiration.is_some())
+                (l.lease.attrs.host_id() == ours && l.lease.expiration.is_some())
                     || self.filter.admit(l)
             });
             let existing: Vec<ExistingLease> = leases
@@ -369,6 +387,7 @@ impl<S: SubnetStore> LeaseManager<S> {
                 batch = watch.next() => {
                     let Some(batch) = batch else {
                         error!("lease watch ended unexpectedly; restarting it");
+                        self.observer.store_error("watch");
                         watch.set(self.store.watch_leases());
                         continue;
                     };
@@ -430,10 +449,10 @@ impl<S: SubnetStore> LeaseManager<S> {
                     }
                     return true;
                 }
-                if stored.lease.attrs.public_ip != self.public_ip() {
+                if stored.lease.attrs.host_id() != self.public_ip() {
                     warn!(
                         subnet = %current.lease.subnet,
-                        holder = %stored.lease.attrs.public_ip,
+                        holder = %stored.lease.attrs.host_id(),
                         "our subnet was taken over by another host; acquiring another one"
                     );
                     let taken = [current.lease.subnet];
@@ -451,6 +470,7 @@ impl<S: SubnetStore> LeaseManager<S> {
                         self.hold(stored, reservation);
                     }
                     Err(e) => {
+                        self.observer.store_error("put_lease");
                         warn!(error = %e, "restoring our lease failed; the next renewal retries")
                     }
                 }
@@ -473,6 +493,8 @@ impl<S: SubnetStore> LeaseManager<S> {
         match self.store.keep_alive(current.lease_id).await {
             Ok(Some(ttl)) => {
                 self.renew_at = Some(self.renewal_deadline(ttl));
+                self.observer
+                    .lease_renewed(std::time::SystemTime::now() + ttl);
                 info!(subnet = %current.lease.subnet, valid_for = ?ttl, "renewed lease");
                 true
             }
@@ -481,6 +503,7 @@ impl<S: SubnetStore> LeaseManager<S> {
                 self.recover(&[], tracker, events, cancel).await
             }
             Err(e) => {
+                self.observer.store_error("renew");
                 warn!(error = %e, subnet = %current.lease.subnet, "Error renewing lease (trying again in {:?})", self.cfg.retry_interval);
                 self.renew_at = Some(Instant::now() + self.cfg.retry_interval);
                 true
@@ -544,7 +567,7 @@ impl<S: SubnetStore> LeaseManager<S> {
 
 /// The lease keys that belong to the network of `ranges`.
 fn scope_of(ranges: &Ranges) -> LeaseScope {
-    LeaseScope::of_ranges(Some(&ranges.v4), ranges.v6.as_ref())
+    LeaseScope::of_ranges(ranges.v4.as_ref(), ranges.v6.as_ref())
 }
 
 /// Sleep until `at`, or forever when there is nothing to wait for.

@@ -855,12 +855,12 @@ async fn manager_restores_its_lease_after_etcd_lost_its_data() {
     etcd.etcdctl(&["put", &config_key, config]).unwrap();
     let store = store(&etcd);
     let ranges = Ranges {
-        v4: SubnetRange {
+        v4: Some(SubnetRange {
             network: "198.18.0.0/16".parse().unwrap(),
             subnet_len: 24,
             min: "198.18.1.0/24".parse().unwrap(),
             max: "198.18.255.0/24".parse().unwrap(),
-        },
+        }),
         v6: None,
     };
     let cfg = ManagerConfig {

@@ -21,12 +21,12 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 fn ranges() -> Ranges {
     Ranges {
-        v4: SubnetRange {
+        v4: Some(SubnetRange {
             network: "198.18.0.0/16".parse().expect("cidr"),
             subnet_len: 24,
             min: "198.18.1.0/24".parse().expect("cidr"),
             max: "198.18.255.0/24".parse().expect("cidr"),
-        },
+        }),
         v6: None,
     }
 }
@@ -321,12 +321,12 @@ async fn peers_are_reported_and_own_subnet_is_not() {
 async fn out_of_subnets_is_reported_clearly() {
     let store = MemoryStore::new();
     let small = Ranges {
-        v4: SubnetRange {
+        v4: Some(SubnetRange {
             network: "198.18.0.0/28".parse().expect("cidr"),
             subnet_len: 30,
             min: "198.18.0.4/30".parse().expect("cidr"),
             max: "198.18.0.8/30".parse().expect("cidr"),
-        },
+        }),
         v6: None,
     };
     for host in 1..=2u8 {

@@ -13,8 +13,11 @@
 //!   <prefix>-etcd  eth0 192.0.2.254/24, etcd client URL http://192.0.2.254:2379
 //!   <prefix>-h<n>  eth0 192.0.2.<n>/24, ip_forward=1, rp_filter=0; later cni0 + veth<k>
 //!                  dual-stack hosts (`add_host_dual`): also 2001:db8:1::<n>/64, IPv6 forwarding
+//!                  IPv6-only hosts (`add_host_v6_only`): only 2001:db8:1::<n>/64 on eth0,
+//!                  etcd at http://[2001:db8:1::fe]:2379
 //!   <prefix>-h<n>p<k>  eth0 <subnet>.<k+1>/<len>, default route via <subnet>.1
 //!                  with FLANNEL_IPV6_SUBNET: also <v6 subnet>::<k+1>/<len>, default via ::1
+//!                  (IPv6-only hosts: `add_pod_v6_only`, the IPv6 part alone)
 //! ```
 //!
 //! IPv6 addresses are added with `nodad` (duplicate address detection would keep them tentative
@@ -62,6 +65,10 @@ pub fn underlay_v6(n: u8) -> Ipv6Addr {
 pub const ETCD_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 254);
 /// The etcd client URL every flanneld of the lab is given.
 pub const ETCD_ENDPOINT: &str = "http://192.0.2.254:2379";
+/// etcd's IPv6 address (on the IPv6 underlay `2001:db8:1::/64`), for IPv6-only hosts.
+pub const ETCD_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0xfe);
+/// The etcd client URL IPv6-only hosts are given.
+pub const ETCD_ENDPOINT_V6: &str = "http://[2001:db8:1::fe]:2379";
 /// Flannel's default etcd prefix.
 pub const DEFAULT_ETCD_PREFIX: &str = "/coreos.com/network";
 /// The health port the harness gives flanneld (inside the host namespace, on 127.0.0.1).
@@ -257,12 +264,62 @@ impl Lab {
         Ok(host)
     }
 
-    /// Start etcd in namespace `<prefix>-etcd` on `192.0.2.254:2379` with a data directory in
-    /// the lab's temp dir, and wait until it is healthy.
+    /// [`Lab::add_host`] without IPv4: `eth0` has only `2001:db8:1::<n>/64` ([`underlay_v6`],
+    /// no DAD), IPv6 forwarding is on, and flanneld is pointed at etcd's IPv6 address
+    /// ([`ETCD_ENDPOINT_V6`]). [`Host::addr`] is `0.0.0.0`.
+    pub fn add_host_v6_only(&self, n: u8) -> Result<Host> {
+        ensure!((1..=253).contains(&n), "host number {n} is not in 1..=253");
+        let ns = self.inner.ns_name(&format!("h{n}"));
+        self.inner.add_netns(&ns)?;
+        self.ip(
+            &self.switch,
+            &[
+                "link",
+                "set",
+                "br0",
+                "type",
+                "bridge",
+                "mcast_snooping",
+                "0",
+            ],
+        )?;
+        let port = format!("h{n}");
+        self.ip(
+            &self.switch,
+            &[
+                "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ],
+        )?;
+        self.ip(&self.switch, &["link", "set", &port, "master", "br0", "up"])?;
+        let addr6 = underlay_v6(n);
+        let cidr = format!("{addr6}/{UNDERLAY_V6_PREFIX_LEN}");
+        self.ip(&ns, &["-6", "addr", "add", &cidr, "dev", "eth0", "nodad"])?;
+        self.ip(&ns, &["link", "set", "eth0", "up"])?;
+        let dir = self.inner.dir.join(format!("h{n}"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let host = Host {
+            lab: self.inner.clone(),
+            n,
+            ns,
+            addr: Ipv4Addr::UNSPECIFIED,
+            addr6: Some(addr6),
+            dir,
+        };
+        for scope in ["all", "default"] {
+            host.sysctl(&format!("net.ipv6.conf.{scope}.forwarding"), "1")?;
+        }
+        Ok(host)
+    }
+
+    /// Start etcd in namespace `<prefix>-etcd` on `192.0.2.254:2379` (and
+    /// `[2001:db8:1::fe]:2379`) with a data directory in the lab's temp dir, and wait until it
+    /// is healthy.
     pub fn start_etcd(&self) -> Result<Etcd> {
         let ns = self.inner.ns_name("etcd");
         self.inner.add_netns(&ns)?;
         self.plug(&ns, "etcd", ETCD_IP)?;
+        let cidr6 = format!("{ETCD_IP6}/{UNDERLAY_V6_PREFIX_LEN}");
+        self.ip(&ns, &["-6", "addr", "add", &cidr6, "dev", "eth0", "nodad"])?;
         let dir = self.inner.dir.join("etcd");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut etcd = Etcd {
@@ -383,7 +440,7 @@ impl Host {
         &self.ns
     }
 
-    /// The underlay address of `eth0`.
+    /// The underlay address of `eth0` (`0.0.0.0` on IPv6-only hosts).
     pub fn addr(&self) -> Ipv4Addr {
         self.addr
     }
@@ -461,8 +518,13 @@ impl Host {
     /// `<host dir>/flanneld.log` (appended across restarts). `FLANNELD_*` variables of the test
     /// environment are not passed on. Does not wait: see [`Flanneld::wait_ready`].
     pub fn start_flanneld(&self, bin: impl AsRef<Path>, extra_args: &[&str]) -> Result<Flanneld> {
+        let endpoint = if self.addr.is_unspecified() {
+            ETCD_ENDPOINT_V6
+        } else {
+            ETCD_ENDPOINT
+        };
         let mut args = vec![
-            format!("--etcd-endpoints={ETCD_ENDPOINT}"),
+            format!("--etcd-endpoints={endpoint}"),
             "--iface=eth0".to_owned(),
             format!("--subnet-file={}", self.subnet_file().display()),
         ];
@@ -559,6 +621,54 @@ impl Host {
     }
 }
 
+impl Host {
+    /// Add pod `k` (1..=250) on an IPv6-only host: like [`Host::add_pod`] with only the
+    /// `FLANNEL_IPV6_SUBNET` part (`cni0` gets `<v6 subnet>::1/<len>`, the pod
+    /// `<v6 subnet>::<k+1>/<len>` and an IPv6 default route). [`Pod::addr`] is `0.0.0.0`.
+    pub fn add_pod_v6_only(&self, k: u8) -> Result<Pod> {
+        ensure!((1..=250).contains(&k), "pod number {k} is not in 1..=250");
+        let path = self.subnet_file();
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let (v6, mtu) = HostSubnet6::parse_v6_only(&text)
+            .with_context(|| format!("parsing {}", path.display()))?;
+        let mtu = mtu.to_string();
+        let has_bridge = self.run(&["ip", "link", "show", "cni0"])?.status.success();
+        if !has_bridge {
+            self.exec(&["ip", "link", "add", "cni0", "type", "bridge"])?;
+            let cidr6 = format!("{}/{}", v6.gateway(), v6.prefix_len);
+            self.exec(&["ip", "-6", "addr", "add", &cidr6, "dev", "cni0", "nodad"])?;
+            self.exec(&["ip", "link", "set", "cni0", "mtu", &mtu, "up"])?;
+        }
+        let pod_ns = self.lab.ns_name(&format!("h{}p{k}", self.n));
+        self.lab.add_netns(&pod_ns)?;
+        let veth = format!("veth{k}");
+        self.exec(&[
+            "ip", "link", "add", &veth, "mtu", &mtu, "type", "veth", "peer", "name", "eth0", "mtu",
+            &mtu, "netns", &pod_ns,
+        ])?;
+        self.exec(&["ip", "link", "set", &veth, "master", "cni0", "up"])?;
+        let a = v6.host_addr(u128::from(k) + 1);
+        let cidr6 = format!("{a}/{}", v6.prefix_len);
+        netns_exec_ok(
+            &pod_ns,
+            &["ip", "-6", "addr", "add", &cidr6, "dev", "eth0", "nodad"],
+        )?;
+        netns_exec_ok(&pod_ns, &["ip", "link", "set", "eth0", "up"])?;
+        let gw6 = v6.gateway().to_string();
+        netns_exec_ok(
+            &pod_ns,
+            &["ip", "-6", "route", "add", "default", "via", &gw6],
+        )?;
+        Ok(Pod {
+            ns: pod_ns,
+            addr: Ipv4Addr::UNSPECIFIED,
+            addr6: Some(a),
+            host_ns: self.ns.clone(),
+        })
+    }
+}
+
 /// The parts of a `subnet.env` the lab needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostSubnet {
@@ -588,6 +698,39 @@ pub struct HostSubnet6 {
 }
 
 impl HostSubnet6 {
+    /// `FLANNEL_IPV6_SUBNET` and `FLANNEL_MTU` of an IPv6-only `subnet.env` (one without
+    /// `FLANNEL_SUBNET`, which [`HostSubnet::parse`] requires).
+    pub fn parse_v6_only(text: &str) -> Result<(HostSubnet6, u32)> {
+        let mut subnet = None;
+        let mut mtu = None;
+        for line in text.lines() {
+            match line.split_once('=') {
+                Some(("FLANNEL_IPV6_SUBNET", value)) => {
+                    let (ip, len) = value
+                        .trim()
+                        .split_once('/')
+                        .with_context(|| format!("FLANNEL_IPV6_SUBNET {value:?} is not a CIDR"))?;
+                    let ip: Ipv6Addr = ip.parse().context("FLANNEL_IPV6_SUBNET address")?;
+                    let len: u8 = len.parse().context("FLANNEL_IPV6_SUBNET prefix length")?;
+                    ensure!(len <= 128, "FLANNEL_IPV6_SUBNET prefix length {len} > 128");
+                    let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                    subnet = Some(HostSubnet6 {
+                        subnet: Ipv6Addr::from(u128::from(ip) & mask),
+                        prefix_len: len,
+                    });
+                }
+                Some(("FLANNEL_MTU", value)) => {
+                    mtu = Some(value.trim().parse().context("FLANNEL_MTU")?);
+                }
+                _ => {}
+            }
+        }
+        Ok((
+            subnet.context("no FLANNEL_IPV6_SUBNET")?,
+            mtu.context("no FLANNEL_MTU")?,
+        ))
+    }
+
     /// The subnet as `addr/len` (network address).
     pub fn cidr(&self) -> String {
         format!("{}/{}", self.subnet, self.prefix_len)
@@ -806,7 +949,7 @@ impl Etcd {
         let config = EtcdConfig {
             name: "lab",
             data_dir: &data,
-            client_urls: &[ETCD_ENDPOINT],
+            client_urls: &[ETCD_ENDPOINT, ETCD_ENDPOINT_V6],
             advertise: ETCD_ENDPOINT,
             peer_url: etcd::PEER_URL,
             log_level: Some("warn"),
@@ -815,7 +958,7 @@ impl Etcd {
             .spawn()
             .context("spawning etcd")?;
         self.child = Some(self.lab.register_child(child));
-        let deadline = Instant::now() + ETCD_START_TIMEOUT;
+        let deadline = Instant::now() + crate::vm::scaled(ETCD_START_TIMEOUT);
         let health = SocketAddr::from((ETCD_IP, 2379));
         loop {
             if !self.is_running() {
@@ -971,6 +1114,7 @@ impl Flanneld {
     /// configured) and `subnet.env` exists and was written by this run. Fails at once when the
     /// process exits, and after `timeout`; the error carries the log's tail.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let timeout = crate::vm::scaled(timeout);
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.try_exit_status() {
@@ -1096,7 +1240,7 @@ fn stop_child(shared: &SharedChild, timeout: Duration) -> Result<ExitStatus> {
     let Some(mut child) = lock(shared).take() else {
         bail!("process already reaped");
     };
-    let status = process::stop_child(&mut child, timeout)?;
+    let status = process::stop_child(&mut child, crate::vm::scaled(timeout))?;
     untrack(&child);
     Ok(status)
 }
@@ -1108,13 +1252,14 @@ fn untrack(child: &Child) {
 }
 
 /// Poll `check` every `interval` until it returns `true` or `timeout` passes; whether it did.
-/// Errors from `check` count as "not yet".
+/// Errors from `check` count as "not yet". `timeout` is stretched under emulation
+/// ([`crate::vm::scaled`]).
 pub fn wait_until(
     timeout: Duration,
     interval: Duration,
     mut check: impl FnMut() -> Result<bool>,
 ) -> bool {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + crate::vm::scaled(timeout);
     loop {
         if matches!(check(), Ok(true)) {
             return true;

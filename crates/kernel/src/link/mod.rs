@@ -1,28 +1,35 @@
-//! Link kinds: one file per kind flanneld creates (today [`vxlan`]), each decoding the kernel's
+//! Link kinds: one file per kind flanneld creates ([`vxlan`], [`ipip`]), each decoding the kernel's
 //! `RTM_NEWLINK` into its planner type and encoding the message that creates it, as rtnetlink
 //! keeps one builder per kind. This module dispatches on [`LinkSpec`] and holds what all kinds
 //! share: the `RTM_SETLINK` that adjusts MTU, address and state, and the kind's name for
 //! messages.
 
+pub mod ipip;
 pub mod vxlan;
+pub mod wireguard;
 
 use flannel_planner::state::LinkSpec;
 use netlink_packet_route::link::{LinkAttribute, LinkInfo, LinkMessage};
 use rtnetlink::LinkUnspec;
 
-/// The link kinds flanneld manages, for messages (`vxlan`).
-pub const KINDS: &str = "vxlan";
+/// The link kinds flanneld manages, for messages.
+pub const KINDS: &str = "vxlan, ipip or wireguard";
 
 /// The device `name` as one of the kinds flanneld manages; `None` for any other kind (the
 /// diff then asks for it to be created, and the applier replaces the device in the way).
 pub(crate) fn decode(name: &str, link: &LinkMessage) -> Option<LinkSpec> {
-    vxlan::decode(name, link).map(LinkSpec::Vxlan)
+    vxlan::decode(name, link)
+        .map(LinkSpec::Vxlan)
+        .or_else(|| ipip::decode(name, link).map(LinkSpec::Ipip))
+        .or_else(|| wireguard::decode(name, link).map(LinkSpec::Wireguard))
 }
 
 /// `RTM_NEWLINK` creating `l`.
 pub(crate) fn create_msg(l: &LinkSpec) -> LinkMessage {
     match l {
         LinkSpec::Vxlan(v) => vxlan::create_msg(v),
+        LinkSpec::Ipip(v) => ipip::create_msg(v),
+        LinkSpec::Wireguard(w) => wireguard::create_msg(w),
     }
 }
 
@@ -30,6 +37,8 @@ pub(crate) fn create_msg(l: &LinkSpec) -> LinkMessage {
 pub(crate) fn add_command(l: &LinkSpec) -> String {
     match l {
         LinkSpec::Vxlan(v) => vxlan::add_command(v),
+        LinkSpec::Ipip(v) => ipip::add_command(v),
+        LinkSpec::Wireguard(w) => wireguard::add_command(w),
     }
 }
 
@@ -38,6 +47,9 @@ pub(crate) fn add_command(l: &LinkSpec) -> String {
 pub(crate) fn ipv6_optional(l: &LinkSpec) -> bool {
     match l {
         LinkSpec::Vxlan(v) => v.local.is_ipv4(),
+        LinkSpec::Ipip(_) => true,
+        // Its IPv6 sysctls exist whenever the kernel has IPv6; none are needed for IPv4.
+        LinkSpec::Wireguard(_) => true,
     }
 }
 

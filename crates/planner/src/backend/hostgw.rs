@@ -18,11 +18,12 @@ pub struct HostGw {
     public_ipv6: Option<std::net::Ipv6Addr>,
 }
 
-/// Build it: no options; refuses to run behind NAT.
+/// Build it: no options; refuses to run behind NAT (compared for IPv4 only, as Flannel does).
 pub fn build(inputs: &Inputs<'_>) -> Result<Box<dyn Backend>, BackendError> {
-    let ext = inputs.ext_iface()?;
-    let public = inputs.underlay.public_ip.unwrap_or(ext.addr);
-    check_not_nat(public, ext.addr).map_err(|_| BackendError::Nat)?;
+    let ext = inputs.ext_iface_for_stack()?;
+    if let Some(public) = inputs.public_ip() {
+        check_not_nat(public, ext.addr).map_err(|_| BackendError::Nat)?;
+    }
     let public_ipv6 = ext
         .addr_v6
         .map(|a| inputs.underlay.public_ipv6.unwrap_or(a));

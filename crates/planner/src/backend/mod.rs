@@ -10,9 +10,13 @@
 
 pub mod alloc;
 pub mod error;
+pub mod extension;
 pub mod hostgw;
+pub mod ipip;
+pub mod ipsec;
 pub mod udp;
 pub mod vxlan;
+pub mod wireguard;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -62,12 +66,29 @@ pub struct Inputs<'a> {
     pub underlay: &'a Underlay,
     /// What a previous run left on our node.
     pub stored: Stored,
+    /// The wireguard backend's key and implementation (flanneld settles them when the config
+    /// names wireguard; `None` otherwise).
+    pub wireguard: Option<crate::wireguard::WireguardHost>,
 }
 
 impl Inputs<'_> {
-    /// The external interface's facts the planner works with: its IPv4 address always, its
-    /// IPv6 address when IPv6 is enabled.
+    /// The external interface's facts for a backend that needs IPv4: its IPv4 address always,
+    /// its IPv6 address when IPv6 is enabled. An IPv6-only network is refused
+    /// ([`BackendError::NeedsIpv4`]); backends that run IPv6-only use
+    /// [`Inputs::ext_iface_for_stack`].
     pub fn ext_iface(&self) -> Result<ExtIface, BackendError> {
+        if !self.network.enable_ipv4 {
+            return Err(BackendError::NeedsIpv4 {
+                backend: self.network.backend_type().to_owned(),
+            });
+        }
+        self.ext_iface_for_stack()
+    }
+
+    /// The external interface's facts for the enabled families: its IPv4 address when IPv4
+    /// is enabled (else `addr` is `0.0.0.0`, see [`ExtIface::v4`]), its IPv6 address when
+    /// IPv6 is enabled. For backends that support IPv6-only networks (vxlan, host-gw).
+    pub fn ext_iface_for_stack(&self) -> Result<ExtIface, BackendError> {
         let addr_v6 = if self.network.enable_ipv6 {
             Some(
                 self.underlay
@@ -77,16 +98,38 @@ impl Inputs<'_> {
         } else {
             None
         };
+        let addr = if self.network.enable_ipv4 {
+            self.underlay
+                .iface_addr
+                .ok_or(BackendError::NoIpv4Address)?
+        } else {
+            Ipv4Addr::UNSPECIFIED
+        };
         Ok(ExtIface {
             name: self.underlay.name.clone(),
             index: self.underlay.index,
             mtu: self.underlay.mtu,
-            addr: self
-                .underlay
-                .iface_addr
-                .ok_or(BackendError::NoIpv4Address)?,
+            addr,
             addr_v6,
         })
+    }
+
+    /// The IPv4 address advertised to peers (`--public-ip`, else the interface's); `None` in
+    /// an IPv6-only network.
+    pub fn public_ip(&self) -> Option<Ipv4Addr> {
+        if !self.network.enable_ipv4 {
+            return None;
+        }
+        self.underlay.public_ip.or(self.underlay.iface_addr)
+    }
+
+    /// The IPv6 address advertised to peers (`--public-ipv6`, else the interface's); `None`
+    /// unless IPv6 is enabled.
+    pub fn public_ipv6(&self) -> Option<Ipv6Addr> {
+        if !self.network.enable_ipv6 {
+            return None;
+        }
+        self.underlay.public_ipv6.or(self.underlay.iface_v6_addr)
     }
 }
 
@@ -118,15 +161,36 @@ pub enum RuntimeSpec {
         /// The UDP port every node listens on.
         port: u16,
     },
+    /// Run charon and keep its connections and the kernel's XFRM policies in step with the
+    /// peers (ipsec).
+    Ipsec {
+        /// The backend's options.
+        options: ipsec::IpsecOptions,
+        /// Our lease's `PublicIP`.
+        public_ip: Ipv4Addr,
+    },
+    /// Run the operator's commands at start-up and for every peer (extension); which ones,
+    /// with what, is [`crate::extension`]'s decision.
+    Extension(crate::extension::ExtensionSpec),
+    /// Keep the WireGuard devices' keys and peers right (wireguard), and in the userspace
+    /// implementation carry the packets.
+    Wireguard(wireguard::WireguardRuntime),
 }
 
 /// One backend, configured for this host. Pure: nothing here touches the kernel.
 pub trait Backend: fmt::Debug + Send + Sync {
-    /// Short name for logs (`vxlan`, `host-gw`, `udp`, `alloc`).
+    /// Short name for logs (`vxlan`, `host-gw`, `udp`, `alloc`, `ipip`, `extension`).
     fn name(&self) -> &'static str;
 
     /// What this host publishes in its lease.
     fn lease_data(&self) -> LeaseData;
+
+    /// The `PublicIP` this backend publishes instead of the usual one (`--public-ip`, else
+    /// the interface's address); `None` for the usual one. Flannel's extension backend
+    /// publishes the interface's address.
+    fn public_ip(&self) -> Option<Ipv4Addr> {
+        None
+    }
 
     /// The MTU pods get (`FLANNEL_MTU`).
     fn pod_mtu(&self) -> u32;
@@ -232,10 +296,26 @@ pub const REGISTRY: &[Registration] = &[
         type_name: "alloc",
         build: alloc::build,
     },
+    Registration {
+        type_name: "ipip",
+        build: ipip::build,
+    },
+    Registration {
+        type_name: "ipsec",
+        build: ipsec::build,
+    },
+    Registration {
+        type_name: "extension",
+        build: extension::build,
+    },
+    Registration {
+        type_name: "wireguard",
+        build: wireguard::build,
+    },
 ];
 
 /// Backend types Flannel knows that this build does not provide yet.
-pub const NOT_YET: &[&str] = &["ipip", "wireguard", "ipsec", "extension", "tencent-vpc"];
+pub const NOT_YET: &[&str] = &["tencent-vpc"];
 
 /// The backend the config's `Backend.Type` names, configured for this host.
 pub fn build(inputs: &Inputs<'_>) -> Result<Box<dyn Backend>, BackendError> {
@@ -254,7 +334,7 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Box<dyn Backend>, BackendError> {
     Err(BackendError::Unknown(t.to_owned()))
 }
 
-/// The type names of [`REGISTRY`], for messages (`vxlan, host-gw, udp, alloc`).
+/// The type names of [`REGISTRY`], for messages (`vxlan, host-gw, udp, alloc, ipip, …`).
 pub fn available() -> String {
     let names: Vec<&str> = REGISTRY.iter().map(|r| r.type_name).collect();
     names.join(", ")

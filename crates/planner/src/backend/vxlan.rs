@@ -1,4 +1,5 @@
-//! `vxlan`: `flannel.<VNI>` (and `flannel-v6.<VNI>` with IPv6), VTEP MACs derived from the
+//! `vxlan`: `flannel.<VNI>` (with IPv4) and `flannel-v6.<VNI>` (with IPv6; an IPv6-only
+//! network has only this one), VTEP MACs derived from the
 //! public IPs (or the stored ones), and either a route + neighbour + FDB entry per peer
 //! ([`crate::vxlan`]) or, with `Mode: on-demand`, one route and answers to the kernel's misses
 //! ([`crate::ondemand`], [`RuntimeSpec::MissResponder`]).
@@ -37,18 +38,19 @@ impl Vxlan {
     pub fn new(inputs: &Inputs<'_>) -> Result<Self, BackendError> {
         let network = inputs.network;
         let opts = VxlanOptions::from_backend(&network.backend.raw)?;
-        let ext = inputs.ext_iface()?;
+        let ext = inputs.ext_iface_for_stack()?;
         if opts.mode == VxlanMode::OnDemand {
             if ext.addr_v6.is_some() {
                 return Err(BackendError::OnDemandIpv6);
             }
-            if network.network.is_none() {
+            if network.network.is_none() || ext.v4().is_none() {
                 return Err(BackendError::OnDemandNoNetwork);
             }
         }
         // The public IP identifies this host in etcd; the MAC follows it (the IPv6 device's
         // MAC follows the public IPv6 address). MACs a previous run stored win.
-        let public_ip = inputs.underlay.public_ip.unwrap_or(ext.addr);
+        // (IPv6-only: no IPv4 device; its MAC is never used.)
+        let public_ip = inputs.public_ip().unwrap_or(ext.addr);
         let public_ipv6 = ext
             .addr_v6
             .map(|a| inputs.underlay.public_ipv6.unwrap_or(a));
@@ -87,20 +89,27 @@ impl Backend for Vxlan {
         };
         LeaseData {
             backend_type: "vxlan",
-            backend_data: Some(data(self.macs.v4)),
+            // Go's newSubnetAttrs: no BackendData without the IPv4 device.
+            backend_data: self.ext.v4().map(|_| data(self.macs.v4)),
             backend_v6_data: self.macs.v6.map(data),
             public_ipv6: self.public_ipv6,
         }
     }
 
     /// The smaller of the two devices' MTUs when both exist (Flannel subtracts 50 for both,
-    /// see `VXLAN_OVERHEAD_V6`).
+    /// see `VXLAN_OVERHEAD_V6`); the IPv6 device's in an IPv6-only network.
     fn pod_mtu(&self) -> u32 {
+        if self.ext.v4().is_none() {
+            return self.opts.device_mtu_v6(self.ext.mtu);
+        }
         self.opts.pod_mtu(self.ext.mtu, self.ext.addr_v6.is_some())
     }
 
     fn owned_devs(&self) -> Vec<String> {
-        let mut devs = vec![self.opts.device_name()];
+        let mut devs = Vec::new();
+        if self.ext.v4().is_some() {
+            devs.push(self.opts.device_name());
+        }
         if self.ext.addr_v6.is_some() {
             devs.push(self.opts.device_name_v6());
         }
@@ -121,9 +130,8 @@ impl Backend for Vxlan {
             .public_ipv6
             .filter(|_| self.ext.addr_v6.is_some() && peer.subnet.ipv6.is_some())
             .map(IpAddr::V6);
-        std::iter::once(IpAddr::V4(peer.attrs.public_ip))
-            .chain(v6)
-            .collect()
+        let v4 = self.ext.v4().map(|_| IpAddr::V4(peer.attrs.public_ip));
+        v4.into_iter().chain(v6).collect()
     }
 
     fn desired(

@@ -14,8 +14,8 @@
 //! - a `backend-data` annotation that is not valid JSON is an error in [`node_to_lease`] (Go
 //!   keeps the bytes and fails later, in the backend);
 //! - a missing PodCIDR of a required family is an error (Go dereferences a nil network);
-//! - IPv6-only leases are refused ([`KubeError::Ipv6OnlyUnsupported`]): our
-//!   [`SubnetKey`] always has an IPv4 part;
+//! - an IPv6-only lease's [`SubnetKey`] has the empty IPv4 part ([`SubnetKey::v6_only`]), as
+//!   Go's zero `ip.IP4Net`; its `PublicIP` stays `0.0.0.0` and `public-ip` is not read;
 //! - kube leases have no TTL, so [`node_to_lease`] sets `expiration: None`;
 //! - flanneld patches only when [`annotations_to_patch`] is non-empty (Go sometimes sends an
 //!   empty, no-op patch, e.g. on every restart of vxlan without backend data);
@@ -84,9 +84,6 @@ pub enum KubeError {
         /// `IPv4` or `IPv6`.
         family: &'static str,
     },
-    /// IPv6-only operation: our leases always carry an IPv4 subnet.
-    #[error("IPv6-only operation is not supported by the kube subnet manager yet")]
-    Ipv6OnlyUnsupported,
     /// `backend-data` / `backend-v6-data` is not JSON.
     #[error("node {node:?}: annotation {annotation} is not valid JSON: {reason}")]
     BadBackendData {
@@ -275,9 +272,10 @@ fn backend_json(node: &NodeInfo, annotation: &str) -> Result<Option<RawJson>, Ku
 /// A peer's lease from its node (Go `nodeToLease`), or `None` when the node is not managed by
 /// flannel (`kube-subnet-manager` is not `"true"`; such nodes are ignored silently).
 ///
-/// For IPv4: `public-ip` must parse (`ip.ParseIP4`), `backend-data` becomes the backend data,
-/// the subnet is the first IPv4 PodCIDR. For IPv6 (dual-stack): `public-ipv6` must parse and
-/// `backend-v6-data` and the first IPv6 PodCIDR are used. `backend-type` is copied as is.
+/// For IPv4 (when enabled): `public-ip` must parse (`ip.ParseIP4`), `backend-data` becomes the
+/// backend data, the subnet is the first IPv4 PodCIDR. For IPv6 (when enabled): `public-ipv6`
+/// must parse and `backend-v6-data` and the first IPv6 PodCIDR are used. `backend-type` is
+/// copied as is. IPv6-only: `PublicIP` stays `0.0.0.0` and the key is [`SubnetKey::v6_only`].
 pub fn node_to_lease(
     node: &NodeInfo,
     names: &AnnotationNames,
@@ -286,32 +284,28 @@ pub fn node_to_lease(
     if !node.is_managed(names) {
         return Ok(None);
     }
-    if stack == IpStack::Ipv6 {
-        return Err(KubeError::Ipv6OnlyUnsupported);
-    }
-    let public_ip = goip::parse_ip4(node.annotation(&names.public_ip)).map_err(|source| {
-        KubeError::PublicIp {
-            node: node.name.clone(),
-            annotation: names.public_ip.clone(),
-            source,
-        }
-    })?;
-    let backend_data = backend_json(node, &names.backend_data)?;
-    let (v4, v6) = peer_pod_cidrs(node)?;
     let missing = |family| KubeError::MissingPodCidr {
         node: node.name.clone(),
         family,
     };
-    let ipv4 = v4.ok_or_else(|| missing("IPv4"))?;
     let mut attrs = LeaseAttrs {
-        public_ip,
-        public_ipv6: None,
         backend_type: node.annotation(&names.backend_type).to_owned(),
-        backend_data,
-        backend_v6_data: None,
+        ..LeaseAttrs::default()
     };
+    let mut ipv4 = None;
+    if stack != IpStack::Ipv6 {
+        attrs.public_ip = goip::parse_ip4(node.annotation(&names.public_ip)).map_err(|source| {
+            KubeError::PublicIp {
+                node: node.name.clone(),
+                annotation: names.public_ip.clone(),
+                source,
+            }
+        })?;
+        attrs.backend_data = backend_json(node, &names.backend_data)?;
+        ipv4 = Some(peer_pod_cidrs(node)?.0.ok_or_else(|| missing("IPv4"))?);
+    }
     let mut ipv6 = None;
-    if stack == IpStack::Dual {
+    if stack != IpStack::Ipv4 {
         let addr = goip::parse_ip6(node.annotation(&names.public_ipv6)).map_err(|source| {
             KubeError::PublicIp {
                 node: node.name.clone(),
@@ -321,10 +315,15 @@ pub fn node_to_lease(
         })?;
         attrs.public_ipv6 = Some(addr);
         attrs.backend_v6_data = backend_json(node, &names.backend_v6_data)?;
-        ipv6 = Some(v6.ok_or_else(|| missing("IPv6"))?);
+        ipv6 = Some(peer_pod_cidrs(node)?.1.ok_or_else(|| missing("IPv6"))?);
     }
+    let subnet = match (ipv4, ipv6) {
+        (Some(ipv4), ipv6) => SubnetKey { ipv4, ipv6 },
+        (None, Some(ipv6)) => SubnetKey::v6_only(ipv6),
+        (None, None) => return Err(missing("IPv4")),
+    };
     Ok(Some(Lease {
-        subnet: SubnetKey { ipv4, ipv6 },
+        subnet,
         attrs,
         expiration: None,
     }))
@@ -536,6 +535,30 @@ pub fn own_pod_cidrs(
         check_pod_cidr_v6(config.ipv6_network, cidr, &node.name)?;
     }
     Ok((out4, v6))
+}
+
+/// Our lease's subnet key from our node for the enabled families ([`own_pod_cidrs`]): the
+/// IPv4 PodCIDR when IPv4 is enabled, the IPv6 one when IPv6 is; IPv6-only gives
+/// [`SubnetKey::v6_only`]. A missing PodCIDR of an enabled family is an error.
+pub fn own_subnet(node: &NodeInfo, config: &NetworkConfig) -> Result<SubnetKey, KubeError> {
+    let (v4, v6) = own_pod_cidrs(node, config)?;
+    let missing = |family| KubeError::MissingPodCidr {
+        node: node.name.clone(),
+        family,
+    };
+    let ipv6 = if config.enable_ipv6 {
+        Some(v6.ok_or_else(|| missing("IPv6"))?)
+    } else {
+        None
+    };
+    match (config.enable_ipv4, ipv6) {
+        (true, ipv6) => Ok(SubnetKey {
+            ipv4: v4.ok_or_else(|| missing("IPv4"))?,
+            ipv6,
+        }),
+        (false, Some(ipv6)) => Ok(SubnetKey::v6_only(ipv6)),
+        (false, None) => Err(missing("IPv6")),
+    }
 }
 
 /// The VXLAN VTEP MAC to reuse, from our own node's `backend-data` annotation (so peers' ARP
@@ -765,9 +788,111 @@ mod tests {
         n.annotations.insert(a("public-ipv6"), "2001:db8::1".into());
         let e = node_to_lease(&n, &names(), IpStack::Dual).unwrap_err();
         assert_eq!(e.to_string(), r#"node "n1" has no IPv6 PodCIDR"#);
+        let e = node_to_lease(&n, &names(), IpStack::Ipv6).unwrap_err();
+        assert_eq!(e.to_string(), r#"node "n1" has no IPv6 PodCIDR"#);
+    }
+
+    /// An IPv6-only peer as Go's vxlan writes it: no `public-ip`/`backend-data` (vxlan with
+    /// null BackendData skips them), a single IPv6 podCIDR.
+    #[test]
+    fn node_to_lease_ipv6_only() {
+        let n = NodeInfo {
+            name: "n2".into(),
+            annotations: map(&[
+                (&a("kube-subnet-manager"), "true"),
+                (&a("backend-type"), "vxlan"),
+                (&a("public-ipv6"), "2001:db8::2"),
+                (
+                    &a("backend-v6-data"),
+                    r#"{"VNI":1,"VtepMAC":"0a:00:00:00:00:02"}"#,
+                ),
+            ]),
+            pod_cidr: "2001:db8:100:2::/64".into(),
+            pod_cidrs: vec!["2001:db8:100:2::/64".into()],
+        };
+        let l = node_to_lease(&n, &names(), IpStack::Ipv6).unwrap().unwrap();
         assert_eq!(
-            node_to_lease(&n, &names(), IpStack::Ipv6),
-            Err(KubeError::Ipv6OnlyUnsupported)
+            l.subnet,
+            SubnetKey::v6_only("2001:db8:100:2::/64".parse().unwrap())
+        );
+        assert_eq!(l.attrs.public_ip, Ipv4Addr::UNSPECIFIED);
+        assert_eq!(l.attrs.public_ipv6, Some("2001:db8::2".parse().unwrap()));
+        assert_eq!(l.attrs.backend_data, None);
+        assert_eq!(
+            l.attrs.backend_v6_data.unwrap().as_str(),
+            r#"{"VNI":1,"VtepMAC":"0a:00:00:00:00:02"}"#
+        );
+    }
+
+    /// What Go's `AcquireLease` writes for IPv6-only hosts: vxlan (BackendData nil → "null")
+    /// skips `backend-data`/`public-ip`; host-gw (type is not vxlan) writes `backend-data:
+    /// null` and `public-ip: 0.0.0.0` (the zero `ip.IP4`), plus the IPv6 pair.
+    #[test]
+    fn desired_annotations_ipv6_only() {
+        let v6 = "2001:db8::1";
+        let vx = LeaseAttrs {
+            public_ip: Ipv4Addr::UNSPECIFIED,
+            public_ipv6: Some(v6.parse().unwrap()),
+            backend_type: "vxlan".into(),
+            backend_data: None,
+            backend_v6_data: Some(
+                RawJson::new(r#"{"VNI":1,"VtepMAC":"0a:00:00:00:00:01"}"#).unwrap(),
+            ),
+        };
+        assert_eq!(
+            desired_annotations(&names(), &BTreeMap::new(), &vx),
+            map(&[
+                (&a("backend-type"), "vxlan"),
+                (
+                    &a("backend-v6-data"),
+                    r#"{"VNI":1,"VtepMAC":"0a:00:00:00:00:01"}"#
+                ),
+                (&a("public-ipv6"), v6),
+                (&a("kube-subnet-manager"), "true"),
+            ])
+        );
+        let hg = LeaseAttrs {
+            backend_type: "host-gw".into(),
+            backend_v6_data: None,
+            ..vx
+        };
+        assert_eq!(
+            desired_annotations(&names(), &BTreeMap::new(), &hg),
+            map(&[
+                (&a("backend-type"), "host-gw"),
+                (&a("backend-data"), "null"),
+                (&a("public-ip"), "0.0.0.0"),
+                (&a("backend-v6-data"), "null"),
+                (&a("public-ipv6"), v6),
+                (&a("kube-subnet-manager"), "true"),
+            ])
+        );
+    }
+
+    #[test]
+    fn own_subnet_ipv6_only() {
+        let cfg = NetworkConfig::parse(
+            r#"{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"2001:db8:100::/48"}"#,
+        )
+        .unwrap();
+        let mut n = NodeInfo {
+            name: "me".into(),
+            pod_cidr: "2001:db8:100:1::/64".into(),
+            ..NodeInfo::default()
+        };
+        assert_eq!(
+            own_subnet(&n, &cfg).unwrap(),
+            SubnetKey::v6_only("2001:db8:100:1::/64".parse().unwrap())
+        );
+        n.pod_cidr = "198.18.1.0/24".into();
+        assert_eq!(
+            own_subnet(&n, &cfg).unwrap_err().to_string(),
+            r#"node "me" has no IPv6 PodCIDR"#
+        );
+        n.pod_cidr = "2001:db8:200:1::/64".into();
+        assert_eq!(
+            own_subnet(&n, &cfg).unwrap_err().to_string(),
+            r#"subnet "2001:db8:100::/48" specified in the flannel net config doesn't contain "2001:db8:200:1::/64" IPv6 PodCIDR of the "me" node"#
         );
     }
 

@@ -26,7 +26,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, SystemTime};
 
 use super::objects::Node;
-use flannel_model::{goip, IpStack, Lease, LeaseAttrs, NetworkConfig, SubnetKey};
+use flannel_model::{goip, IpStack, Lease, LeaseAttrs, NetworkConfig};
 use futures_util::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
@@ -38,7 +38,7 @@ use tracing::{debug, info, warn};
 
 use super::annotations::{
     annotations_patch_body, annotations_to_patch, network_available_patch_body, node_to_lease,
-    own_pod_cidrs, restore_vtep_mac, AnnotationNames, KubeError, NodeInfo,
+    own_pod_cidrs, own_subnet, restore_vtep_mac, AnnotationNames, KubeError, NodeInfo,
 };
 use super::objects::node_info;
 use super::watch::{lease_watch_stack, WatchMode};
@@ -95,9 +95,6 @@ pub enum KubeLeaseError {
         /// Its value.
         value: String,
     },
-    /// The network config enables only IPv6, which this manager does not support yet.
-    #[error("IPv6-only operation is not supported by the kube subnet manager yet")]
-    Ipv6Only,
     /// The network config enables no address family.
     #[error("none defined stack")]
     NoStack,
@@ -197,7 +194,6 @@ impl KubeLeaseManager {
         cfg: KubeLeaseConfig,
     ) -> Result<Self, KubeLeaseError> {
         let stack = match network.ip_stack() {
-            Ok(IpStack::Ipv6) => return Err(KubeLeaseError::Ipv6Only),
             Ok(s) => s,
             Err(_) => return Err(KubeLeaseError::NoStack),
         };
@@ -293,19 +289,7 @@ impl KubeLeaseManager {
                 _ = tokio::time::sleep(self.cfg.poll_interval) => {}
             }
         };
-        let (v4, v6) = own_pod_cidrs(&node, &self.network)?;
-        let ipv4 = v4.ok_or(KubeLeaseError::Node(KubeError::MissingPodCidr {
-            node: node.name.clone(),
-            family: "IPv4",
-        }))?;
-        let ipv6 = match self.stack {
-            IpStack::Dual => Some(v6.ok_or(KubeLeaseError::Node(KubeError::MissingPodCidr {
-                node: node.name.clone(),
-                family: "IPv6",
-            }))?),
-            _ => None,
-        };
-        let subnet = SubnetKey { ipv4, ipv6 };
+        let subnet = own_subnet(&node, &self.network)?;
         let annotations = self.patch_annotations(&node, &attrs, cancel).await?;
         let lease = Lease {
             subnet,
@@ -483,16 +467,9 @@ impl KubeLeaseManager {
             after.extend(changed);
         }
         self.advertised = self.peer_view(&node.name, &node, after);
-        let subnet = match own_pod_cidrs(&node, &self.network) {
-            Ok((Some(ipv4), v6)) => SubnetKey {
-                ipv4,
-                ipv6: if self.stack == IpStack::Dual {
-                    v6
-                } else {
-                    None
-                },
-            },
-            Ok((None, _)) | Err(_) => {
+        let subnet = match own_subnet(&node, &self.network) {
+            Ok(subnet) => subnet,
+            Err(_) => {
                 warn!(node = %node.name, "our node has no usable podCIDR now; keeping the lease we had");
                 return Ok(true);
             }
