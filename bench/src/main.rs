@@ -150,6 +150,10 @@ enum Cmd {
         /// Also write the per-backend rows as CSV here (input of `bench/plots/throughput.py`).
         #[arg(long)]
         csv: Option<PathBuf>,
+        /// Measure the backends in the `--backends` order in every round (e.g. `udp,vxlan`:
+        /// udp then vxlan), instead of rotating the order from round to round.
+        #[arg(long)]
+        fixed_order: bool,
     },
     /// Bytes a node watch receives from the Kubernetes API server: Flannel's full-object
     /// watch vs flanneld-rs's metadata watch, against an in-process fake (no root needed).
@@ -273,6 +277,7 @@ fn run(cli: Cli) -> Result<()> {
         pings,
         ping_interval_ms,
         csv,
+        fixed_order,
     } = &cli.command
     {
         require_flanneld(&bin)?;
@@ -301,6 +306,7 @@ fn run(cli: Cli) -> Result<()> {
             ping_interval: Duration::from_millis((*ping_interval_ms).max(10)),
             timeout,
             settle: Duration::from_millis(cli.settle_ms),
+            fixed_order: *fixed_order,
         };
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         let outcome = throughput::run(&bin, &params)?;

@@ -35,8 +35,8 @@ use nix::unistd::Pid;
 
 use crate::throughput_drops::{self as drops, DropSample, Snapshot};
 use crate::throughput_report::{
-    parse_iperf, parse_pid_cpu, parse_ping_rtts, parse_proc_stat, summarize, summarize_latency,
-    table, CpuTimes, Latency, Sample,
+    parse_iperf, parse_pid_cpu, parse_ping_rtts, parse_proc_stat, round_ratios, round_section,
+    summarize, summarize_latency, table, CpuTimes, Latency, Sample,
 };
 use flannel_sandbox::cmd::{self, command};
 
@@ -105,6 +105,8 @@ pub struct Params {
     pub timeout: Duration,
     /// Pause after the cluster is ready, before measuring.
     pub settle: Duration,
+    /// Every round in the `cases` order (instead of rotating it).
+    pub fixed_order: bool,
 }
 
 /// A measurement that could not be made.
@@ -144,7 +146,12 @@ pub fn run(bin: &Path, p: &Params) -> Result<Outcome> {
     let mut out = Outcome::default();
     let n = p.cases.len();
     for round in 1..=p.rounds {
-        for i in round_order(n, round) {
+        let order = if p.fixed_order {
+            (0..n).collect()
+        } else {
+            round_order(n, round)
+        };
+        for i in order {
             let case = p.cases[i];
             eprintln!("== round {round}/{}: {}", p.rounds, case.name);
             match measure(bin, p, case, round, clk_tck) {
@@ -205,6 +212,7 @@ pub fn report(o: &Outcome, p: &Params) -> String {
     let rows = summarize(&o.samples, &names, &p.streams);
     let lat = summarize_latency(&o.latency, &names);
     let mut s = table(&rows, &lat, p.seconds);
+    s += &round_section(&round_ratios(&o.samples, &names, &p.streams));
     s += &drops::section(&drops::summarize(&o.drops, &names, &p.streams));
     if !o.notes.is_empty() {
         s += "\nflanneld (host 1, first round) said:\n\n";

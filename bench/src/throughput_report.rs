@@ -319,6 +319,132 @@ pub fn summarize(samples: &[Sample], backends: &[&str], streams: &[u32]) -> Vec<
     rows
 }
 
+/// The ratio a backend must reach against vxlan in one run (issue 14: udp ≥ 0.75×).
+pub const ROUND_RATIO_TARGET: f64 = 0.75;
+
+/// One round's side-by-side comparison of a backend with vxlan (same round, same stream
+/// count: both clusters fresh, each measured once, nothing discarded).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundRatio {
+    /// Backend compared with vxlan.
+    pub backend: String,
+    /// Parallel TCP streams.
+    pub streams: u32,
+    /// Round (1-based).
+    pub round: usize,
+    /// The backend's Gbit/s.
+    pub gbps: f64,
+    /// vxlan's Gbit/s.
+    pub vxlan_gbps: f64,
+    /// `gbps / vxlan_gbps`.
+    pub ratio: f64,
+    /// The backend's machine CPU seconds per GB.
+    pub machine_s_per_gb: Option<f64>,
+    /// vxlan's machine CPU seconds per GB.
+    pub vxlan_machine_s_per_gb: Option<f64>,
+    /// The backend's flanneld CPU seconds per GB.
+    pub flanneld_s_per_gb: Option<f64>,
+}
+
+/// Per backend other than vxlan, stream count and round in which both were measured, the
+/// ratio of that one run to vxlan's run of the same round.
+pub fn round_ratios(samples: &[Sample], backends: &[&str], streams: &[u32]) -> Vec<RoundRatio> {
+    let mut out = Vec::new();
+    for &b in backends.iter().filter(|b| **b != "vxlan") {
+        for &n in streams {
+            let mut of: Vec<&Sample> = samples
+                .iter()
+                .filter(|s| s.backend == b && s.streams == n)
+                .collect();
+            of.sort_by_key(|s| s.round);
+            for s in of {
+                let Some(v) = samples
+                    .iter()
+                    .find(|v| v.backend == "vxlan" && v.streams == n && v.round == s.round)
+                else {
+                    continue;
+                };
+                if v.gbps() <= 0.0 {
+                    continue;
+                }
+                out.push(RoundRatio {
+                    backend: b.to_owned(),
+                    streams: n,
+                    round: s.round,
+                    gbps: s.gbps(),
+                    vxlan_gbps: v.gbps(),
+                    ratio: s.gbps() / v.gbps(),
+                    machine_s_per_gb: s.machine_s_per_gb(),
+                    vxlan_machine_s_per_gb: v.machine_s_per_gb(),
+                    flanneld_s_per_gb: s.flanneld_s_per_gb(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The markdown section of [`round_ratios`]: one line per round, then per backend and stream
+/// count the median ratio and how many rounds reached [`ROUND_RATIO_TARGET`].
+pub fn round_section(ratios: &[RoundRatio]) -> String {
+    if ratios.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\n### One run each: backend / vxlan per round (fresh hosts, no warm-up, nothing discarded)\n\n",
+    );
+    s += "| backend | streams | round | Gbit/s | vxlan Gbit/s | ratio | machine CPU s/GB | vxlan machine CPU s/GB | flanneld CPU s/GB |\n";
+    s += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    for r in ratios {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2}× | {} | {} | {} |",
+            r.backend,
+            r.streams,
+            r.round,
+            r.gbps,
+            r.vxlan_gbps,
+            r.ratio,
+            opt(r.machine_s_per_gb, 2),
+            opt(r.vxlan_machine_s_per_gb, 2),
+            opt(r.flanneld_s_per_gb, 2),
+        );
+    }
+    s.push('\n');
+    let mut seen: Vec<(&str, u32)> = Vec::new();
+    for r in ratios {
+        if seen.contains(&(r.backend.as_str(), r.streams)) {
+            continue;
+        }
+        seen.push((r.backend.as_str(), r.streams));
+        let of: Vec<&RoundRatio> = ratios
+            .iter()
+            .filter(|x| x.backend == r.backend && x.streams == r.streams)
+            .collect();
+        let v: Vec<f64> = of.iter().map(|x| x.ratio).collect();
+        let reached = v.iter().filter(|x| **x >= ROUND_RATIO_TARGET).count();
+        let cpu = |f: fn(&RoundRatio) -> Option<f64>| {
+            let c: Vec<f64> = of.iter().filter_map(|x| f(x)).collect();
+            opt(median(&c), 2)
+        };
+        let _ = writeln!(
+            s,
+            "- {} / vxlan, {} stream(s): median of {} runs **{}×**, ≥ {:.2}× in {} of {}; \
+             machine CPU s/GB (median) {} vs vxlan {}",
+            r.backend,
+            r.streams,
+            v.len(),
+            opt(median(&v), 2),
+            ROUND_RATIO_TARGET,
+            reached,
+            v.len(),
+            cpu(|x| x.machine_s_per_gb),
+            cpu(|x| x.vxlan_machine_s_per_gb),
+        );
+    }
+    s
+}
+
 fn gbps_of(samples: &[Sample], backend: &str, streams: u32) -> Vec<f64> {
     samples
         .iter()
@@ -582,6 +708,40 @@ mod tests {
             machine_cpu_s: cpu,
             flanneld_cpu_s: fl,
         }
+    }
+
+    #[test]
+    fn each_round_is_compared_with_vxlan_of_the_same_round() {
+        let r = round_ratios(&samples(), &["vxlan", "udp"], &[1, 4]);
+        let got: Vec<(u32, usize, f64)> = r.iter().map(|x| (x.streams, x.round, x.ratio)).collect();
+        assert_eq!(
+            got,
+            vec![(1, 1, 0.5), (1, 2, 0.6), (1, 3, 5.0 / 12.0), (4, 1, 0.0)]
+        );
+        assert_eq!(r[0].machine_s_per_gb, Some(2.0));
+        assert_eq!(r[0].vxlan_machine_s_per_gb, Some(1.0));
+        // A round without vxlan is not compared.
+        let only_udp = [sample("udp", 1, 1, 4.0, 10.0, 5.0)];
+        assert!(round_ratios(&only_udp, &["vxlan", "udp"], &[1]).is_empty());
+        assert_eq!(round_section(&[]), "");
+    }
+
+    #[test]
+    fn the_round_section_gives_the_median_and_the_rounds_that_reached_the_target() {
+        let mut s = samples();
+        s.push(sample("udp", 4, 1, 9.0, 10.0, 5.0));
+        s.push(sample("vxlan", 4, 1, 10.0, 10.0, 0.0));
+        let text = round_section(&round_ratios(&s, &["vxlan", "udp"], &[1]));
+        assert!(
+            text.contains("| udp | 1 | 4 | 9.00 | 10.00 | 0.90× |"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "- udp / vxlan, 1 stream(s): median of 4 runs **0.55×**, ≥ 0.75× in 1 of 4"
+            ),
+            "{text}"
+        );
     }
 
     fn samples() -> Vec<Sample> {

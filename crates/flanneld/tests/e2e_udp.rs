@@ -190,13 +190,14 @@ fn tcp_transfer(two: &Two, from: &Pod, to: &Pod, what: &str) {
         .expect("iperf3 server");
     let addr = to.addr().to_string();
     let mut out = Err(anyhow::anyhow!("not run"));
-    // The daemonised server may need a moment to listen.
-    for _ in 0..20 {
+    // The daemonised server may need a moment to listen (under load, more than the first
+    // try: the client then reports "Connection refused" in its JSON).
+    for _ in 0..50 {
         out = from.exec(&["iperf3", "-c", &addr, "-p", port, "-n", "30M", "-J"]);
-        if out.is_ok() {
-            break;
+        match &out {
+            Ok(json) if !json.contains("Connection refused") => break,
+            _ => std::thread::sleep(Duration::from_millis(100)),
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
     let json = out.unwrap_or_else(|e| panic!("{what}: iperf3 failed: {e:#}{}", two.logs()));
     assert!(

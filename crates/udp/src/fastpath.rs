@@ -41,13 +41,18 @@ use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
-use tun_rs::{DeviceBuilder, GROTable, SyncDevice, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
+use tun_rs::{
+    DeviceBuilder, GROTable, SyncDevice, VirtioNetHdr, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN,
+};
 
 use crate::batch::{Grouper, Limits};
+use crate::coalesce::Coalescer;
 use crate::decide::{inbound, outbound, Counters, Inbound, Outbound};
 use crate::device::DeviceError;
 use crate::packet::IcmpUnreachable;
 use crate::route::PeerTable;
+use crate::segment::Tso;
+use crate::sgio::{is_tcp4_gso, split_other, write_group, Sent, TsoSender, MAX_TSO_SEGMENTS};
 use crate::stats::{ProxyCounters, Slot, Stats};
 
 /// Most worker queues, whatever the core count.
@@ -479,6 +484,35 @@ fn is_would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
 }
 
+/// Most TUN reads before the packets read so far are sent.
+const MAX_READS: usize = 64;
+
+/// `EIO`: what a UDP GSO send fails with where the route's device cannot take it.
+fn libc_eio() -> i32 {
+    nix::errno::Errno::EIO as i32
+}
+
+/// The outcome of [`TxWorker::forward_tso`].
+enum Forwarded {
+    /// Sent, or failed with this many errors.
+    Done(u64),
+    /// Not taken (not a TCP/IPv4 super-packet this path handles, or not to be sent as it is):
+    /// the caller splits it.
+    NotTso,
+    /// The kernel refused the scatter-gather GSO send: switch to the copying path.
+    Disable(io::Error),
+}
+
+/// The per-packet path's reusable buffers.
+#[derive(Default)]
+struct OutBatch {
+    lens: Vec<usize>,
+    sendable: Vec<(usize, SocketAddrV4, usize)>,
+    replies: Vec<IcmpUnreachable>,
+    grouper: Grouper,
+    staging: Vec<u8>,
+}
+
 /// TUN → UDP.
 struct TxWorker {
     tun: Arc<SyncDevice>,
@@ -501,23 +535,56 @@ impl TxWorker {
         let mut big = vec![0u8; slots * slot];
         let mut raw = vec![0u8; VIRTIO_NET_HDR_LEN + 65_535];
         let mut sizes = vec![0usize; slots];
-        let mut lens = vec![0usize; slots];
-        let mut sendable: Vec<(usize, SocketAddrV4, usize)> = Vec::with_capacity(slots);
-        let mut replies: Vec<IcmpUnreachable> = Vec::new();
-        let mut grouper = Grouper::new();
-        let mut staging: Vec<u8> = Vec::with_capacity(crate::batch::GSO_MAX_BYTES);
+        let mut out = OutBatch::default();
+        let mut tso = TsoSender::new();
+        // TCP super-packets go out without a userspace copy when the socket does UDP GSO.
+        let mut zero_copy = self.offload && self.sock.state.max_gso_segments() > 1;
         let mut counters = Counters::default();
         let mut io_errors = 0u64;
         let mut warned = false;
 
         while !self.stop.stopped() {
-            // Read until the device is empty or the batch is (nearly) full.
+            // Read until the device is empty or the batch is (nearly) full. A TCP
+            // super-packet is sent at once (after the packets read before it).
             let mut n = 0;
-            while n < slots && (n == 0 || slots - n >= MIN_FREE_SLOTS) {
+            let mut reads = 0;
+            let mut idle = false;
+            while n < slots && (n == 0 || slots - n >= MIN_FREE_SLOTS) && reads < MAX_READS {
+                reads += 1;
                 let r = if self.offload {
-                    let mut bufs: Vec<&mut [u8]> = big[n * slot..].chunks_mut(slot).collect();
-                    self.tun
-                        .recv_multiple(&mut raw, &mut bufs, &mut sizes[n..], 0)
+                    self.tun.recv(&mut raw).and_then(|len| {
+                        if len <= VIRTIO_NET_HDR_LEN {
+                            return Err(io::Error::other("TUN read without a packet"));
+                        }
+                        let hdr = VirtioNetHdr::decode(&raw[..VIRTIO_NET_HDR_LEN])?;
+                        let pkt = &mut raw[VIRTIO_NET_HDR_LEN..len];
+                        if zero_copy && is_tcp4_gso(&hdr) {
+                            if n > 0 {
+                                io_errors = io_errors.wrapping_add(self.send_batch(
+                                    &mut big,
+                                    &sizes[..n],
+                                    &mut out,
+                                    &mut counters,
+                                ));
+                                n = 0;
+                            }
+                            match self.forward_tso(pkt, hdr, &mut tso, &mut counters) {
+                                Forwarded::Done(e) => {
+                                    io_errors = io_errors.wrapping_add(e);
+                                    return Ok(0);
+                                }
+                                Forwarded::Disable(e) => {
+                                    warn!(error = %e, "udp fast path: scatter-gather UDP GSO refused; copying from now on");
+                                    zero_copy = false;
+                                    io_errors = io_errors.wrapping_add(1);
+                                    return Ok(0);
+                                }
+                                Forwarded::NotTso => {}
+                            }
+                        }
+                        let mut bufs: Vec<&mut [u8]> = big[n * slot..].chunks_mut(slot).collect();
+                        split_other(hdr, pkt, &mut bufs, &mut sizes[n..])
+                    })
                 } else {
                     let b = &mut big[n * slot..(n + 1) * slot];
                     self.tun.recv(b).map(|len| {
@@ -527,7 +594,10 @@ impl TxWorker {
                 };
                 match r {
                     Ok(k) => n += k,
-                    Err(e) if is_would_block(&e) => break,
+                    Err(e) if is_would_block(&e) => {
+                        idle = true;
+                        break;
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
                         io_errors = io_errors.wrapping_add(1);
@@ -544,76 +614,155 @@ impl TxWorker {
                     }
                 }
             }
-            if n == 0 {
-                if let Wake::Stop = self.stop.wait(self.tun.as_fd(), PollFlags::POLLIN) {
-                    break;
-                }
-                continue;
-            }
-
-            sendable.clear();
-            {
-                let table = self.peers.borrow();
-                for i in 0..n {
-                    let pkt = &mut big[i * slot..i * slot + sizes[i].min(slot)];
-                    let d = outbound(pkt, &table);
-                    counters.record_outbound(&d);
-                    match d {
-                        Outbound::SendTo { to, len } => {
-                            lens[i] = len;
-                            sendable.push((i, to, len));
-                        }
-                        Outbound::Reply(icmp) => replies.push(icmp),
-                        Outbound::Drop(reason) => {
-                            debug!(?reason, "udp fast path: dropped an outbound packet");
-                        }
-                    }
-                }
-            }
-            for icmp in replies.drain(..) {
-                if let Err(e) = write_tun_one(&self.tun, self.offload, icmp.as_bytes()) {
-                    io_errors = io_errors.wrapping_add(1);
-                    debug!(error = %e, "udp fast path: writing an ICMP reply failed");
-                }
-            }
-
-            let limits = Limits::gso(self.sock.state.max_gso_segments());
-            grouper.group(sendable.iter().copied(), limits);
-            for send in grouper.sends() {
-                let ids = grouper.packets(send);
-                let (Some(&first), Some((_, init))) = (ids.first(), ids.split_last()) else {
-                    continue;
-                };
-                let contiguous = ids.windows(2).all(|w| w[1] == w[0] + 1)
-                    && init.iter().all(|&i| lens[i] == slot);
-                let contents: &[u8] = if contiguous {
-                    &big[first * slot..first * slot + send.bytes]
-                } else {
-                    staging.clear();
-                    for &i in ids {
-                        staging.extend_from_slice(&big[i * slot..i * slot + lens[i]]);
-                    }
-                    &staging
-                };
-                let t = Transmit {
-                    destination: SocketAddr::V4(send.to),
-                    ecn: None,
-                    contents,
-                    segment_size: (send.count > 1).then_some(send.segment_size),
-                    src_ip: None,
-                };
-                if let Err(e) = self.send(&t) {
-                    io_errors = io_errors.wrapping_add(1);
-                    debug!(error = %e, to = %send.to, "udp fast path: sending failed");
-                }
+            if n > 0 {
+                io_errors = io_errors.wrapping_add(self.send_batch(
+                    &mut big,
+                    &sizes[..n],
+                    &mut out,
+                    &mut counters,
+                ));
             }
             self.stats.publish(ProxyCounters {
                 outbound: counters,
                 io_errors,
                 ..ProxyCounters::default()
             });
+            if idle {
+                if let Wake::Stop = self.stop.wait(self.tun.as_fd(), PollFlags::POLLIN) {
+                    break;
+                }
+            }
         }
         (counters, io_errors)
+    }
+
+    /// Decides and sends one TCP super-packet without copying its payload.
+    fn forward_tso(
+        &self,
+        pkt: &mut [u8],
+        hdr: VirtioNetHdr,
+        tso: &mut TsoSender,
+        counters: &mut Counters,
+    ) -> Forwarded {
+        let Ok(plan) = Tso::plan(pkt, hdr.gso_size) else {
+            return Forwarded::NotTso;
+        };
+        if plan.segments > MAX_TSO_SEGMENTS {
+            return Forwarded::NotTso;
+        }
+        let d = outbound(pkt, &self.peers.borrow());
+        let (to, len) = match d {
+            Outbound::SendTo { to, len } => (to, len),
+            // Replies and drops take the per-packet path (one decision per segment).
+            _ => return Forwarded::NotTso,
+        };
+        // Decided (the TTL is decremented): from here on the packet is sent or lost, never
+        // handed to the per-packet path (which would decide it again).
+        counters.record_outbound(&d);
+        let pkt = &pkt[..len];
+        let plan = match Tso::plan(pkt, hdr.gso_size) {
+            Ok(p) if tso.prepare(pkt, &p) => p,
+            _ => {
+                debug!(
+                    len,
+                    "udp fast path: a super-packet shorter than its headers say"
+                );
+                return Forwarded::Done(1);
+            }
+        };
+        counters.forwarded = counters
+            .forwarded
+            .wrapping_add(u64::try_from(plan.segments - 1).unwrap_or(0));
+        let max_segments = self.sock.state.max_gso_segments();
+        let mut from = 0;
+        loop {
+            match tso.send(self.sock.sock.as_fd(), pkt, &plan, to, max_segments, from) {
+                Ok(Sent::All(_)) => return Forwarded::Done(0),
+                Ok(Sent::WouldBlock { from: f }) => {
+                    from = f;
+                    if let Wake::Stop = self.stop.wait(self.sock.sock.as_fd(), PollFlags::POLLOUT) {
+                        return Forwarded::Done(1);
+                    }
+                }
+                Err(e) if e.raw_os_error() == Some(libc_eio()) => return Forwarded::Disable(e),
+                Err(e) => {
+                    debug!(error = %e, %to, "udp fast path: sending failed");
+                    return Forwarded::Done(1);
+                }
+            }
+        }
+    }
+
+    /// Decides the `sizes.len()` packets in `big`'s slots and sends them, grouped into GSO
+    /// sends. Returns the failed sends.
+    fn send_batch(
+        &self,
+        big: &mut [u8],
+        sizes: &[usize],
+        out: &mut OutBatch,
+        counters: &mut Counters,
+    ) -> u64 {
+        let slot = self.slot.max(1);
+        let mut io_errors = 0u64;
+        out.sendable.clear();
+        out.lens.resize(sizes.len(), 0);
+        {
+            let table = self.peers.borrow();
+            for (i, &size) in sizes.iter().enumerate() {
+                let pkt = &mut big[i * slot..i * slot + size.min(slot)];
+                let d = outbound(pkt, &table);
+                counters.record_outbound(&d);
+                match d {
+                    Outbound::SendTo { to, len } => {
+                        out.lens[i] = len;
+                        out.sendable.push((i, to, len));
+                    }
+                    Outbound::Reply(icmp) => out.replies.push(icmp),
+                    Outbound::Drop(reason) => {
+                        debug!(?reason, "udp fast path: dropped an outbound packet");
+                    }
+                }
+            }
+        }
+        for icmp in out.replies.drain(..) {
+            if let Err(e) = write_tun_one(&self.tun, self.offload, icmp.as_bytes()) {
+                io_errors = io_errors.wrapping_add(1);
+                debug!(error = %e, "udp fast path: writing an ICMP reply failed");
+            }
+        }
+
+        let limits = Limits::gso(self.sock.state.max_gso_segments());
+        out.grouper.group(out.sendable.iter().copied(), limits);
+        for send in out.grouper.sends() {
+            let ids = out.grouper.packets(send);
+            let (Some(&first), Some((_, init))) = (ids.first(), ids.split_last()) else {
+                continue;
+            };
+            let contiguous = ids.windows(2).all(|w| w[1] == w[0] + 1)
+                && init.iter().all(|&i| out.lens[i] == slot);
+            let contents: &[u8] = if contiguous {
+                &big[first * slot..first * slot + send.bytes]
+            } else {
+                out.staging.clear();
+                for &i in ids {
+                    out.staging
+                        .extend_from_slice(&big[i * slot..i * slot + out.lens[i]]);
+                }
+                &out.staging
+            };
+            let t = Transmit {
+                destination: SocketAddr::V4(send.to),
+                ecn: None,
+                contents,
+                segment_size: (send.count > 1).then_some(send.segment_size),
+                src_ip: None,
+            };
+            if let Err(e) = self.send(&t) {
+                io_errors = io_errors.wrapping_add(1);
+                debug!(error = %e, to = %send.to, "udp fast path: sending failed");
+            }
+        }
+        io_errors
     }
 
     /// Sends one transmit, waiting for room in the socket buffer when it is full.
@@ -657,6 +806,9 @@ impl RxWorker {
         let mut out: Vec<Vec<u8>> = Vec::new();
         let mut used = 0usize;
         let mut gro = GROTable::default();
+        // TCP segments to deliver: (receive buffer, offset, length), coalesced per batch.
+        let mut delivered: Vec<(usize, usize, usize)> = Vec::with_capacity(RX_BUFS * 64);
+        let mut coalescer = Coalescer::new();
         let mut counters = Counters::default();
         let mut io_errors = 0u64;
         let mut warned = false;
@@ -688,7 +840,8 @@ impl RxWorker {
                     continue;
                 }
             };
-            for (buf, meta) in bufs.iter_mut().zip(&metas).take(m) {
+            delivered.clear();
+            for (b, (buf, meta)) in bufs.iter_mut().zip(&metas).take(m).enumerate() {
                 let SocketAddr::V4(from) = meta.addr else {
                     continue;
                 };
@@ -696,10 +849,14 @@ impl RxWorker {
                 let stride = if meta.stride == 0 { len } else { meta.stride };
                 {
                     let table = self.peers.borrow();
-                    for seg in buf[..len].chunks_mut(stride.max(1)) {
+                    for (k, seg) in buf[..len].chunks_mut(stride.max(1)).enumerate() {
                         let d = inbound(seg, from, &table, self.local);
                         counters.record_inbound(&d);
                         match d {
+                            // TCP goes to the coalescer, read in place.
+                            Inbound::Deliver { len } if self.offload && seg[9] == 6 => {
+                                delivered.push((b, k * stride, len));
+                            }
                             Inbound::Deliver { len } => {
                                 if used == out.len() {
                                     // tun-rs coalesces into a buffer only within its
@@ -723,6 +880,19 @@ impl RxWorker {
                     io_errors =
                         io_errors.wrapping_add(self.flush(&mut gro, &mut out[..used], head));
                     used = 0;
+                }
+            }
+            if !delivered.is_empty() {
+                let views: Vec<&[u8]> = delivered
+                    .iter()
+                    .map(|&(b, at, len)| &bufs[b][at..at + len])
+                    .collect();
+                coalescer.coalesce(&views);
+                for g in coalescer.groups() {
+                    if let Err(e) = write_group(&self.tun, g, coalescer.packets(g), &views) {
+                        io_errors = io_errors.wrapping_add(1);
+                        debug!(error = %e, "udp fast path: writing to the TUN device failed");
+                    }
                 }
             }
             if used > 0 {

@@ -15,7 +15,10 @@
 //! - [`device`]: opens the TUN device and binds the UDP socket.
 //! - [`proxy`]: the two forwarding loops (one packet per system call): the simple path.
 //! - [`fastpath`]: the fast path (multi-queue offloaded TUN, UDP GSO/GRO, batched system
-//!   calls, one worker pair per queue); [`batch`] groups its outbound packets into sends.
+//!   calls, one worker pair per queue); [`batch`] groups its outbound packets into sends,
+//!   [`segment`] cuts TSO super-packets into per-segment headers for scatter-gather sends,
+//!   [`coalesce`] merges received TCP segments back into super-packets, [`checksum`] is the
+//!   checksum arithmetic of both.
 //! - [`stats`]: the counters of a running datapath, and which drop reasons grew.
 //!
 //! # Fuzzing
@@ -29,12 +32,16 @@
 //! ```
 
 pub mod batch;
+pub mod checksum;
+pub mod coalesce;
 pub mod decide;
 pub mod device;
 pub mod fastpath;
 pub mod packet;
 pub mod proxy;
 pub mod route;
+pub mod segment;
+pub mod sgio;
 pub mod stats;
 
 pub use decide::{inbound, outbound, Counters, DropReason, Inbound, Outbound};
