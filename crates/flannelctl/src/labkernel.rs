@@ -7,7 +7,8 @@
 //! A lab in a guest ends with the guest: `lab up` there builds, checks and removes the lab in
 //! one go (`lab status`/`exec`/`down` from a later flannelctl cannot reach it). Inside the
 //! guest etcd's data goes to the guest's private `/tmp` (`FLANNELCTL_LAB_ETCD_DIR`), not to
-//! this machine's `/var/tmp`, and the lab's waits stretch (`FLANNELCTL_LAB_TIME_SCALE`).
+//! this machine's `/var/tmp`, and the lab's waits and commands stretch
+//! (`FLANNEL_TEST_TIME_SCALE`, the knob the tests use in the guest too).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,8 +22,11 @@ use flannel_vmkernel::{RunRequest, Vm};
 
 /// Where etcd keeps its data when set (the guest: its own `/tmp`).
 pub const ETCD_DIR_ENV: &str = "FLANNELCTL_LAB_ETCD_DIR";
-/// How many times longer the lab's waits may take (set in the guest).
-pub const TIME_SCALE_ENV: &str = "FLANNELCTL_LAB_TIME_SCALE";
+/// How many times longer the lab's waits and commands may take (set in the guest; the same
+/// knob as the tests' and the sandbox's).
+pub const TIME_SCALE_ENV: &str = flannel_sandbox::cmd::TIME_SCALE_ENV;
+/// Set in the guest: the lab is removed when the command ends.
+pub const ONE_SHOT_ENV: &str = "FLANNELCTL_LAB_ONE_SHOT";
 /// etcd's data root inside the guest (tmpfs, private to the guest).
 const GUEST_ETCD_DIR: &str = "/tmp/flannel-rs-lab";
 /// The guest's time scale unless [`TIME_SCALE_ENV`] is set here: emulation is 5–20× slower.
@@ -43,13 +47,14 @@ pub fn lab() -> Lab {
     Lab::new(paths)
 }
 
-/// [`TIME_SCALE_ENV`], at least 1.
-pub fn time_scale() -> u32 {
-    parse_scale(std::env::var(TIME_SCALE_ENV).ok().as_deref())
+/// Whether this `lab up` is the one-shot form inside the guest (its lab is removed next).
+pub fn one_shot() -> bool {
+    std::env::var_os(ONE_SHOT_ENV).is_some()
 }
 
-fn parse_scale(v: Option<&str>) -> u32 {
-    v.and_then(|s| s.parse::<u32>().ok()).unwrap_or(1).max(1)
+/// [`TIME_SCALE_ENV`], at least 1.
+pub fn time_scale() -> u32 {
+    flannel_sandbox::cmd::time_scale()
 }
 
 /// Which command goes into the guest.
@@ -146,6 +151,7 @@ fn vm_run(why: &str, name: Option<&str>, what: OneShot, labs: usize) -> Result<E
     let argv = guest_argv(&exe.to_string_lossy(), &args, what);
     let mut extra = vec![
         format!("{ETCD_DIR_ENV}={GUEST_ETCD_DIR}"),
+        format!("{ONE_SHOT_ENV}=1"),
         format!(
             "{TIME_SCALE_ENV}={}",
             std::env::var(TIME_SCALE_ENV).unwrap_or_else(|_| GUEST_TIME_SCALE.to_string())
@@ -251,13 +257,5 @@ mod tests {
         let up = announce("", OneShot::Up, "6.1.0-57-amd64");
         assert!(up.starts_with("flannelctl: --kernel debian; running the lab inside"));
         assert!(up.ends_with("built, checked and removed in one go"));
-    }
-
-    #[test]
-    fn time_scale_is_at_least_one() {
-        assert_eq!(parse_scale(None), 1);
-        assert_eq!(parse_scale(Some("0")), 1);
-        assert_eq!(parse_scale(Some("x")), 1);
-        assert_eq!(parse_scale(Some("4")), 4);
     }
 }

@@ -481,11 +481,15 @@ fn up(lab: &Lab, a: UpArgs) -> Result<ExitCode> {
         if let Some(r) = &report {
             out!("\n{}", render_check(r));
         }
-        outln!(
-            "\nnext: flannelctl lab exec --name {name} h1-p1 -- ip addr   |   \
-             flannelctl lab status --name {name}   |   flannelctl lab down --name {name}"
-        );
-        if !ok {
+        if labkernel::one_shot() {
+            outln!("\n(inside the guest: the lab is removed now, the guest ends with it)");
+        } else {
+            outln!(
+                "\nnext: flannelctl lab exec --name {name} h1-p1 -- ip addr   |   \
+                 flannelctl lab status --name {name}   |   flannelctl lab down --name {name}"
+            );
+        }
+        if !ok && !labkernel::one_shot() {
             outln!("some pairs FAILED; the lab is left running for debugging (see docs/lab.md)");
         }
     }

@@ -47,7 +47,7 @@ pub struct UpOptions {
     pub keep_on_failure: bool,
     /// How many times longer than the usual bounds the waits may take (0 and 1: as usual);
     /// flannelctl sets it inside Debian's kernel under qemu, where everything runs several
-    /// times slower (`FLANNELCTL_LAB_TIME_SCALE`).
+    /// times slower (`FLANNEL_TEST_TIME_SCALE`).
     pub time_scale: u32,
 }
 

@@ -1307,7 +1307,7 @@ mod tests {
 
     /// `program args` (in the test's namespace): stdout, or an error with stderr.
     fn run_ok(program: &str, args: &[&str]) -> Result<String> {
-        Ok(cmd::sh(program, args, cmd::CMD_TIMEOUT)?)
+        Ok(cmd::sh(program, args, cmd::quick_timeout())?)
     }
 
     #[test]
