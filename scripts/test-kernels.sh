@@ -9,7 +9,7 @@
 #   --host    run the same suites directly on this machine's kernel instead (for the matrix)
 #   --no-run  only build the test binaries and write target/test-kernels/run.sh
 # Env: VM_TIMEOUT (seconds for the whole guest run, default 7200),
-#      SUITE_TIMEOUT (seconds per test binary, default 2700).
+#      SUITE_TIMEOUT (seconds per test binary, default 3600).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO="${CARGO:-cargo}"
@@ -64,11 +64,11 @@ rm -f "$out/cargo.json"
     cat <<RUN
 echo "=== \$(uname -r): $name ($dir)"
 start=\$(date +%s)
-( cd '$dir' && timeout -k 10 ${SUITE_TIMEOUT:-2700} '$exe' $threads ) 2>&1; rc=\$?
+( cd '$dir' && timeout -k 10 ${SUITE_TIMEOUT:-3600} '$exe' $threads ) 2>&1; rc=\$?
 secs=\$((\$(date +%s) - start))
 case \$rc in
   0) res=ok ;;
-  124|137) res="TIMED OUT (killed after ${SUITE_TIMEOUT:-2700} s)"; fail=1 ;;
+  124|137) res="TIMED OUT (killed after ${SUITE_TIMEOUT:-3600} s)"; fail=1 ;;
   *) res="FAILED (exit \$rc)"; fail=1 ;;
 esac
 summary="\$summary

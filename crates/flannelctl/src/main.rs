@@ -9,6 +9,7 @@
 //! Everything else is in the `flannel-lab` library.
 
 mod diagnose;
+mod labkernel;
 mod node;
 mod progress;
 mod vm;
@@ -180,10 +181,14 @@ struct UpArgs {
     name: NameArg,
     #[command(flatten)]
     shape: Shape,
-    /// flanneld's backend: vxlan, host-gw, udp, alloc, ipip or extension (ipip needs the
-    /// kernel's ipip module: see `flannelctl vm run`).
+    /// flanneld's backend: vxlan, host-gw, udp, alloc, ipip, ipsec, wireguard or extension.
     #[arg(long, default_value = "vxlan", value_parser = parse_backend)]
     backend: Backend,
+    /// Which kernel: auto (this one, or Debian's under qemu when this one lacks a module the
+    /// backend needs: ipip, esp4), this, or debian. In the guest the lab is built, checked and
+    /// removed in one go.
+    #[arg(long, default_value = "auto", value_parser = labkernel::parse_kernel)]
+    kernel: flannel_lab::KernelChoice,
     /// A member of the network config's `Backend` besides `Type` (repeatable), e.g.
     /// `Mode=on-demand`, `DirectRouting=true`, `MTU=1400`; numbers and booleans are written
     /// as JSON numbers and booleans, anything else as a string.
@@ -241,9 +246,13 @@ struct DemoArgs {
     name: Option<String>,
     #[command(flatten)]
     shape: Shape,
-    /// Backends to show, in order (any the lab runs; ipip needs the kernel's ipip module).
+    /// Backends to show, in order (any the lab runs).
     #[arg(long, value_delimiter = ',', default_value = "vxlan,host-gw,udp", value_parser = parse_backend)]
     backends: Vec<Backend>,
+    /// Which kernel: auto (this one, or the whole demo inside Debian's under qemu when this
+    /// one lacks a module a backend needs: ipip, esp4), this, or debian.
+    #[arg(long, default_value = "auto", value_parser = labkernel::parse_kernel)]
+    kernel: flannel_lab::KernelChoice,
     #[command(flatten)]
     binaries: Binaries,
 }
@@ -274,9 +283,20 @@ fn main() -> ExitCode {
 }
 
 fn run(command: LabCommand) -> Result<ExitCode> {
-    let lab = Lab::default();
+    let lab = labkernel::lab();
     match command {
         LabCommand::Up(a) => {
+            let (backend, name) = (a.backend, a.name.name.clone());
+            let guest = labkernel::run_where_needed(
+                a.kernel,
+                &[backend],
+                Some(&name),
+                labkernel::OneShot::Up,
+                1,
+            )?;
+            if let Some(code) = guest {
+                return Ok(code);
+            }
             watch_signals()?;
             up(&lab, a)
         }
@@ -297,6 +317,16 @@ fn run(command: LabCommand) -> Result<ExitCode> {
         }
         LabCommand::List(a) => list(&lab, &a),
         LabCommand::Demo(a) => {
+            let guest = labkernel::run_where_needed(
+                a.kernel,
+                &a.backends,
+                a.name.as_deref(),
+                labkernel::OneShot::Demo,
+                a.backends.len(),
+            )?;
+            if let Some(code) = guest {
+                return Ok(code);
+            }
             watch_signals()?;
             demo(&lab, a)
         }
@@ -424,6 +454,7 @@ fn up(lab: &Lab, a: UpArgs) -> Result<ExitCode> {
         spec,
         UpOptions {
             keep_on_failure: a.keep_on_failure,
+            time_scale: labkernel::time_scale(),
         },
         &mut progress,
     );
@@ -450,11 +481,15 @@ fn up(lab: &Lab, a: UpArgs) -> Result<ExitCode> {
         if let Some(r) = &report {
             out!("\n{}", render_check(r));
         }
-        outln!(
-            "\nnext: flannelctl lab exec --name {name} h1-p1 -- ip addr   |   \
-             flannelctl lab status --name {name}   |   flannelctl lab down --name {name}"
-        );
-        if !ok {
+        if labkernel::one_shot() {
+            outln!("\n(inside the guest: the lab is removed now, the guest ends with it)");
+        } else {
+            outln!(
+                "\nnext: flannelctl lab exec --name {name} h1-p1 -- ip addr   |   \
+                 flannelctl lab status --name {name}   |   flannelctl lab down --name {name}"
+            );
+        }
+        if !ok && !labkernel::one_shot() {
             outln!("some pairs FAILED; the lab is left running for debugging (see docs/lab.md)");
         }
     }
@@ -678,7 +713,11 @@ fn demo(lab: &Lab, a: DemoArgs) -> Result<ExitCode> {
         ));
         let mut progress = TermProgress::new(false);
         let started = Instant::now();
-        let built = lab.up(spec, UpOptions::default(), &mut progress);
+        let options = UpOptions {
+            time_scale: labkernel::time_scale(),
+            ..UpOptions::default()
+        };
+        let built = lab.up(spec, options, &mut progress);
         progress.clear();
         if let Err(e) = built {
             outln!("FAILED to build the lab: {e}");

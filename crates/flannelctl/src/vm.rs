@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use flannel_vmkernel::{Machine, RunRequest, Stream, Vm};
+use flannel_vmkernel::{Kernel, Machine, RunRequest, Stream, Vm};
 
 /// The variables a guest command gets from flannelctl's own environment (besides `--env`).
 const PASSED_THROUGH: [&str; 8] = [
@@ -61,7 +61,10 @@ pub struct RunArgs {
 
 /// The command's environment: the passed-through variables that are set, then `--env`
 /// (a later entry of a name replaces an earlier one).
-fn environment(extra: &[String], lookup: impl Fn(&str) -> Option<String>) -> Vec<(String, String)> {
+pub fn environment(
+    extra: &[String],
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
     let mut set = |k: &str, v: String| {
         env.retain(|(name, _)| name != k);
@@ -86,7 +89,7 @@ fn environment(extra: &[String], lookup: impl Fn(&str) -> Option<String>) -> Vec
 }
 
 /// SIGINT, SIGTERM and SIGHUP kill the guest (the run returns `Interrupted`).
-fn watch_signals() -> Result<()> {
+pub fn watch_signals() -> Result<()> {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
     for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
@@ -125,8 +128,14 @@ pub fn run(command: VmCommand) -> Result<ExitCode> {
         workdir,
         timeout: Duration::from_secs(a.timeout),
     };
+    run_streaming(&vm, &kernel, &req)
+}
+
+/// Runs `req` in a guest of `kernel`, its output streamed to ours as it comes, then one line
+/// with the kernel and the times on stderr; the command's exit status.
+pub fn run_streaming(vm: &Vm, kernel: &Kernel, req: &RunRequest) -> Result<ExitCode> {
     let out = vm
-        .run(&kernel, &req, |stream, bytes| {
+        .run(kernel, req, |stream, bytes| {
             // A closed stdout/stderr must not stop the run.
             let _ = match stream {
                 Stream::Stdout => std::io::stdout().write_all(bytes),

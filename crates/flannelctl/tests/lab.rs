@@ -2,7 +2,8 @@
 //! built, checked, inspected, entered and removed; and a lab whose processes were killed and
 //! whose state file was deleted (a crash) is still removed completely by `down`. In another
 //! 2-host lab, `flannelctl doctor` (run inside a host's namespace with flanneld's flags) finds
-//! a healthy node healthy and names each fault `flannelctl lab fault` injects.
+//! a healthy node healthy and names each fault `flannelctl lab fault` injects. The demo with
+//! ipip, ipsec and wireguard runs inside Debian's kernel under qemu (this kernel has no ipip).
 //!
 //! flanneld and the flannel CNI plugin are the debug binaries next to `flannelctl` in the
 //! target directory (the workspace's `cargo test` builds every binary first).
@@ -592,6 +593,68 @@ fn demo_leaves_other_labs_alone() {
             .any(|l| l["name"].as_str().is_some_and(|n| n.starts_with("demo_"))),
         "the demo's own lab is gone: {list:#}"
     );
+}
+
+/// ipip, ipsec and wireguard in the demo. This machine's kernel has no ipip and no esp4, so
+/// with the default `--kernel auto` the whole demo runs inside Debian's kernel under qemu
+/// (where wireguard uses the kernel module); on a kernel that has them it runs here. Either
+/// way every pod must reach every other pod with each backend.
+#[test]
+fn demo_runs_ipip_ipsec_and_wireguard() {
+    if !require_root("flannelctl::demo_runs_ipip_ipsec_and_wireguard") {
+        return;
+    }
+    let Some((flanneld, plugin)) = binaries("demo_runs_ipip_ipsec_and_wireguard") else {
+        return;
+    };
+    let machine = flannel_vmkernel::Machine::default();
+    if flannel_vmkernel::run::qemu_available(&machine).is_none() {
+        let msg = "demo_runs_ipip_ipsec_and_wireguard: qemu is not installed \
+                   (scripts/install-deps.sh vm), and this kernel may lack ipip";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{msg}; CI=true: refusing to skip");
+        }
+        eprintln!("skipping {msg}");
+        return;
+    }
+    let started = std::time::Instant::now();
+    let out = ctl(&[
+        "lab",
+        "demo",
+        "--backends",
+        "ipip,ipsec,wireguard",
+        "--hosts",
+        "2",
+        "--pods",
+        "1",
+        "--flanneld",
+        flanneld.to_str().expect("utf-8"),
+        "--cni-plugin",
+        plugin.to_str().expect("utf-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let text = ok(out, "lab demo --backends ipip,ipsec,wireguard");
+    eprintln!("the demo took {:.0?}: {stderr}", started.elapsed());
+    let sections: Vec<&str> = text.split("connectivity: ").skip(1).collect();
+    assert_eq!(sections.len(), 3, "one matrix per backend: {text}");
+    for (section, backend) in sections.iter().zip(["ipip", "ipsec", "wireguard"]) {
+        let head = section.lines().next().unwrap_or_default();
+        assert!(
+            head.ends_with(&format!("backend {backend}")),
+            "{head}\n{text}"
+        );
+        assert!(
+            section.contains("2 of 2 pairs ok"),
+            "{backend}: not every pod pair reached: {section}"
+        );
+    }
+    assert!(text.contains("demo OK"), "{text}");
+    if stderr.contains("running the demo inside Debian's") {
+        assert!(
+            stderr.contains("this kernel has no ipip module (backend ipip)"),
+            "the guest was chosen for a reason it names: {stderr}"
+        );
+    }
 }
 
 /// A pid from the lab's state file.

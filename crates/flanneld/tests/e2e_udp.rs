@@ -169,7 +169,10 @@ fn unleased_destination_is_net_unreachable(two: &Two, p1: &Pod) {
 }
 
 /// Pings `to` from `from` until one answer (the peer table fills from etcd), then 10 more
-/// that must all be answered.
+/// that must all be answered: at 20/s on the host; one at a time in the Debian-kernel guest
+/// (each waiting up to its `-W`, which scales there). ping gives up two round trips after its
+/// last request once replies have come, so under emulation a reply delayed by a moment of the
+/// guest descheduled was counted as lost (5 of 10 once, in `make test-kernels`).
 fn pings(two: &Two, from: &Pod, to: &Pod, what: &str) {
     let first = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
         Ok(from
@@ -177,10 +180,23 @@ fn pings(two: &Two, from: &Pod, to: &Pod, what: &str) {
             .all_received())
     });
     assert!(first, "{what} unreachable{}", two.logs());
-    let r = from
-        .ping(to.addr(), 10, Duration::from_millis(50))
-        .expect("ping");
-    assert!(r.all_received(), "{what}: {r:?}{}", two.logs());
+    if flannel_testkit::vm::time_scale() == 1 {
+        let r = from
+            .ping(to.addr(), 10, Duration::from_millis(50))
+            .expect("ping");
+        assert!(r.all_received(), "{what}: {r:?}{}", two.logs());
+        return;
+    }
+    for i in 1..=10 {
+        let r = from
+            .ping(to.addr(), 1, Duration::from_millis(200))
+            .expect("ping");
+        assert!(
+            r.all_received(),
+            "{what}: ping {i} of 10: {r:?}{}",
+            two.logs()
+        );
+    }
 }
 
 /// A 30 MiB TCP transfer from `from` to `to` (iperf3), which must complete.
@@ -191,13 +207,14 @@ fn tcp_transfer(two: &Two, from: &Pod, to: &Pod, what: &str) {
     let addr = to.addr().to_string();
     let mut out = Err(anyhow::anyhow!("not run"));
     // The daemonised server may need a moment to listen (under load, more than the first
-    // try: the client then reports "Connection refused" in its JSON).
+    // try). iperf3 3.12 exits 0 with `-J` even when it cannot connect ("error": "unable to
+    // connect to server: Connection refused"), so an answer with an error is retried too.
     for _ in 0..50 {
         out = from.exec(&["iperf3", "-c", &addr, "-p", port, "-n", "30M", "-J"]);
-        match &out {
-            Ok(json) if !json.contains("Connection refused") => break,
-            _ => std::thread::sleep(Duration::from_millis(100)),
+        if out.as_ref().is_ok_and(|json| !json.contains("\"error\":")) {
+            break;
         }
+        std::thread::sleep(Duration::from_millis(100) * flannel_testkit::vm::time_scale());
     }
     let json = out.unwrap_or_else(|e| panic!("{what}: iperf3 failed: {e:#}{}", two.logs()));
     assert!(
@@ -208,9 +225,11 @@ fn tcp_transfer(two: &Two, from: &Pod, to: &Pod, what: &str) {
     let sent = v["end"]["sum_sent"]["bytes"].as_u64().unwrap_or(0);
     let received = v["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
     assert!(sent >= 30 << 20, "{what}: sent {sent} bytes");
-    // The server's count stops at the test's end marker, a little before the last bytes.
+    // The server's count stops at the test's end marker, before what still sits in the
+    // socket buffers (several MiB on a slow path: 76 % was seen under load). TCP itself
+    // vouches for the rest; this only proves the bulk of the data crossed the datapath.
     assert!(
-        received >= sent / 10 * 8,
+        received >= sent / 2,
         "{what}: received {received} of {sent} bytes"
     );
 }

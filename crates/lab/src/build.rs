@@ -4,10 +4,11 @@
 //! Steps (each one progress line): the switch; each host; etcd (until `/health` answers); the
 //! network config; each host's flanneld (until `/readyz` answers and `subnet.env` is written);
 //! the routes between hosts (until every host has a route to every other host's subnet; not
-//! for `alloc`); each pod (namespace + CNI ADD).
+//! for `alloc`) or, with ipsec, the tunnels (until every host has an ESP SA to and from every
+//! other host); each pod (namespace + CNI ADD).
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use flannel_model::subnet_env::SubnetEnv;
@@ -17,7 +18,9 @@ use crate::cni;
 use crate::error::{LabError, Result};
 use crate::lab::{lab_namespaces, lock, Lab, Progress};
 use crate::naming::{host_name, pod_name, LabName, Role};
-use crate::spec::{self, LabSpec, ETCD_CLIENT_PORT, ETCD_IP, HEALTHZ_PORT, UNDERLAY_PREFIX_LEN};
+use crate::spec::{
+    self, Backend, LabSpec, ETCD_CLIENT_PORT, ETCD_IP, HEALTHZ_PORT, UNDERLAY_PREFIX_LEN,
+};
 use crate::state::{
     EtcdState, HostState, LabPaths, LabState, Phase, PodState, ProcRecord, STATE_VERSION,
 };
@@ -27,9 +30,11 @@ use flannel_sandbox::{cmd, etcd, netns, probe, process, text, wait};
 /// How long etcd may take to answer `/health`.
 const ETCD_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long one flanneld may take to become ready.
-const FLANNELD_TIMEOUT: Duration = Duration::from_secs(30);
+pub const FLANNELD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the hosts may take to learn each other's subnets.
 const ROUTES_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long charon may take to negotiate the ipsec tunnels between all hosts.
+const TUNNELS_TIMEOUT: Duration = Duration::from_secs(30);
 /// The header of the line written to a log before each daemon the lab starts.
 const SPAWN_HEADER: &str = "flannelctl lab";
 /// How many log lines a failed step shows.
@@ -40,6 +45,17 @@ const LOG_TAIL_LINES: usize = 15;
 pub struct UpOptions {
     /// Leave what was built in place when a step fails (for debugging; `down` removes it).
     pub keep_on_failure: bool,
+    /// How many times longer than the usual bounds the waits may take (0 and 1: as usual);
+    /// flannelctl sets it inside Debian's kernel under qemu, where everything runs several
+    /// times slower (`FLANNEL_TEST_TIME_SCALE`).
+    pub time_scale: u32,
+}
+
+impl UpOptions {
+    /// `d` stretched by [`UpOptions::time_scale`].
+    pub fn scaled(&self, d: Duration) -> Duration {
+        d * self.time_scale.max(1)
+    }
 }
 
 /// Programs the lab runs, looked up in `PATH`.
@@ -53,6 +69,14 @@ const TOOLS: [(&str, &str); 6] = [
 ];
 
 use flannel_sandbox::cmd::is_executable;
+
+/// Where flanneld looks for charon after `PATH` (Flannel's search path).
+const CHARON_PATHS: [&str; 4] = [
+    "/usr/lib/strongswan/charon",
+    "/usr/lib/ipsec/charon",
+    "/usr/libexec/strongswan/charon",
+    "/usr/libexec/ipsec/charon",
+];
 pub use flannel_sandbox::cmd::which;
 
 /// Checks everything `up` needs before anything is built.
@@ -62,12 +86,27 @@ pub fn preflight(spec: &LabSpec) -> Result<()> {
             "the lab creates network namespaces: run flannelctl as root".into(),
         ));
     }
-    for (program, package) in TOOLS {
+    let private_run: &[(&str, &str)] = if spec.backend.private_run() {
+        &[("unshare", "util-linux"), ("mount", "mount")]
+    } else {
+        &[]
+    };
+    for (program, package) in TOOLS.iter().chain(private_run) {
         if which(program).is_none() {
             return Err(LabError::Invalid(format!(
                 "{program} is not in PATH (Debian package {package}; scripts/install-deps.sh installs it)"
             )));
         }
+    }
+    if spec.backend == Backend::Ipsec
+        && which("charon").is_none()
+        && !CHARON_PATHS.iter().any(|p| is_executable(Path::new(p)))
+    {
+        return Err(LabError::Invalid(format!(
+            "the ipsec backend needs strongSwan's charon (Debian packages strongswan-charon, \
+             strongswan-swanctl, libstrongswan-standard-plugins), found neither in PATH nor at {}",
+            CHARON_PATHS.join(", ")
+        )));
     }
     let files = [
         (spec.flanneld.clone(), "flanneld (--flanneld)"),
@@ -150,6 +189,7 @@ impl Lab {
             paths,
             state,
             progress,
+            options,
             index: 0,
             total: 0,
         };
@@ -223,6 +263,7 @@ struct Builder<'a> {
     paths: &'a LabPaths,
     state: LabState,
     progress: &'a mut dyn Progress,
+    options: UpOptions,
     index: usize,
     total: usize,
 }
@@ -257,7 +298,13 @@ impl Builder<'_> {
                 |b| b.start_flanneld(n),
             )?;
         }
-        if routes == 1 {
+        if routes == 1 && spec.backend == Backend::Ipsec {
+            self.step(
+                "waiting for the ipsec tunnels between the hosts".into(),
+                None,
+                |b| b.wait_tunnels(),
+            )?;
+        } else if routes == 1 {
             self.step("waiting for routes between the hosts".into(), None, |b| {
                 b.wait_routes()
             })?;
@@ -354,6 +401,10 @@ impl Builder<'_> {
         )?;
         let ip = spec::host_ip(n);
         self.plug(&ns, &host_name(n), ip)?;
+        if self.state.spec.backend.needs_underlay_route() {
+            let network = self.state.spec.network.to_string();
+            netns::ip_in(&ns, &["route", "add", &network, "dev", "eth0"])?;
+        }
         let dir = self.state.dir.join(host_name(n));
         let cni_dir = dir.join("cni");
         std::fs::create_dir_all(&cni_dir)
@@ -400,7 +451,7 @@ impl Builder<'_> {
         self.state.save(self.paths)?;
         wait::wait_for(
             &format!("etcd answering on {}/health", spec::ETCD_ENDPOINT),
-            ETCD_TIMEOUT,
+            self.options.scaled(ETCD_TIMEOUT),
             Duration::from_millis(100),
             || {
                 if !process::is_alive(&proc) {
@@ -423,7 +474,41 @@ impl Builder<'_> {
     }
 
     fn start_flanneld(&mut self, n: u8) -> Result<()> {
-        start_flanneld(self.paths, &mut self.state, n).map(drop)
+        let timeout = self.options.scaled(FLANNELD_TIMEOUT);
+        start_flanneld(self.paths, &mut self.state, n, timeout).map(drop)
+    }
+
+    /// ipsec: every host has an ESP SA from and to every other host's public IP (charon
+    /// negotiated every tunnel).
+    fn wait_tunnels(&mut self) -> Result<()> {
+        let hosts = self.state.hosts.clone();
+        let mut missing = Vec::new();
+        let waited = wait::wait_for(
+            "ESP SAs between every pair of hosts",
+            self.options.scaled(TUNNELS_TIMEOUT),
+            Duration::from_millis(250),
+            || {
+                missing.clear();
+                for h in &hosts {
+                    let sas = netns::ip_in(&h.ns, &["xfrm", "state", "list"])?;
+                    for o in hosts.iter().filter(|o| o.n != h.n) {
+                        for (src, dst) in [(h.ip, o.ip), (o.ip, h.ip)] {
+                            if !has_esp_sa(&sas, src, dst) {
+                                missing.push(format!("{} has no ESP SA {src} → {dst}", h.name));
+                            }
+                        }
+                    }
+                }
+                Ok(missing.is_empty())
+            },
+        );
+        match waited {
+            Err(LabError::Timeout { what, timeout }) => Err(LabError::unexpected(
+                format!("{what} (waited {} s)", timeout.as_secs()),
+                missing.join("; "),
+            )),
+            other => other,
+        }
     }
 
     fn wait_routes(&mut self) -> Result<()> {
@@ -441,7 +526,7 @@ impl Builder<'_> {
         let mut missing = Vec::new();
         let waited = wait::wait_for(
             "routes to every host's subnet on every host",
-            ROUTES_TIMEOUT,
+            self.options.scaled(ROUTES_TIMEOUT),
             Duration::from_millis(100),
             || {
                 missing.clear();
@@ -499,20 +584,32 @@ impl Builder<'_> {
     }
 }
 
-/// Starts host `n`'s flanneld with the lab's command line, records it in the state (saved) and
-/// waits until it answers `/readyz` and its `subnet.env` exists.
-pub fn start_flanneld(paths: &LabPaths, state: &mut LabState, n: u8) -> Result<ProcRecord> {
+/// Starts host `n`'s flanneld with the lab's command line (with ipsec and wireguard in a
+/// private `/run`, the host folder's `run/`: [`spec::flanneld_command`]), records it in the
+/// state (saved) and waits up to `timeout` until it answers `/readyz` and its `subnet.env`
+/// exists.
+pub fn start_flanneld(
+    paths: &LabPaths,
+    state: &mut LabState,
+    n: u8,
+    timeout: Duration,
+) -> Result<ProcRecord> {
     let host = state
         .host(n)
         .cloned()
         .ok_or_else(|| LabError::unexpected("the lab state", format!("no host {n}")))?;
-    let spec = &state.spec;
+    let (program, args) = spec::flanneld_command(
+        &state.spec,
+        &host.subnet_file,
+        &host.dir.join("run"),
+        &paths.root,
+    );
     let proc = process::spawn_detached(
         &host.ns,
-        &spec.flanneld,
-        &spec.flanneld_args(&host.subnet_file),
+        &program,
+        &args,
         &host.log,
-        &["FLANNELD_"],
+        &["FLANNELD_", "WIREGUARD_KEY_FILE"],
         SPAWN_HEADER,
     )?;
     if let Some(h) = state.hosts.iter_mut().find(|h| h.n == n) {
@@ -525,7 +622,7 @@ pub fn start_flanneld(paths: &LabPaths, state: &mut LabState, n: u8) -> Result<P
             host.name,
             host.subnet_file.display()
         ),
-        FLANNELD_TIMEOUT,
+        timeout,
         Duration::from_millis(100),
         || {
             if !process::is_alive(&proc) {
@@ -594,6 +691,23 @@ pub fn missing_routes(table: &str, cidrs: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// Whether `ip xfrm state list` output holds an ESP SA from `src` to `dst` (its first line
+/// per SA: `src A dst B`, the next `proto esp spi … reqid … mode tunnel`).
+pub fn has_esp_sa(text: &str, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+    let head = format!("src {src} dst {dst}");
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == head {
+            if let Some(next) = lines.next() {
+                if next.split_whitespace().take(2).eq(["proto", "esp"]) {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
 /// `etcdctl` (API v3) against the lab's etcd, run in etcd's namespace; stdout.
 pub fn etcdctl(etcd_ns: &str, args: &[&str]) -> Result<String> {
     Ok(etcd::etcdctl_in(etcd_ns, spec::ETCD_ENDPOINT, args)?)
@@ -602,6 +716,36 @@ pub fn etcdctl(etcd_ns: &str, args: &[&str]) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn esp_sas_are_found() {
+        let text = "src 192.0.2.1 dst 192.0.2.2\n\
+                    \tproto esp spi 0xc1a2b3c4 reqid 11 mode tunnel\n\
+                    \treplay-window 0 flag af-unspec\n\
+                    src 192.0.2.3 dst 192.0.2.1\n\
+                    \tproto ah spi 0x1 reqid 1 mode transport\n";
+        let ip = |n| Ipv4Addr::new(192, 0, 2, n);
+        assert!(has_esp_sa(text, ip(1), ip(2)));
+        assert!(!has_esp_sa(text, ip(2), ip(1)));
+        assert!(!has_esp_sa(text, ip(3), ip(1)), "AH is not ESP");
+        assert!(!has_esp_sa("", ip(1), ip(2)));
+        assert!(!has_esp_sa(
+            "src 192.0.2.1 dst 192.0.2.20\n\tproto esp spi 1\n",
+            ip(1),
+            ip(2)
+        ));
+    }
+
+    #[test]
+    fn waits_stretch_with_the_time_scale() {
+        let d = Duration::from_secs(20);
+        assert_eq!(UpOptions::default().scaled(d), d);
+        let slow = UpOptions {
+            time_scale: 4,
+            ..UpOptions::default()
+        };
+        assert_eq!(slow.scaled(d), Duration::from_secs(80));
+    }
 
     #[test]
     fn missing_routes_are_found() {

@@ -21,7 +21,8 @@ pub const PINGS: u32 = 3;
 /// Pairs pinged at the same time.
 const PARALLEL: usize = 8;
 /// Time limit of one ping run (ping itself ends about 1.4 s after it starts: 3 requests
-/// 0.2 s apart, then at most 1 s for the last reply).
+/// 0.2 s apart, then at most 1 s for the last reply); both stretch with
+/// `FLANNEL_TEST_TIME_SCALE` (in the Debian-kernel guest).
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The result of `flannelctl lab check`.
@@ -144,7 +145,7 @@ fn ping_pair(
     to: (&str, std::net::Ipv4Addr),
 ) -> PairResult {
     let ping = ping_command(from_ns, to.1.into(), PINGS, Duration::from_millis(200));
-    match cmd::run(ping, None, PING_TIMEOUT) {
+    match cmd::run(ping, None, PING_TIMEOUT * cmd::time_scale()) {
         Ok(out) => {
             let stats = parse_ping(&out.stdout);
             let error = match stats {

@@ -88,6 +88,12 @@ pub enum LabError {
         /// The lock file.
         path: PathBuf,
     },
+    /// The running kernel lacks a module a backend needs, and `--kernel this` was asked for.
+    #[error("this kernel has {detail}: run the lab with --kernel debian (or auto) to use Debian's kernel under qemu")]
+    KernelLacks {
+        /// `no ipip module (backend ipip)`, …
+        detail: String,
+    },
     /// The user interrupted (Ctrl-C, SIGTERM).
     #[error("interrupted")]
     Interrupted,

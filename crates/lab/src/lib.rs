@@ -13,6 +13,8 @@
 //! - [`state`]: the persistent state and where every file lives;
 //! - [`matrix`], [`render`]: the all-pairs matrix, tables;
 //! - [`cni`]: the CNI plugin calls;
+//! - [`kernel`]: what a backend needs from the kernel, probed, and whether the lab runs here
+//!   or inside Debian's kernel under qemu (flannelctl runs the guest);
 //! - [`lab`]: the [`Lab`] entry point, progress reporting, locking;
 //! - [`build`] (`up`), [`teardown`] (`down`), [`inspect`] (`status`, `list`),
 //!   [`check`] (`check`), [`restart`] (`restart`: one host's flanneld), [`fault`] (`fault`:
@@ -30,6 +32,7 @@ pub mod cni;
 pub mod error;
 pub mod fault;
 pub mod inspect;
+pub mod kernel;
 pub mod lab;
 pub mod matrix;
 pub mod naming;
@@ -43,6 +46,7 @@ pub use build::UpOptions;
 pub use check::CheckReport;
 pub use error::LabError;
 pub use inspect::{LabStatus, LabSummary};
+pub use kernel::{KernelChoice, Placement};
 pub use lab::{Lab, Progress, Quiet};
 pub use naming::LabName;
 pub use restart::RestartReport;

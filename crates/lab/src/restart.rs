@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use flannel_sandbox::process::{self, Stopped};
 use serde::Serialize;
 
-use crate::build::start_flanneld;
+use crate::build::{start_flanneld, FLANNELD_TIMEOUT};
 use crate::error::{LabError, Result};
 use crate::lab::{lock, Lab};
 use crate::naming::{host_name, LabName, Role};
@@ -56,7 +56,7 @@ impl Lab {
         let old = host.flanneld;
         let started = Instant::now();
         let stopped = old.map_or(Stopped::NotRunning, |p| process::stop(&p, STOP_GRACE));
-        let new = start_flanneld(self.paths(), &mut state, n)?;
+        let new = start_flanneld(self.paths(), &mut state, n, FLANNELD_TIMEOUT)?;
         Ok(RestartReport {
             lab: name.to_string(),
             host: host_name(n),

@@ -55,9 +55,17 @@ pub enum Backend {
     #[serde(rename = "udp")]
     Udp,
     /// IP-in-IP through `flannel.ipip` (needs the kernel's ipip module: on a kernel without
-    /// it, run the lab inside Debian's, `flannelctl vm run -- flannelctl lab …`).
+    /// it, flannelctl runs the lab inside Debian's kernel under qemu).
     #[serde(rename = "ipip")]
     Ipip,
+    /// ESP tunnels negotiated by strongSwan's charon (needs the kernel's XFRM; each host has a
+    /// private `/run` for charon's VICI socket).
+    #[serde(rename = "ipsec")]
+    Ipsec,
+    /// WireGuard on `flannel-wg` (the kernel module, or flanneld's userspace WireGuard where
+    /// the kernel has none; each host has a private `/run` for its key `/run/flannel/wgkey`).
+    #[serde(rename = "wireguard")]
+    Wireguard,
     /// The operator's commands (`--backend-option PreStartupCommand=…`, …); without any, a
     /// lease and nothing else, like alloc.
     #[serde(rename = "extension")]
@@ -66,12 +74,14 @@ pub enum Backend {
 
 impl Backend {
     /// Every backend the lab knows.
-    pub const ALL: [Backend; 6] = [
+    pub const ALL: [Backend; 8] = [
         Backend::Vxlan,
         Backend::HostGw,
         Backend::Alloc,
         Backend::Udp,
         Backend::Ipip,
+        Backend::Ipsec,
+        Backend::Wireguard,
         Backend::Extension,
     ];
 
@@ -83,6 +93,8 @@ impl Backend {
             Backend::Alloc => "alloc",
             Backend::Udp => "udp",
             Backend::Ipip => "ipip",
+            Backend::Ipsec => "ipsec",
+            Backend::Wireguard => "wireguard",
             Backend::Extension => "extension",
         }
     }
@@ -94,11 +106,45 @@ impl Backend {
     }
 
     /// Whether every host gets one route per other host's subnet: vxlan, host-gw, ipip (udp
-    /// instead routes the whole network to `flannel0` and looks peers up itself).
+    /// and wireguard instead route the whole network to their device; ipsec programs no
+    /// route at all, its XFRM policies pick the packets).
     pub fn routes_per_host(&self) -> bool {
         matches!(self, Backend::Vxlan | Backend::HostGw | Backend::Ipip)
     }
+
+    /// Whether each host's flanneld runs with a private `/run` (its own mount namespace), as
+    /// on separate machines: ipsec (charon's `/var/run/charon.vici` and `charon.pid`) and
+    /// wireguard (the private key `/run/flannel/wgkey`) would otherwise share one file
+    /// between all hosts.
+    pub fn private_run(&self) -> bool {
+        matches!(self, Backend::Ipsec | Backend::Wireguard)
+    }
+
+    /// Whether the hosts need a route for the pod network on the underlay (a node's default
+    /// route plays that part): ipsec installs no route, and the kernel looks for a route
+    /// before the XFRM policy puts a packet into the tunnel. The route leads nowhere without
+    /// the tunnel (nobody on the underlay answers for a pod address), so the lab's check
+    /// still proves that the packets went through ESP.
+    pub fn needs_underlay_route(&self) -> bool {
+        matches!(self, Backend::Ipsec)
+    }
+
+    /// The members of `Backend` the lab writes unless `--backend-option` gives them: ipsec
+    /// needs a `PSK` of at least 96 characters ([`LAB_PSK`]).
+    pub fn default_options(&self) -> Vec<BackendOption> {
+        match self {
+            Backend::Ipsec => vec![BackendOption {
+                key: "PSK".to_owned(),
+                value: serde_json::Value::String(LAB_PSK.to_owned()),
+            }],
+            _ => Vec::new(),
+        }
+    }
 }
+
+/// The ipsec PSK the lab uses unless `--backend-option PSK=…` gives one: a fixed lab value,
+/// not a secret (Flannel wants at least 96 characters).
+pub const LAB_PSK: &str = "flannel-rs-lab-psk-not-a-secret-0123456789abcdefghijklmnopqrstuvwxyz-0123456789abcdefghijklmnopqrstuvwxyz";
 
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -114,7 +160,7 @@ impl FromStr for Backend {
             .find(|b| b.as_str() == s)
             .ok_or_else(|| {
                 LabError::Invalid(format!(
-                    "unknown backend {s:?} (the lab runs vxlan, host-gw, udp, alloc, ipip or extension)"
+                    "unknown backend {s:?} (the lab runs vxlan, host-gw, udp, alloc, ipip, ipsec, wireguard or extension)"
                 ))
             })
     }
@@ -290,10 +336,15 @@ impl LabSpec {
     }
 
     /// The network config written to `<prefix>/config`: `Network`, then `Backend` with `Type`
-    /// first and the backend options in the order given.
+    /// first, the backend options in the order given, then the backend's
+    /// [`Backend::default_options`] that were not given.
     pub fn net_conf(&self) -> String {
         let mut backend = format!(r#"{{"Type":"{}""#, self.backend);
-        for o in &self.backend_options {
+        let defaults = self.backend.default_options();
+        let missing = defaults
+            .iter()
+            .filter(|d| !self.backend_options.iter().any(|o| o.key == d.key));
+        for o in self.backend_options.iter().chain(missing) {
             backend.push_str(&format!(
                 ",{}:{}",
                 serde_json::Value::String(o.key.clone()),
@@ -319,6 +370,54 @@ impl LabSpec {
         args.extend(self.flanneld_args.iter().cloned());
         args
     }
+}
+
+/// The mount namespace wrapper of a flanneld with a private `/run` ([`Backend::private_run`]),
+/// run by `sh -c` under `unshare --mount --propagation private`: `$1` is the host's folder
+/// that becomes `/run`, `$2` the lab's state root, `$3` where that root appears inside the new
+/// `/run` (empty when the root is not under `/run`), then flanneld and its arguments. Binding
+/// the state root back in keeps `--subnet-file` (and every lab path) where it was; `exec` all
+/// the way, so the pid the lab records is flanneld's.
+pub const PRIVATE_RUN_SCRIPT: &str = r#"set -e
+mkdir -p "$1"
+if [ -n "$3" ]; then mkdir -p "$1$3"; mount --bind "$2" "$1$3"; fi
+mount --rbind "$1" /run
+shift 3
+exec "$@""#;
+
+/// The program and arguments that start flanneld for a host: flanneld itself, or with a
+/// private `/run` (ipsec, wireguard) `unshare` running [`PRIVATE_RUN_SCRIPT`] with `run_dir`
+/// as the host's `/run`. `state_root` is where the lab keeps its state (normally
+/// `/run/flannel-rs/lab`).
+pub fn flanneld_command(
+    spec: &LabSpec,
+    subnet_file: &Path,
+    run_dir: &Path,
+    state_root: &Path,
+) -> (PathBuf, Vec<String>) {
+    let args = spec.flanneld_args(subnet_file);
+    if !spec.backend.private_run() {
+        return (spec.flanneld.clone(), args);
+    }
+    let inner = state_root
+        .strip_prefix("/run")
+        .map(|rel| format!("/{}", rel.display()))
+        .unwrap_or_default();
+    let mut wrapped = vec![
+        "--mount".to_owned(),
+        "--propagation".to_owned(),
+        "private".to_owned(),
+        "/bin/sh".to_owned(),
+        "-c".to_owned(),
+        PRIVATE_RUN_SCRIPT.to_owned(),
+        "flanneld-private-run".to_owned(),
+        run_dir.display().to_string(),
+        state_root.display().to_string(),
+        inner,
+        spec.flanneld.display().to_string(),
+    ];
+    wrapped.extend(args);
+    (PathBuf::from("unshare"), wrapped)
 }
 
 /// etcd's command line (after the binary): a one-member cluster serving clients on
@@ -436,6 +535,78 @@ mod tests {
              --subnet-file=/run/x/h1/subnet.env --ip-masq --healthz-ip=127.0.0.1 \
              --healthz-port=10299 -v=2"
         );
+    }
+
+    #[test]
+    fn new_backends_get_what_they_need() {
+        let mut s = spec();
+        s.backend = Backend::Ipsec;
+        // The lab's PSK unless one is given; Flannel refuses fewer than 96 characters.
+        assert!(LAB_PSK.len() >= 96);
+        assert_eq!(
+            s.net_conf(),
+            format!(
+                r#"{{"Network":"198.18.0.0/16","Backend":{{"Type":"ipsec","PSK":"{LAB_PSK}"}}}}"#
+            )
+        );
+        s.backend_options = vec![
+            "PSK=short".parse().unwrap(),
+            "UDPEncap=true".parse().unwrap(),
+        ];
+        assert_eq!(
+            s.net_conf(),
+            r#"{"Network":"198.18.0.0/16","Backend":{"Type":"ipsec","PSK":"short","UDPEncap":true}}"#
+        );
+        assert!(Backend::Ipsec.needs_underlay_route() && Backend::Ipsec.connects_hosts());
+        assert!(!Backend::Ipsec.routes_per_host() && !Backend::Wireguard.routes_per_host());
+        assert!(Backend::Ipip.routes_per_host() && !Backend::Ipip.private_run());
+        assert!(Backend::Ipsec.private_run() && Backend::Wireguard.private_run());
+        assert!(Backend::Wireguard.default_options().is_empty());
+        assert!(Backend::ALL
+            .iter()
+            .filter(|b| b.needs_underlay_route())
+            .eq([&Backend::Ipsec]));
+    }
+
+    #[test]
+    fn flanneld_gets_a_private_run_where_the_backend_needs_one() {
+        let mut s = spec();
+        let subnet = Path::new("/run/flannel-rs/lab/t/h1/subnet.env");
+        let run = Path::new("/run/flannel-rs/lab/t/h1/run");
+        let root = Path::new("/run/flannel-rs/lab");
+        let (program, args) = flanneld_command(&s, subnet, run, root);
+        assert_eq!(program, PathBuf::from("/bin/flanneld"));
+        assert_eq!(args, s.flanneld_args(subnet));
+        s.backend = Backend::Ipsec;
+        let (program, args) = flanneld_command(&s, subnet, run, root);
+        assert_eq!(program, PathBuf::from("unshare"));
+        assert_eq!(
+            args[..7],
+            [
+                "--mount",
+                "--propagation",
+                "private",
+                "/bin/sh",
+                "-c",
+                PRIVATE_RUN_SCRIPT,
+                "flanneld-private-run"
+            ]
+        );
+        assert_eq!(
+            args[7..11],
+            [
+                "/run/flannel-rs/lab/t/h1/run",
+                "/run/flannel-rs/lab",
+                "/flannel-rs/lab",
+                "/bin/flanneld"
+            ]
+        );
+        assert_eq!(args[11..], s.flanneld_args(subnet)[..]);
+        // A state root outside /run needs no binding back.
+        let (_, args) =
+            flanneld_command(&s, subnet, Path::new("/var/x/h1/run"), Path::new("/var/x"));
+        assert_eq!(args[9], "");
+        assert!(PRIVATE_RUN_SCRIPT.ends_with(r#"exec "$@""#));
     }
 
     #[test]

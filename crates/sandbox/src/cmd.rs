@@ -10,8 +10,27 @@ use std::time::Duration;
 
 use crate::error::{Result, SandboxError};
 
-/// Time limit of a quick command (`ip …`, `sysctl`, `etcdctl`).
+/// Time limit of a quick command (`ip …`, `sysctl`, `etcdctl`) on an ordinary machine; see
+/// [`quick_timeout`].
 pub const CMD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many times slower than usual this machine may be: set inside the Debian-kernel guest
+/// (software emulation), where `ip -n NS link set lo up` has taken over 10 s under load.
+pub const TIME_SCALE_ENV: &str = "FLANNEL_TEST_TIME_SCALE";
+
+/// [`TIME_SCALE_ENV`], at least 1 (1 when unset or not a number).
+pub fn time_scale() -> u32 {
+    std::env::var(TIME_SCALE_ENV)
+        .ok()
+        .and_then(|s| s.parse::<u32>().ok())
+        .filter(|s| *s >= 1)
+        .unwrap_or(1)
+}
+
+/// [`CMD_TIMEOUT`] stretched by [`time_scale`]: the bound of every quick command.
+pub fn quick_timeout() -> Duration {
+    CMD_TIMEOUT * time_scale()
+}
 
 /// A finished command.
 #[derive(Debug)]

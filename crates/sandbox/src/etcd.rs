@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
-use crate::cmd::{self, CMD_TIMEOUT};
+use crate::cmd::{self, quick_timeout};
 use crate::error::Result;
 use crate::{netns, probe, process};
 
@@ -88,7 +88,7 @@ pub fn etcdctl_command(ns: &str, endpoint: &str, args: &[&str]) -> Command {
 
 /// [`etcdctl_command`] run to completion: its stdout, or an error with its stderr.
 pub fn etcdctl_in(ns: &str, endpoint: &str, args: &[&str]) -> Result<String> {
-    cmd::run_ok(etcdctl_command(ns, endpoint, args), None, CMD_TIMEOUT)
+    cmd::run_ok(etcdctl_command(ns, endpoint, args), None, quick_timeout())
 }
 
 #[cfg(test)]

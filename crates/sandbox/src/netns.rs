@@ -14,7 +14,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::cleanup;
-use crate::cmd::{self, Output, CMD_TIMEOUT};
+use crate::cmd::{self, quick_timeout, Output};
 use crate::error::{Result, SandboxError};
 
 /// `ip netns add` is serialised within the process: the first calls on a machine race on
@@ -24,7 +24,7 @@ static NETNS_ADD: Mutex<()> = Mutex::new(());
 /// `ip args…` (in the caller's namespace: only `netns` subcommands and `-n <ns>` are ever
 /// passed by the sandbox).
 pub fn ip(args: &[&str]) -> Result<String> {
-    cmd::run_ok(cmd::command("ip", args), None, CMD_TIMEOUT)
+    cmd::run_ok(cmd::command("ip", args), None, quick_timeout())
 }
 
 /// `ip -n <ns> args…`.
@@ -43,7 +43,7 @@ pub fn in_ns(ns: &str, args: &[&str]) -> Command {
 
 /// `ip netns exec <ns> args…`, stdout or an error (with stderr).
 pub fn exec_in(ns: &str, args: &[&str]) -> Result<String> {
-    cmd::run_ok(in_ns(ns, args), None, CMD_TIMEOUT)
+    cmd::run_ok(in_ns(ns, args), None, quick_timeout())
 }
 
 /// `ip netns exec <ns> args…`, its output whatever the exit status.
@@ -51,7 +51,7 @@ pub fn run_in(ns: &str, args: &[&str]) -> Result<Output> {
     if args.is_empty() {
         return Err(SandboxError::Invalid(format!("empty command for {ns}")));
     }
-    cmd::run(in_ns(ns, args), None, CMD_TIMEOUT)
+    cmd::run(in_ns(ns, args), None, quick_timeout())
 }
 
 /// `sysctl -qw key=value…` inside `ns`.
@@ -222,7 +222,7 @@ impl Netns {
     pub fn bridge(&self, args: &[&str]) -> Result<String> {
         let mut full = vec!["-n", &self.name];
         full.extend_from_slice(args);
-        cmd::run_ok(cmd::command("bridge", &full), None, CMD_TIMEOUT)
+        cmd::run_ok(cmd::command("bridge", &full), None, quick_timeout())
     }
 
     /// `ip netns exec <ns> args…`, stdout or an error.

@@ -64,15 +64,18 @@ impl PingStats {
     }
 }
 
-/// `ip netns exec <ns> ping -n -q -c <count> -i <interval> -W 1 <dst>` (IPv4 or IPv6).
+/// `ip netns exec <ns> ping -n -q -c <count> -i <interval> -W <1 × time scale> <dst>` (IPv4 or IPv6).
 pub fn ping_command(ns: &str, dst: IpAddr, count: u32, interval: Duration) -> Command {
     let count = count.to_string();
     let interval = format!("{:.3}", interval.as_secs_f64());
     let dst = dst.to_string();
+    // How long ping waits for the last reply: 1 s, stretched under emulation (a late reply
+    // is then counted, not lost).
+    let wait = crate::cmd::time_scale().to_string();
     netns::in_ns(
         ns,
         &[
-            "ping", "-n", "-q", "-c", &count, "-i", &interval, "-W", "1", &dst,
+            "ping", "-n", "-q", "-c", &count, "-i", &interval, "-W", &wait, &dst,
         ],
     )
 }

@@ -872,7 +872,7 @@ impl Pod {
         netns_exec_ok(&self.ns, args)
     }
 
-    /// `ping -c count -i interval -W 1 -q dst` from the pod (IPv4 or IPv6, after `dst`);
+    /// `ping -c count -i interval -W <1 s × time scale> -q dst` from the pod (IPv4 or IPv6, after `dst`);
     /// counts from the summary line. Loss is not an error; a ping that prints no summary is.
     pub fn ping(
         &self,
@@ -1307,7 +1307,7 @@ mod tests {
 
     /// `program args` (in the test's namespace): stdout, or an error with stderr.
     fn run_ok(program: &str, args: &[&str]) -> Result<String> {
-        Ok(cmd::sh(program, args, cmd::CMD_TIMEOUT)?)
+        Ok(cmd::sh(program, args, cmd::quick_timeout())?)
     }
 
     #[test]

@@ -145,8 +145,9 @@ pub fn in_debian_kernel(name: &str) -> bool {
 }
 
 /// Set in the guest's environment: how many times longer than on the host the topology's
-/// waits may take there (software emulation is 15–30× slower; the guest's timers are not).
-pub const TIME_SCALE_ENV: &str = "FLANNEL_TEST_TIME_SCALE";
+/// waits (and every quick command of the sandbox) may take there (software emulation is
+/// 15–30× slower; the guest's timers are not).
+pub const TIME_SCALE_ENV: &str = flannel_sandbox::cmd::TIME_SCALE_ENV;
 
 /// The guest's default [`TIME_SCALE_ENV`].
 pub const GUEST_TIME_SCALE: u32 = 4;
@@ -159,9 +160,5 @@ pub fn scaled(d: Duration) -> Duration {
 
 /// The factor [`scaled`] uses: [`TIME_SCALE_ENV`], at least 1.
 pub fn time_scale() -> u32 {
-    std::env::var(TIME_SCALE_ENV)
-        .ok()
-        .and_then(|s| s.parse::<u32>().ok())
-        .filter(|s| *s >= 1)
-        .unwrap_or(1)
+    flannel_sandbox::cmd::time_scale()
 }
