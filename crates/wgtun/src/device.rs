@@ -78,9 +78,10 @@ impl std::fmt::Debug for Device {
 
 impl Device {
     /// Open TUN device `name` (up, `mtu`, with `addr4/32` and/or `addr6/128`; multi-queue
-    /// with offloads where the kernel allows) and bind UDP `port` on every address of the
-    /// family (`v6_socket`: `[::]`, else `0.0.0.0`), one socket per queue, as the kernel's
-    /// device does. Must run inside a tokio runtime.
+    /// with offloads where the kernel allows) and bind UDP `port` on every address
+    /// (`v6_socket`: `[::]`, dual-stack — IPv4 alone where the kernel has no IPv6 —, else
+    /// `0.0.0.0`), one socket per queue, as the kernel's device does. Must run inside a tokio
+    /// runtime.
     pub async fn open(
         name: &str,
         mtu: u16,
@@ -96,7 +97,20 @@ impl Device {
         } else {
             SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
         };
-        let mut socks = bind_sockets(bind, queues.len())?;
+        let mut socks = match bind_sockets(bind, queues.len()) {
+            // A kernel without IPv6: the IPv4 socket is all there can be.
+            Err(DeviceError::Bind { cause, .. })
+                if v6_socket && cause.raw_os_error() == Some(nix::libc::EAFNOSUPPORT) =>
+            {
+                warn!(
+                    dev = name,
+                    "wireguard (userspace): no IPv6 in this kernel; listening on IPv4 only"
+                );
+                let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+                bind_sockets(v4, queues.len())?
+            }
+            r => r?,
+        };
         let n = queues.len().min(socks.len());
         queues.truncate(n);
         socks.truncate(n);
