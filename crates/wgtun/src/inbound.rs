@@ -225,3 +225,19 @@ fn remember(peer: &Peer, from: SocketAddr) {
         *e = Some(from);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_v4_mapped_sender_is_known_by_its_ipv4_address() {
+        let mapped: SocketAddr = "[::ffff:192.0.2.7]:51820".parse().expect("addr");
+        assert_eq!(
+            canonical(mapped),
+            "192.0.2.7:51820".parse::<SocketAddr>().expect("addr")
+        );
+        let v6: SocketAddr = "[2001:db8::7]:51821".parse().expect("addr");
+        assert_eq!(canonical(v6), v6);
+    }
+}
