@@ -151,13 +151,17 @@ pub fn error_summary(text: &str) -> String {
     }
 }
 
-/// The udp backend's start-up line saying which fast-path features are in use
-/// (`udp fast path: queues=2 …`), from a flanneld log, without colours and log prefix.
+/// The udp backend's (or the userspace WireGuard's) start-up line saying which fast-path
+/// features are in use (`udp fast path: queues=2 …`), from a flanneld log, without colours
+/// and log prefix.
 pub fn fast_path_note(log: &str) -> Option<String> {
     let plain = strip_ansi(log);
-    plain
-        .lines()
-        .find_map(|l| l.find("udp fast path").map(|i| l[i..].trim().to_owned()))
+    plain.lines().find_map(|l| {
+        ["udp fast path", "wireguard (userspace) fast path"]
+            .iter()
+            .find_map(|p| l.find(p))
+            .map(|i| l[i..].trim().to_owned())
+    })
 }
 
 /// `text` without ANSI escape sequences (`ESC [ … letter`).
@@ -689,6 +693,13 @@ mod tests {
             Some("udp fast path: queues=2 tun_offload=tso4,tso6,uso udp_gso=on udp_gro=on")
         );
         assert_eq!(fast_path_note("INFO vxlan device created\n"), None);
+        assert_eq!(
+            fast_path_note(
+                "INFO wireguard (userspace) fast path: queues=2 tun_offload=on udp_gso=on udp_gro=on\n"
+            )
+            .as_deref(),
+            Some("wireguard (userspace) fast path: queues=2 tun_offload=on udp_gso=on udp_gro=on")
+        );
     }
 
     // Test fixtures: small positive numbers, whole by construction.

@@ -126,7 +126,9 @@ async fn open_userspace(
             .filter(|_| d.families.v6)
             .map(|n| n.network());
         let mtu = u16::try_from(d.mtu).unwrap_or(u16::MAX);
-        let v6_socket = d.endpoint_family == Some(EndpointFamily::V6);
+        // `auto` (no fixed family) reaches peers over either: one dual-stack socket, as the
+        // kernel's device listens on both families.
+        let v6_socket = d.endpoint_family != Some(EndpointFamily::V4);
         let dev = flannel_wgtun::Device::open(
             &d.name,
             mtu,

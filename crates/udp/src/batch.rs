@@ -46,11 +46,12 @@ impl Limits {
     }
 }
 
-/// One send: the packets `Grouper::packets(send)` to `to`.
+/// One send: the packets `Grouper::packets(send)` to `to` (the peer's endpoint: a
+/// `SocketAddrV4` for the udp backend, any `Copy + Eq` destination for other users).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Send {
+pub struct Send<D = SocketAddrV4> {
     /// The peer's endpoint.
-    pub to: SocketAddrV4,
+    pub to: D,
     /// The length of every packet of the send but the last (which is not longer).
     pub segment_size: usize,
     /// Number of packets.
@@ -64,33 +65,41 @@ pub struct Send {
 }
 
 /// Groups batches of packets into sends; reused from batch to batch.
-#[derive(Debug, Default)]
-pub struct Grouper {
-    sends: Vec<Send>,
+#[derive(Debug)]
+pub struct Grouper<D = SocketAddrV4> {
+    sends: Vec<Send<D>>,
     /// Packet ids, grouped by send.
     order: Vec<usize>,
     /// `(packet id, send index)` in input order (scratch).
     assigned: Vec<(usize, usize)>,
     /// `(destination, index of its open send)` (scratch; few peers per batch).
-    open: Vec<(SocketAddrV4, usize)>,
+    open: Vec<(D, usize)>,
     /// Per send, where its next packet goes in `order` (scratch).
     cursor: Vec<usize>,
 }
 
-impl Grouper {
+impl<D> Default for Grouper<D> {
+    fn default() -> Self {
+        Grouper {
+            sends: Vec::new(),
+            order: Vec::new(),
+            assigned: Vec::new(),
+            open: Vec::new(),
+            cursor: Vec::new(),
+        }
+    }
+}
+
+impl<D: Copy + Eq> Grouper<D> {
     /// An empty grouper.
-    pub fn new() -> Grouper {
+    pub fn new() -> Grouper<D> {
         Grouper::default()
     }
 
     /// Groups `packets` — `(id, destination, length)` in the order they were read; the id is
     /// the caller's (e.g. a buffer slot) and comes back from [`Grouper::packets`] — replacing
     /// the previous batch's sends.
-    pub fn group(
-        &mut self,
-        packets: impl IntoIterator<Item = (usize, SocketAddrV4, usize)>,
-        limits: Limits,
-    ) {
+    pub fn group(&mut self, packets: impl IntoIterator<Item = (usize, D, usize)>, limits: Limits) {
         self.sends.clear();
         self.order.clear();
         self.assigned.clear();
@@ -151,12 +160,12 @@ impl Grouper {
     }
 
     /// The sends of the last batch, in order.
-    pub fn sends(&self) -> &[Send] {
+    pub fn sends(&self) -> &[Send<D>] {
         &self.sends
     }
 
     /// The packet ids of `send`, in the order they were read.
-    pub fn packets(&self, send: &Send) -> &[usize] {
+    pub fn packets(&self, send: &Send<D>) -> &[usize] {
         &self.order[send.start..send.start + send.count]
     }
 }

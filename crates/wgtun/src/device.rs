@@ -1,29 +1,32 @@
-//! A userspace WireGuard device: a TUN device of the backend's name, a UDP socket on its
-//! listen port, and the tasks between them. Outgoing: a packet read from the TUN device goes
+//! A userspace WireGuard device: a TUN device of the backend's name, UDP sockets on its
+//! listen port, and the workers between them. Outgoing: a packet read from the TUN device goes
 //! to the peer whose allowed IPs hold its destination, encrypted (boringtun queues it and
 //! starts a handshake when there is no session yet). Incoming: a datagram is matched to its
 //! peer by session index (or, for a handshake initiation, by the sender's static key), and a
 //! decrypted packet reaches the TUN device only when its source lies in that peer's allowed
 //! IPs. The timers (rekey, keepalive, retransmits) run every 100 ms.
 //!
-//! The workers run on the tokio runtime's threads: each direction is its own task, and
-//! `readers` tasks per direction share the device and socket, so encryption and decryption
-//! spread over the cores.
+//! The datapath is the udp backend's engine (`flannel_udp`'s segmenting, grouping,
+//! coalescing and scatter-gather writes) with encryption in between: the TUN device is
+//! multi-queue with `IFF_VNET_HDR` offloads ([`crate::queues`]), each queue has its own UDP
+//! socket (`SO_REUSEPORT`, UDP GSO/GRO) and its own pair of OS threads
+//! ([`crate::outbound`], [`crate::inbound`]), so the encryption and decryption of different
+//! flows run on different cores.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
-use boringtun::noise::handshake::parse_handshake_anon;
-use boringtun::noise::{Packet, Tunn, TunnResult};
-use flannel_model::WgKey;
+use boringtun::noise::TunnResult;
 use flannel_planner::wireguard::{DeviceConfig, DeviceOp};
-use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
-use tun_rs::{AsyncDevice, DeviceBuilder};
+use tracing::{debug, info, warn};
+use tun_rs::SyncDevice;
 
-use crate::peers::{Peer, PeerTable};
+use crate::inbound::Inbound;
+use crate::outbound::Outbound;
+use crate::peers::PeerTable;
+use crate::queues::{bind_sockets, default_queues, open_tun, Features, Sock, Stop};
 
 /// Room for the largest packet plus WireGuard's overhead.
 const BUF: usize = 65_535 + 64;
@@ -55,21 +58,30 @@ pub enum DeviceError {
 #[derive(Clone)]
 pub struct Device {
     name: String,
-    tun: Arc<AsyncDevice>,
-    sock: Arc<UdpSocket>,
+    mtu: u16,
+    features: Features,
+    /// The TUN queues, until [`Device::run`] hands them to its workers.
+    queues: Arc<Mutex<Vec<SyncDevice>>>,
+    /// One socket per queue; the first also carries the timers' messages.
+    socks: Arc<Vec<Arc<Sock>>>,
     table: Arc<RwLock<PeerTable>>,
 }
 
 impl std::fmt::Debug for Device {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Device").field("name", &self.name).finish()
+        f.debug_struct("Device")
+            .field("name", &self.name)
+            .field("features", &self.features)
+            .finish_non_exhaustive()
     }
 }
 
 impl Device {
-    /// Open TUN device `name` (up, `mtu`, with `addr4/32` and/or `addr6/128`) and bind UDP
-    /// `port` on every address of the family (`v6_socket`: `[::]`, else `0.0.0.0`), as the
-    /// kernel's device does. Must run inside a tokio runtime.
+    /// Open TUN device `name` (up, `mtu`, with `addr4/32` and/or `addr6/128`; multi-queue
+    /// with offloads where the kernel allows) and bind UDP `port` on every address
+    /// (`v6_socket`: `[::]`, dual-stack — IPv4 alone where the kernel has no IPv6 —, else
+    /// `0.0.0.0`), one socket per queue, as the kernel's device does. Must run inside a tokio
+    /// runtime.
     pub async fn open(
         name: &str,
         mtu: u16,
@@ -79,35 +91,46 @@ impl Device {
         v6_socket: bool,
         private_key: [u8; 32],
     ) -> Result<Device, DeviceError> {
-        let mut b = DeviceBuilder::new()
-            .name(name)
-            .mtu(mtu)
-            .packet_information(false);
-        if let Some(a) = addr4 {
-            b = b.ipv4(a, 32u8, None);
-        }
-        if let Some(a) = addr6 {
-            b = b.ipv6(a, 128u8);
-        }
-        let tun = b
-            .enable(true)
-            .build_async()
-            .map_err(|cause| DeviceError::Tun {
-                name: name.to_owned(),
-                cause,
-            })?;
+        let (mut queues, tun_offload) = open_tun(name, mtu, addr4, addr6, default_queues())?;
         let bind = if v6_socket {
             SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)
         } else {
             SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
         };
-        let sock = UdpSocket::bind(bind)
-            .await
-            .map_err(|cause| DeviceError::Bind { addr: bind, cause })?;
+        let mut socks = match bind_sockets(bind, queues.len()) {
+            // A kernel without IPv6: the IPv4 socket is all there can be.
+            Err(DeviceError::Bind { cause, .. })
+                if v6_socket && cause.raw_os_error() == Some(nix::libc::EAFNOSUPPORT) =>
+            {
+                warn!(
+                    dev = name,
+                    "wireguard (userspace): no IPv6 in this kernel; listening on IPv4 only"
+                );
+                let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+                bind_sockets(v4, queues.len())?
+            }
+            r => r?,
+        };
+        let n = queues.len().min(socks.len());
+        queues.truncate(n);
+        socks.truncate(n);
+        let features = Features {
+            queues: n,
+            tun_offload,
+            udp_gso_segments: socks
+                .iter()
+                .map(|s| s.state.max_gso_segments())
+                .min()
+                .unwrap_or(1),
+            udp_gro: socks.iter().all(|s| s.state.gro_segments() > 1),
+        };
+        info!(dev = name, "wireguard (userspace) fast path: {features}");
         Ok(Device {
             name: name.to_owned(),
-            tun: Arc::new(tun),
-            sock: Arc::new(sock),
+            mtu,
+            features,
+            queues: Arc::new(Mutex::new(queues)),
+            socks: Arc::new(socks.into_iter().map(Arc::new).collect()),
             table: Arc::new(RwLock::new(PeerTable::new(private_key, port))),
         })
     }
@@ -115,6 +138,11 @@ impl Device {
     /// The device's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// What the datapath runs with.
+    pub fn features(&self) -> Features {
+        self.features
     }
 
     /// The configuration, as the planner's diff reads it.
@@ -130,102 +158,87 @@ impl Device {
         }
     }
 
-    /// Move packets until `cancel` fires: `workers` tasks per direction and the timers.
+    /// Move packets until `cancel` fires: per queue (at most `workers` of them) one thread
+    /// each way, and the timers. A second call finds the queues taken and only waits.
     pub async fn run(self, workers: usize, cancel: CancellationToken) {
-        let mut tasks = Vec::new();
-        for _ in 0..workers.max(1) {
-            tasks.push(tokio::spawn(self.clone().outbound(cancel.clone())));
-            tasks.push(tokio::spawn(self.clone().inbound(cancel.clone())));
+        let queues = std::mem::take(&mut *lock(&self.queues));
+        if queues.is_empty() {
+            warn!(dev = %self.name, "wireguard (userspace): the device's workers already run");
+            cancel.cancelled().await;
+            return;
         }
-        tasks.push(tokio::spawn(self.clone().timers(cancel.clone())));
-        for t in tasks {
-            let _ = t.await;
-        }
-    }
-
-    /// TUN → encrypt → UDP.
-    async fn outbound(self, cancel: CancellationToken) {
-        let mut pkt = vec![0u8; BUF];
-        let mut out = vec![0u8; BUF];
-        loop {
-            let n = tokio::select! {
-                _ = cancel.cancelled() => return,
-                r = self.tun.recv(&mut pkt) => match r {
-                    Ok(n) => n,
-                    Err(e) => { warn!(dev = %self.name, error = %e, "reading the TUN device"); continue; }
-                },
+        let stop = match Stop::new() {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                warn!(dev = %self.name, error = %e, "wireguard (userspace): no stop eventfd; not forwarding");
+                cancel.cancelled().await;
+                return;
+            }
+        };
+        let mut threads = Vec::new();
+        for (i, (tun, sock)) in queues
+            .into_iter()
+            .zip(self.socks.iter())
+            .take(workers.max(1))
+            .enumerate()
+        {
+            let tun = Arc::new(tun);
+            let out = Outbound {
+                name: self.name.clone(),
+                tun: Arc::clone(&tun),
+                sock: Arc::clone(sock),
+                table: Arc::clone(&self.table),
+                stop: Arc::clone(&stop),
+                offload: self.features.tun_offload,
+                mtu: usize::from(self.mtu),
             };
-            let packet = &pkt[..n];
-            let Some(dst) = Tunn::dst_address(packet) else {
-                continue;
+            let inb = Inbound {
+                name: self.name.clone(),
+                tun,
+                sock: Arc::clone(sock),
+                table: Arc::clone(&self.table),
+                stop: Arc::clone(&stop),
+                offload: self.features.tun_offload,
             };
-            let Some(peer) = read(&self.table).route(dst) else {
-                continue; // no peer for it: dropped, as the kernel's device drops it
-            };
-            let len = match lock(&peer).encapsulate(packet, &mut out) {
-                TunnResult::WriteToNetwork(b) => b.len(),
-                TunnResult::Err(e) => {
-                    debug!(dev = %self.name, error = ?e, "encrypting");
-                    continue;
-                }
-                _ => continue, // queued until the handshake completes
-            };
-            self.send(&peer, &out[..len]).await;
-        }
-    }
-
-    /// UDP → decrypt → TUN.
-    async fn inbound(self, cancel: CancellationToken) {
-        let mut dgram = vec![0u8; BUF];
-        let mut out = vec![0u8; BUF];
-        loop {
-            let (n, from) = tokio::select! {
-                _ = cancel.cancelled() => return,
-                r = self.sock.recv_from(&mut dgram) => match r {
-                    Ok(v) => v,
-                    Err(e) => { debug!(dev = %self.name, error = %e, "receiving"); continue; }
-                },
-            };
-            let Some(peer) = self.peer_of(&dgram[..n]) else {
-                continue;
-            };
-            let mut first = true;
-            loop {
-                let datagram: &[u8] = if first { &dgram[..n] } else { &[] };
-                let src = first.then_some(from.ip());
-                first = false;
-                let action = match lock(&peer).decapsulate(src, datagram, &mut out) {
-                    TunnResult::WriteToNetwork(b) => Action::Network(b.len()),
-                    TunnResult::WriteToTunnelV4(b, s) => Action::Tunnel(b.len(), IpAddr::V4(s)),
-                    TunnResult::WriteToTunnelV6(b, s) => Action::Tunnel(b.len(), IpAddr::V6(s)),
-                    TunnResult::Done => Action::Done,
-                    TunnResult::Err(e) => {
-                        debug!(dev = %self.name, %from, error = ?e, "decrypting");
-                        Action::Done
+            for (what, spawned) in [
+                (
+                    "tx",
+                    std::thread::Builder::new()
+                        .name(format!("wg-tx{i}"))
+                        .spawn(move || out.run()),
+                ),
+                (
+                    "rx",
+                    std::thread::Builder::new()
+                        .name(format!("wg-rx{i}"))
+                        .spawn(move || inb.run()),
+                ),
+            ] {
+                match spawned {
+                    Ok(h) => threads.push(h),
+                    Err(e) => {
+                        warn!(dev = %self.name, worker = what, error = %e, "wireguard (userspace): cannot start a worker");
                     }
-                };
-                match action {
-                    Action::Network(len) => {
-                        // A handshake answer or a queued packet: then ask again (boringtun
-                        // hands out what it queued one call at a time).
-                        self.remember(&peer, from);
-                        let _ = self.sock.send_to(&out[..len], from).await;
-                    }
-                    Action::Tunnel(len, src) => {
-                        self.remember(&peer, from);
-                        if peer.allows(src) && len > 0 {
-                            let _ = self.tun.send(&out[..len]).await;
-                        }
-                        break;
-                    }
-                    Action::Done => break,
                 }
             }
         }
+        self.timers(cancel).await;
+        stop.fire();
+        let joined = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                if t.join().is_err() {
+                    warn!("wireguard (userspace): a worker panicked");
+                }
+            }
+        })
+        .await;
+        if let Err(e) = joined {
+            warn!(error = %e, "wireguard (userspace): joining the workers failed");
+        }
     }
 
-    /// Rekeys, keepalives, handshake retransmits.
-    async fn timers(self, cancel: CancellationToken) {
+    /// Rekeys, keepalives, handshake retransmits, until `cancel` fires.
+    async fn timers(&self, cancel: CancellationToken) {
         let mut out = vec![0u8; BUF];
         let mut tick = tokio::time::interval(TICK);
         loop {
@@ -235,69 +248,33 @@ impl Device {
             }
             let peers = read(&self.table).all();
             for peer in peers {
-                let len = match lock(&peer).update_timers(&mut out) {
+                let len = match lock(&peer.tunn).update_timers(&mut out) {
                     TunnResult::WriteToNetwork(b) => b.len(),
                     _ => continue,
                 };
-                self.send(&peer, &out[..len]).await;
-            }
-        }
-    }
-
-    /// The peer a datagram belongs to.
-    fn peer_of(&self, dgram: &[u8]) -> Option<Arc<Peer>> {
-        let t = read(&self.table);
-        match Tunn::parse_incoming_packet(dgram).ok()? {
-            Packet::HandshakeInit(init) => {
-                let (private, public) = t.static_keys();
-                let half = parse_handshake_anon(private, public, &init).ok()?;
-                t.by_key(&WgKey(half.peer_static_public))
-            }
-            Packet::HandshakeResponse(p) => t.by_session(p.receiver_idx),
-            Packet::PacketCookieReply(p) => t.by_session(p.receiver_idx),
-            Packet::PacketData(p) => t.by_session(p.receiver_idx),
-        }
-    }
-
-    fn remember(&self, peer: &Peer, from: SocketAddr) {
-        let mut e = match peer.endpoint.lock() {
-            Ok(e) => e,
-            Err(p) => p.into_inner(),
-        };
-        if *e != Some(from) {
-            *e = Some(from);
-        }
-    }
-
-    async fn send(&self, peer: &Peer, bytes: &[u8]) {
-        let to = match peer.endpoint.lock() {
-            Ok(e) => *e,
-            Err(p) => *p.into_inner(),
-        };
-        if let Some(to) = to {
-            if let Err(e) = self.sock.send_to(bytes, to).await {
-                debug!(dev = %self.name, %to, error = %e, "sending");
+                let to = *lock(&peer.endpoint);
+                if let (Some(to), Some(sock)) = (to, self.socks.first()) {
+                    if let Err(e) = sock.sock.send_to(&out[..len], sock.dest(to)) {
+                        debug!(dev = %self.name, %to, error = %e, "wireguard (userspace): sending failed");
+                    }
+                }
             }
         }
     }
 }
 
-enum Action {
-    Network(usize),
-    Tunnel(usize, IpAddr),
-    Done,
-}
-
-fn read(t: &RwLock<PeerTable>) -> std::sync::RwLockReadGuard<'_, PeerTable> {
+/// The table for reading, whether or not a writer panicked.
+pub(crate) fn read(t: &RwLock<PeerTable>) -> RwLockReadGuard<'_, PeerTable> {
     match t.read() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
     }
 }
 
-fn lock(p: &Peer) -> std::sync::MutexGuard<'_, Tunn> {
-    match p.tunn.lock() {
+/// A mutex's contents, whether or not a holder panicked.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
         Ok(g) => g,
-        Err(e) => e.into_inner(),
+        Err(p) => p.into_inner(),
     }
 }
