@@ -28,48 +28,31 @@
 
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
-use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{SocketAddr, SocketAddrV4};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::eventfd::{EfdFlags, EventFd};
-use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
+use nix::poll::PollFlags;
+use quinn_udp::{RecvMeta, Transmit, UdpSockRef};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
-use tun_rs::{
-    DeviceBuilder, GROTable, SyncDevice, VirtioNetHdr, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN,
-};
+use tun_rs::{GROTable, SyncDevice, VirtioNetHdr, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
 use crate::batch::{Grouper, Limits};
 use crate::coalesce::Coalescer;
 use crate::decide::{inbound, outbound, Counters, Inbound, Outbound};
 use crate::device::DeviceError;
 use crate::packet::IcmpUnreachable;
+use crate::queues::{self, Sock, Stop, TunSpec, Wake};
 use crate::route::PeerTable;
 use crate::segment::Tso;
 use crate::sgio::{is_tcp4_gso, split_other, write_group, Sent, TsoSender, MAX_TSO_SEGMENTS};
 use crate::stats::{ProxyCounters, Slot, Stats};
 
-/// Most worker queues, whatever the core count.
-pub const MAX_QUEUES: usize = 4;
-
-/// Receive buffer size asked for (forced past `rmem_max` where we may; the kernel doubles it).
-///
-/// The receiving worker is the bottleneck of a busy tunnel, so the standing queue of the TCP
-/// flows inside sits in this buffer: it must hold what they keep in flight, up to
-/// `tcp_wmem`'s maximum (4 MiB by default) per flow. At 4 MiB (8 MiB effective), 4 parallel
-/// streams overflowed it (`Udp: RcvbufErrors`), and each overflow drops a whole GRO
-/// super-datagram: up to 64 inner TCP segments at once, ~4,000 retransmits per 10 s run.
-const RECV_BUFFER: usize = 16 << 20;
-
-/// Send buffer size asked for (forced past `wmem_max` where we may). A full send buffer only
-/// makes the worker wait (`EAGAIN`, then `poll`), it drops nothing.
-const SEND_BUFFER: usize = 4 << 20;
+pub use crate::queues::{default_queues, MAX_QUEUES};
 
 /// A TUN read of a GSO packet needs room for its segments: keep reading into a batch only
 /// while at least this many slots are free.
@@ -86,8 +69,8 @@ const TUN_WRITE_BATCH: usize = IDEAL_BATCH_SIZE;
 /// (tun-rs wants twice the header's room).
 const TUN_WRITE_CAPACITY: usize = 65_536 + 2 * VIRTIO_NET_HDR_LEN;
 
-/// `poll` timeout, so that a lost wake-up still ends a worker in bounded time.
-const POLL_TIMEOUT_MS: u16 = 500;
+/// The datapath's name in its log lines.
+const LABEL: &str = "udp fast path";
 
 /// Pause after an unexpected I/O error, so a persistent one does not spin a core.
 const ERROR_PAUSE: Duration = Duration::from_millis(10);
@@ -125,12 +108,6 @@ impl fmt::Display for Features {
     }
 }
 
-/// One UDP socket with its quinn-udp state.
-struct Sock {
-    sock: UdpSocket,
-    state: UdpSocketState,
-}
-
 /// The opened fast path, ready to [`run`](FastPath::run).
 pub struct FastPath {
     queues: Vec<SyncDevice>,
@@ -150,132 +127,6 @@ impl fmt::Debug for FastPath {
     }
 }
 
-/// The number of workers for this machine: available cores, at most [`MAX_QUEUES`].
-pub fn default_queues() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, MAX_QUEUES)
-}
-
-fn build_tun(
-    name: &str,
-    addr: Ipv4Addr,
-    mtu: u16,
-    offload: bool,
-    multi_queue: bool,
-) -> io::Result<SyncDevice> {
-    DeviceBuilder::new()
-        .name(name)
-        .mtu(mtu)
-        .packet_information(false)
-        .ipv4(addr, 32u8, None)
-        .offload(offload)
-        .multi_queue(multi_queue)
-        .enable(true)
-        .build_sync()
-}
-
-/// Opens `name` with up to `want` queues, dropping offload, then multi-queue, on refusal.
-/// Returns the queues and whether offload (and USO) is on.
-fn open_tun_queues(
-    name: &str,
-    addr: Ipv4Addr,
-    mtu: u16,
-    want: usize,
-) -> Result<(Vec<SyncDevice>, bool, bool), DeviceError> {
-    let mq = want > 1;
-    let mut attempts = vec![(true, mq), (false, mq)];
-    if mq {
-        attempts.extend([(true, false), (false, false)]);
-    }
-    let mut last = None;
-    for (offload, multi_queue) in attempts {
-        let first = match build_tun(name, addr, mtu, offload, multi_queue) {
-            Ok(d) => d,
-            Err(e) => {
-                debug!(offload, multi_queue, error = %e, "udp fast path: TUN refused");
-                last = Some(e);
-                continue;
-            }
-        };
-        let tso = first.tcp_gso();
-        let uso = first.udp_gso();
-        let mut queues = vec![first];
-        while multi_queue && queues.len() < want {
-            match queues[0].try_clone() {
-                Ok(q) => queues.push(q),
-                Err(e) => {
-                    debug!(error = %e, "udp fast path: no further TUN queue");
-                    break;
-                }
-            }
-        }
-        return Ok((queues, tso, uso));
-    }
-    Err(DeviceError::Tun {
-        name: name.to_owned(),
-        cause: last.unwrap_or_else(|| io::Error::other("no attempt made")),
-    })
-}
-
-fn bind_one(addr: SocketAddrV4, reuse_port: bool) -> io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    if reuse_port {
-        s.set_reuse_port(true)?;
-    }
-    s.bind(&SocketAddr::V4(addr).into())?;
-    let fd = s.as_fd();
-    if nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::RcvBufForce, &RECV_BUFFER)
-        .is_err()
-    {
-        let _ = s.set_recv_buffer_size(RECV_BUFFER);
-    }
-    if nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::SndBufForce, &SEND_BUFFER)
-        .is_err()
-    {
-        let _ = s.set_send_buffer_size(SEND_BUFFER);
-    }
-    Ok(s.into())
-}
-
-/// Binds up to `want` sockets on `addr` (`SO_REUSEPORT` when more than one).
-fn bind_sockets(addr: SocketAddrV4, want: usize) -> Result<Vec<Sock>, DeviceError> {
-    let bind_err = |cause| DeviceError::Bind { addr, cause };
-    let wrap = |sock: UdpSocket| -> io::Result<Sock> {
-        let state = UdpSocketState::new(UdpSockRef::from(&sock))?;
-        Ok(Sock { sock, state })
-    };
-    let first = if want > 1 {
-        match bind_one(addr, true) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                debug!(error = %e, "udp fast path: SO_REUSEPORT refused, one socket");
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let Some(first) = first else {
-        return Ok(vec![
-            wrap(bind_one(addr, false).map_err(bind_err)?).map_err(bind_err)?
-        ]);
-    };
-    let mut socks = vec![wrap(first).map_err(bind_err)?];
-    while socks.len() < want {
-        match bind_one(addr, true).and_then(wrap) {
-            Ok(s) => socks.push(s),
-            Err(e) => {
-                debug!(error = %e, "udp fast path: no further socket");
-                break;
-            }
-        }
-    }
-    Ok(socks)
-}
-
 impl FastPath {
     /// Opens the TUN device `name` (address: the network address of our lease `local`, as a
     /// /32; `mtu`) with up to `queues` queues, and as many UDP sockets on `bind`.
@@ -287,22 +138,26 @@ impl FastPath {
         queues: usize,
     ) -> Result<FastPath, DeviceError> {
         let want = queues.clamp(1, MAX_QUEUES);
-        let (mut tun_queues, tun_offload, tun_uso) =
-            open_tun_queues(name, local.network(), mtu, want)?;
-        let mut socks = bind_sockets(bind, tun_queues.len())?;
+        let spec = TunSpec {
+            name,
+            mtu,
+            addr4: Some(local.network()),
+            addr6: None,
+        };
+        let tun = queues::open_tun(&spec, want, LABEL).map_err(|cause| DeviceError::Tun {
+            name: name.to_owned(),
+            cause,
+        })?;
+        let mut tun_queues = tun.queues;
+        let mut socks = queues::bind_sockets(SocketAddr::V4(bind), tun_queues.len(), LABEL)
+            .map_err(|cause| DeviceError::Bind { addr: bind, cause })?;
         let n = tun_queues.len().min(socks.len());
         tun_queues.truncate(n);
         socks.truncate(n);
-        for q in &tun_queues {
-            q.set_nonblocking(true).map_err(|cause| DeviceError::Tun {
-                name: name.to_owned(),
-                cause,
-            })?;
-        }
         let features = Features {
             queues: n,
-            tun_offload,
-            tun_uso: tun_offload && tun_uso,
+            tun_offload: tun.tso,
+            tun_uso: tun.uso,
             udp_gso_segments: socks
                 .iter()
                 .map(|s| s.state.max_gso_segments())
@@ -333,7 +188,7 @@ impl FastPath {
         stats: Stats,
         cancel: CancellationToken,
     ) -> ProxyCounters {
-        let stop = match Stop::new() {
+        let stop = match Stop::new(LABEL) {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 warn!(error = %e, "udp fast path: cannot create the stop eventfd; not forwarding");
@@ -417,56 +272,6 @@ impl FastPath {
 enum Side {
     Out((Counters, u64)),
     In((Counters, u64)),
-}
-
-/// The stop signal: a flag checked between batches and an eventfd that wakes `poll`.
-struct Stop {
-    flag: AtomicBool,
-    efd: EventFd,
-}
-
-enum Wake {
-    Ready,
-    Stop,
-}
-
-impl Stop {
-    fn new() -> io::Result<Stop> {
-        Ok(Stop {
-            flag: AtomicBool::new(false),
-            efd: EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
-                .map_err(io::Error::from)?,
-        })
-    }
-
-    fn fire(&self) {
-        self.flag.store(true, Ordering::SeqCst);
-        if let Err(e) = self.efd.write(1) {
-            warn!(error = %e, "udp fast path: waking the workers failed; they stop within {POLL_TIMEOUT_MS} ms");
-        }
-    }
-
-    fn stopped(&self) -> bool {
-        self.flag.load(Ordering::Relaxed)
-    }
-
-    /// Waits until `fd` has `events` or the stop fires.
-    fn wait(&self, fd: BorrowedFd<'_>, events: PollFlags) -> Wake {
-        if self.stopped() {
-            return Wake::Stop;
-        }
-        let mut fds = [
-            PollFd::new(fd, events),
-            PollFd::new(self.efd.as_fd(), PollFlags::POLLIN),
-        ];
-        // EINTR and the timeout both just mean "look again".
-        let _ = poll(&mut fds, PollTimeout::from(POLL_TIMEOUT_MS));
-        if self.stopped() {
-            Wake::Stop
-        } else {
-            Wake::Ready
-        }
-    }
 }
 
 /// Writes one packet (an ICMP reply) to the TUN device, behind an empty virtio header when

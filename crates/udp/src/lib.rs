@@ -19,6 +19,8 @@
 //!   [`segment`] cuts TSO super-packets into per-segment headers for scatter-gather sends,
 //!   [`coalesce`] merges received TCP segments back into super-packets, [`checksum`] is the
 //!   checksum arithmetic of both.
+//! - [`queues`]: the fast path's I/O, shared with the userspace WireGuard (`flannel_wgtun`):
+//!   the multi-queue offloaded TUN device, one UDP socket per queue, the workers' stop signal.
 //! - [`stats`]: the counters of a running datapath, and which drop reasons grew.
 //!
 //! # Fuzzing
@@ -39,6 +41,7 @@ pub mod device;
 pub mod fastpath;
 pub mod packet;
 pub mod proxy;
+pub mod queues;
 pub mod route;
 pub mod segment;
 pub mod sgio;

@@ -167,7 +167,7 @@ impl Device {
             cancel.cancelled().await;
             return;
         }
-        let stop = match Stop::new() {
+        let stop = match Stop::new(crate::queues::LABEL) {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 warn!(dev = %self.name, error = %e, "wireguard (userspace): no stop eventfd; not forwarding");
