@@ -232,6 +232,12 @@ pub async fn run(
                 } else {
                     info!(path = %cfg.subnet_file.display(), subnet = %lease.subnet, "rewrote subnet file");
                 }
+                // The datapath (routes, blackholes) moves first: the packet-filter rules can
+                // take seconds to rewrite (xtables lock, large rule sets) and must not hold
+                // the kernel state back.
+                if dp_task.is_some() && dp_tx.send(Command::Own(lease.subnet)).await.is_err() {
+                    break;
+                }
                 if lease.subnet != previous {
                     if let Some(r) = runtime.as_mut() {
                         r.subnet_changed(&lease);
@@ -244,8 +250,8 @@ pub async fn run(
                         );
                     }
                 }
-                current = lease.clone();
-                Command::Own(lease.subnet)
+                current = lease;
+                continue;
             }
         };
         if dp_task.is_some() && dp_tx.send(command).await.is_err() {
