@@ -294,6 +294,16 @@ fn ipsec_pods_reach_each_other_over_esp_only() {
     assert!(flanneld[0]
         .log()
         .contains("charon exited; starting it again"));
+    // The kernel's SAs outlive charon, so traffic alone does not show the new charon has
+    // the connection: flanneld loads it anew (a second "Loaded connection" for h2).
+    let loaded = format!("Loaded connection: 192.0.2.1-{a}-{b}-192.0.2.2");
+    assert!(
+        wait_until(Duration::from_secs(30), Duration::from_millis(200), || Ok(
+            flanneld[0].log().matches(&loaded).count() >= 2
+        )),
+        "the restarted charon never got h2's connection again:\n{}",
+        logs(&flanneld)
+    );
 
     stage("traffic after charon's restart");
     // A gone peer: h2's flanneld and charon die at once (no IKE DELETE), its lease goes.
@@ -319,7 +329,7 @@ fn ipsec_pods_reach_each_other_over_esp_only() {
         logs(&flanneld)
     );
     // charon may drop the SAs while it unloads the connection, before flanneld logs it.
-    let unloaded = format!("Unloaded connection: 192.0.2.1-{a}-{b}-192.0.2.2");
+    let unloaded = loaded.replace("Loaded", "Unloaded");
     assert!(
         wait_until(Duration::from_secs(10), Duration::from_millis(200), || Ok(
             flanneld[0].log().contains(&unloaded)
