@@ -4,28 +4,16 @@
 //! with its three XFRM policies and SAs both ways, all matching, and doctor finds h1 healthy;
 //! with h1's flanneld stopped and the fwd policy deleted by hand, doctor names the policy.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 
-use flannel_testkit::topology::{log_tails, wait_until, Flanneld, Host, Lab, ETCD_ENDPOINT};
+use common::{ctl, flanneld_bin};
+use flannel_testkit::topology::{log_tails, wait_until, Flanneld, Lab};
 use serde_json::Value;
 
-const CTL: &str = env!("CARGO_BIN_EXE_flannelctl");
 const PSK: &str = "flannel-rs-e2e-0123456789abcdefghijklmnopqrstuvwxyz-0123456789abcdefghijklmnopqrstuvwxyz-0123456789";
-
-fn flanneld_bin() -> PathBuf {
-    let bin = Path::new(CTL)
-        .parent()
-        .expect("target dir")
-        .join("flanneld");
-    assert!(
-        bin.is_file(),
-        "{} must be built first (`cargo build --bins`; the workspace `cargo test` does it)",
-        bin.display()
-    );
-    bin
-}
 
 /// flanneld in a mount namespace of its own with a fresh tmpfs on `/run` (charon's socket and
 /// pid file), `exec` all the way so the lab tracks flanneld's pid.
@@ -43,30 +31,6 @@ fn private_run_wrapper(dir: &Path, bin: &Path) -> PathBuf {
         .status()
         .expect("chmod");
     path
-}
-
-/// `flannelctl <cmd> [--json]` in `host` with the lab flanneld's flags.
-fn ctl(host: &Host, cmd: &str, json: bool) -> (Output, String) {
-    let subnet_file = format!("--subnet-file={}", host.subnet_file().display());
-    let etcd = format!("--etcd-endpoints={ETCD_ENDPOINT}");
-    let mut argv = vec![CTL, cmd];
-    if json {
-        argv.push("--json");
-    }
-    argv.extend([
-        etcd.as_str(),
-        "--iface=eth0",
-        subnet_file.as_str(),
-        "--healthz-ip=127.0.0.1",
-        "--healthz-port=10299",
-    ]);
-    let out = host.run(&argv).expect("running flannelctl");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out, text)
 }
 
 #[test]
@@ -99,7 +63,7 @@ fn ipsec_status_and_doctor_read_the_xfrm_policies() {
     // charon starts the tunnel when flanneld loads it: wait until status calls the peer ok.
     let mut last = Value::Null;
     let ok = wait_until(Duration::from_secs(90), Duration::from_secs(1), || {
-        let (out, _) = ctl(h1, "status", true);
+        let (out, _) = ctl(h1, "status", true, &[]);
         last = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         Ok(last["peers"][0]["ok"] == true)
     });
@@ -118,7 +82,7 @@ fn ipsec_status_and_doctor_read_the_xfrm_policies() {
         "{wants:?}"
     );
 
-    let (out, text) = ctl(h1, "doctor", false);
+    let (out, text) = ctl(h1, "doctor", false, &[]);
     assert!(out.status.success(), "a healthy ipsec node: {text}");
     assert!(text.contains("healthy: no problem found"), "{text}");
 
@@ -129,7 +93,7 @@ fn ipsec_status_and_doctor_read_the_xfrm_policies() {
     let _ = h1.exec(&[
         "ip", "xfrm", "policy", "delete", "src", &s2, "dst", &s1, "dir", "fwd",
     ]);
-    let (out, text) = ctl(h1, "doctor", false);
+    let (out, text) = ctl(h1, "doctor", false, &[]);
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("flanneld is not running"), "{text}");
     assert!(

@@ -5,29 +5,17 @@
 //! stopped, a peer endpoint changed by hand (`wg set`) is named wrong, and a removed peer
 //! missing.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 
-use flannel_testkit::topology::{log_tails, wait_until, Flanneld, Host, Lab, ETCD_ENDPOINT};
+use common::{ctl, flanneld_bin};
+use flannel_testkit::topology::{log_tails, wait_until, Flanneld, Host, Lab};
 use serde_json::Value;
 
-const CTL: &str = env!("CARGO_BIN_EXE_flannelctl");
 const READY: Duration = Duration::from_secs(60);
 const WG: &str = r#"{"Network":"198.18.0.0/16","Backend":{"Type":"wireguard"}}"#;
-
-fn flanneld_bin() -> PathBuf {
-    let bin = Path::new(CTL)
-        .parent()
-        .expect("target dir")
-        .join("flanneld");
-    assert!(
-        bin.is_file(),
-        "{} must be built first (`cargo build --bins`; the workspace `cargo test` does it)",
-        bin.display()
-    );
-    bin
-}
 
 /// flanneld with this host's own key file (all hosts share the machine's /run).
 fn wrapper(host: &Host, bin: &Path) -> PathBuf {
@@ -47,31 +35,6 @@ fn wrapper(host: &Host, bin: &Path) -> PathBuf {
         .status()
         .expect("chmod");
     path
-}
-
-/// `flannelctl <cmd> [--json]` in `host` with the lab flanneld's flags: output and all text.
-fn ctl(host: &Host, cmd: &str, json: bool) -> (Output, String) {
-    let subnet_file = format!("--subnet-file={}", host.subnet_file().display());
-    let etcd = format!("--etcd-endpoints={ETCD_ENDPOINT}");
-    let mut argv = vec![CTL, cmd];
-    if json {
-        argv.push("--json");
-    }
-    argv.extend([
-        etcd.as_str(),
-        "--iface=eth0",
-        subnet_file.as_str(),
-        "--healthz-ip=127.0.0.1",
-        "--healthz-port=10299",
-        "--wireguard-implementation=kernel",
-    ]);
-    let out = host.run(&argv).expect("running flannelctl");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out, text)
 }
 
 #[test]
@@ -113,7 +76,7 @@ fn wireguard_status_and_doctor_read_the_devices_peers() {
     assert!(has_peer, "h1's device holds h2{}", logs(&flanneld));
     let key = h2_key().expect("h2's key");
 
-    let (out, text) = ctl(h1, "status", true);
+    let (out, text) = ctl(h1, "status", true, &["--wireguard-implementation=kernel"]);
     assert!(out.status.success(), "{text}");
     let s: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {text}"));
     assert!(
@@ -135,7 +98,7 @@ fn wireguard_status_and_doctor_read_the_devices_peers() {
     );
     assert!(s.get("not_checked").is_none(), "{s:#}");
 
-    let (out, text) = ctl(h1, "doctor", false);
+    let (out, text) = ctl(h1, "doctor", false, &["--wireguard-implementation=kernel"]);
     assert!(out.status.success(), "a healthy wireguard node: {text}");
     assert!(text.contains("healthy: no problem found"), "{text}");
 
@@ -151,7 +114,7 @@ fn wireguard_status_and_doctor_read_the_devices_peers() {
         "192.0.2.9:51820",
     ])
     .expect("wg set endpoint");
-    let (out, text) = ctl(h1, "doctor", false);
+    let (out, text) = ctl(h1, "doctor", false, &["--wireguard-implementation=kernel"]);
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("flanneld is not running"), "{text}");
     assert!(
@@ -164,10 +127,10 @@ fn wireguard_status_and_doctor_read_the_devices_peers() {
     // The peer removed: named missing.
     h1.exec(&["wg", "set", "flannel-wg", "peer", &key, "remove"])
         .expect("wg remove");
-    let (out, text) = ctl(h1, "doctor", false);
+    let (out, text) = ctl(h1, "doctor", false, &["--wireguard-implementation=kernel"]);
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("is missing"), "{text}");
-    let (_, text) = ctl(h1, "status", false);
+    let (_, text) = ctl(h1, "status", false, &["--wireguard-implementation=kernel"]);
     assert!(text.contains("wireguard MISSING"), "{text}");
 
     for f in &mut flanneld {
