@@ -1,12 +1,6 @@
 //! `alloc`: a lease and nothing else (no data path). Pods get the external MTU.
 
-use std::net::IpAddr;
-
-use flannel_model::{Lease, SubnetKey};
-
 use crate::backend::{Backend, BackendError, Inputs, LeaseData};
-use crate::skipped::Skipped;
-use crate::state::KernelState;
 
 /// The alloc backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,14 +31,5 @@ impl Backend for Alloc {
 
     fn has_datapath(&self) -> bool {
         false
-    }
-
-    fn desired(
-        &self,
-        _own: &SubnetKey,
-        _peers: &mut dyn Iterator<Item = &Lease>,
-        _on_link: &dyn Fn(IpAddr) -> bool,
-    ) -> (KernelState, Vec<Skipped>) {
-        (KernelState::default(), Vec::new())
     }
 }

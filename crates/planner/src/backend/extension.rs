@@ -4,15 +4,12 @@
 //! external interface's MTU; `PublicIP` is the interface's address, not `--public-ip`, as in
 //! Flannel.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 
 use flannel_model::gojson::{self, FieldRef};
-use flannel_model::{Lease, SubnetKey};
 
 use crate::backend::{Backend, BackendError, Inputs, LeaseData, RuntimeSpec};
 use crate::extension::{Commands, ExtensionSpec, BACKEND_TYPE, COMMAND_TIMEOUT};
-use crate::skipped::Skipped;
-use crate::state::KernelState;
 
 /// The extension backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,15 +73,6 @@ impl Backend for Extension {
 
     fn has_datapath(&self) -> bool {
         false
-    }
-
-    fn desired(
-        &self,
-        _own: &SubnetKey,
-        _peers: &mut dyn Iterator<Item = &Lease>,
-        _on_link: &dyn Fn(IpAddr) -> bool,
-    ) -> (KernelState, Vec<Skipped>) {
-        (KernelState::default(), Vec::new())
     }
 
     fn runtime(&self) -> Option<RuntimeSpec> {

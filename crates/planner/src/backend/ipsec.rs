@@ -4,16 +4,13 @@
 //! policies and charon's connections are the runtime's ([`RuntimeSpec::Ipsec`]), planned by
 //! [`crate::ipsec`]. IPv4 only, as Flannel.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 
 use flannel_model::gojson::{self, FieldRef};
-use flannel_model::{Lease, SubnetKey};
 use serde_json::Value;
 
 use crate::backend::{Backend, BackendError, Inputs, LeaseData, RuntimeSpec};
 use crate::ipsec::{pod_mtu, BACKEND_TYPE, DEFAULT_ESP_PROPOSAL, MIN_PSK_LEN};
-use crate::skipped::Skipped;
-use crate::state::KernelState;
 
 /// The backend's options (Flannel's anonymous config struct).
 #[derive(Clone, PartialEq, Eq)]
@@ -116,15 +113,6 @@ impl Backend for Ipsec {
     /// The policies and SAs are the runtime's, not the planner's kernel state.
     fn has_datapath(&self) -> bool {
         false
-    }
-
-    fn desired(
-        &self,
-        _own: &SubnetKey,
-        _peers: &mut dyn Iterator<Item = &Lease>,
-        _on_link: &dyn Fn(IpAddr) -> bool,
-    ) -> (KernelState, Vec<Skipped>) {
-        (KernelState::default(), Vec::new())
     }
 
     fn runtime(&self) -> Option<RuntimeSpec> {

@@ -217,13 +217,16 @@ pub trait Backend: fmt::Debug + Send + Sync {
     }
 
     /// What the kernel should hold for our lease and these peers, and the peers it cannot use.
-    /// `on_link` answers for the addresses [`Backend::on_link_queries`] named.
+    /// `on_link` answers for the addresses [`Backend::on_link_queries`] named. Nothing by
+    /// default: what a backend without a datapath of its own (`has_datapath` false) keeps.
     fn desired(
         &self,
-        own: &SubnetKey,
-        peers: &mut dyn Iterator<Item = &Lease>,
-        on_link: &dyn Fn(IpAddr) -> bool,
-    ) -> (KernelState, Vec<Skipped>);
+        _own: &SubnetKey,
+        _peers: &mut dyn Iterator<Item = &Lease>,
+        _on_link: &dyn Fn(IpAddr) -> bool,
+    ) -> (KernelState, Vec<Skipped>) {
+        (KernelState::default(), Vec::new())
+    }
 
     /// The userspace runtime this backend needs, if any.
     fn runtime(&self) -> Option<RuntimeSpec> {
