@@ -23,7 +23,7 @@ pub struct UdpBackend {
 enum Datapath {
     /// One packet per system call (`--udp-fast-path=false`, or the fast path failed to open).
     Simple(flannel_udp::Proxy),
-    /// Batched, offloaded, one worker pair per queue.
+    /// Batched, offloaded, one worker thread per queue (both directions).
     Fast(
         flannel_udp::FastPath,
         watch::Receiver<flannel_udp::PeerTable>,

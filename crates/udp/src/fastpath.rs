@@ -13,11 +13,14 @@
 //!   quinn-udp: `recvmmsg` with UDP GRO (`UDP_GRO`; datagrams split again at the segment size
 //!   the kernel reports) and `sendmsg` with UDP GSO (`UDP_SEGMENT`: a run of equal-size
 //!   datagrams to one peer in one call, grouped by [`crate::batch`]).
-//! - **Workers**: per queue two OS threads, TUN → UDP and UDP → TUN, with non-blocking file
-//!   descriptors and `poll(2)` on the descriptor and a stop `eventfd`. Blocking threads beat
-//!   a tokio reactor here: each batch is one or two system calls and the threads never hand
-//!   work to each other. The peer table is read once per batch (a `watch` borrow held only
-//!   while deciding, never across I/O).
+//! - **Workers**: per queue one OS thread (`udp-q<i>`) for both directions, TUN → UDP and
+//!   UDP → TUN, stepping each in turn, with non-blocking file descriptors and `poll(2)` on
+//!   both descriptors and a stop `eventfd` once both are empty. One thread rather than a pair
+//!   because a TCP flow's ACKs come back the other way: the thread that is awake for the data
+//!   picks them up, where a second thread would be woken for each (measured in
+//!   docs/benchmarks.md). Blocking threads beat a tokio reactor here: each batch is one or two
+//!   system calls and the threads never hand work to each other. The peer table is read once
+//!   per batch (a `watch` borrow held only while deciding, never across I/O).
 //! - **Fallbacks**: each feature is tried and dropped on refusal, step by step: TUN offload,
 //!   then multi-queue (one queue), `SO_REUSEPORT` (one socket), UDP GSO/GRO (quinn-udp
 //!   detects them, and turns GSO off at run time if a send fails with `EIO`).
@@ -78,7 +81,7 @@ const ERROR_PAUSE: Duration = Duration::from_millis(10);
 /// What the fast path runs with (the start-up log line prints it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Features {
-    /// Worker queues (TUN queues = UDP sockets = worker pairs).
+    /// Worker queues (TUN queues = UDP sockets = worker threads).
     pub queues: usize,
     /// `IFF_VNET_HDR` with TSO4/TSO6/CSUM on the TUN device.
     pub tun_offload: bool,
@@ -215,30 +218,15 @@ impl FastPath {
                 sock,
                 peers: peers.clone(),
                 local: self.local,
-                stop: Arc::clone(&stop),
                 offload,
                 stats: stats.slot(),
             };
-            for (what, h) in [
-                (
-                    "tx",
-                    std::thread::Builder::new()
-                        .name(format!("udp-tx{i}"))
-                        .spawn(move || Side::Out(tx.run())),
-                ),
-                (
-                    "rx",
-                    std::thread::Builder::new()
-                        .name(format!("udp-rx{i}"))
-                        .spawn(move || Side::In(rx.run())),
-                ),
-            ] {
-                match h {
-                    Ok(h) => handles.push(h),
-                    Err(e) => {
-                        warn!(error = %e, worker = what, "udp fast path: cannot start a worker")
-                    }
-                }
+            let spawned = std::thread::Builder::new()
+                .name(format!("udp-q{i}"))
+                .spawn(move || run_queue(&tx, &rx));
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => warn!(error = %e, queue = i, "udp fast path: cannot start a worker"),
             }
         }
         cancel.cancelled().await;
@@ -247,13 +235,10 @@ impl FastPath {
             let mut total = ProxyCounters::default();
             for h in handles {
                 match h.join() {
-                    Ok(Side::Out((c, e))) => {
-                        total.outbound += c;
-                        total.io_errors = total.io_errors.wrapping_add(e);
-                    }
-                    Ok(Side::In((c, e))) => {
-                        total.inbound += c;
-                        total.io_errors = total.io_errors.wrapping_add(e);
+                    Ok(done) => {
+                        total.outbound += done.outbound;
+                        total.inbound += done.inbound;
+                        total.io_errors = total.io_errors.wrapping_add(done.io_errors);
                     }
                     Err(_) => warn!("udp fast path: a worker panicked"),
                 }
@@ -268,10 +253,42 @@ impl FastPath {
     }
 }
 
-/// A worker's result: its direction's counters and failed writes.
-enum Side {
-    Out((Counters, u64)),
-    In((Counters, u64)),
+/// A worker thread's result: its counters and failed reads and writes.
+#[derive(Default)]
+struct Done {
+    outbound: Counters,
+    inbound: Counters,
+    io_errors: u64,
+}
+
+/// Most TUN reads per sending step, so that the receiving side is looked at between them.
+const READS_PER_STEP: usize = 8;
+
+/// One queue's worker: a single thread for both directions. It steps each side in turn and
+/// sleeps only when both descriptors are empty, so a TCP flow's ACKs coming the other way
+/// are picked up by the thread that is awake anyway, without waking a second one
+/// (docs/benchmarks.md, "one thread per queue": fewer CPU seconds per GB, steadier rounds).
+/// While a send waits for room in the socket buffer the receiving side waits too; the
+/// kernel drains that buffer on its own, so the wait is short and bounded.
+fn run_queue(tx: &TxWorker, rx: &RxWorker) -> Done {
+    let mut ts = tx.state();
+    let mut rs = rx.state();
+    while !tx.stop.stopped() {
+        let out = tx.step(&mut ts, READS_PER_STEP);
+        let inb = rx.step(&mut rs);
+        if out == Step::Idle && inb == Step::Idle {
+            let tun = (tx.tun.as_fd(), PollFlags::POLLIN);
+            let sock = (rx.sock.sock.as_fd(), PollFlags::POLLIN);
+            if let Wake::Stop = tx.stop.wait_either(tun, sock) {
+                break;
+            }
+        }
+    }
+    Done {
+        outbound: ts.counters,
+        inbound: rs.counters,
+        io_errors: ts.io_errors.wrapping_add(rs.io_errors),
+    }
 }
 
 /// Writes one packet (an ICMP reply) to the TUN device, behind an empty virtio header when
@@ -288,9 +305,6 @@ fn write_tun_one(tun: &SyncDevice, offload: bool, pkt: &[u8]) -> io::Result<usiz
 fn is_would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
 }
-
-/// Most TUN reads before the packets read so far are sent.
-const MAX_READS: usize = 64;
 
 /// `EIO`: what a UDP GSO send fails with where the route's device cannot take it.
 fn libc_eio() -> i32 {
@@ -318,7 +332,7 @@ struct OutBatch {
     staging: Vec<u8>,
 }
 
-/// TUN → UDP.
+/// A queue's sending side: TUN → UDP.
 struct TxWorker {
     tun: Arc<SyncDevice>,
     sock: Arc<Sock>,
@@ -331,114 +345,149 @@ struct TxWorker {
     stats: Slot,
 }
 
-impl TxWorker {
-    fn run(self) -> (Counters, u64) {
-        let slot = self.slot.max(1);
-        let slots = IDEAL_BATCH_SIZE;
-        // Packets lie in fixed slots of one buffer: a run of full-size packets in consecutive
-        // slots is already the contiguous buffer a GSO send needs.
-        let mut big = vec![0u8; slots * slot];
-        let mut raw = vec![0u8; VIRTIO_NET_HDR_LEN + 65_535];
-        let mut sizes = vec![0usize; slots];
-        let mut out = OutBatch::default();
-        let mut tso = TsoSender::new();
-        // TCP super-packets go out without a userspace copy when the socket does UDP GSO.
-        let mut zero_copy = self.offload && self.sock.state.max_gso_segments() > 1;
-        let mut counters = Counters::default();
-        let mut io_errors = 0u64;
-        let mut warned = false;
+/// What one step of a worker found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// It moved packets (or hit an error): step again.
+    Worked,
+    /// Its descriptor is empty: wait for it.
+    Idle,
+}
 
-        while !self.stop.stopped() {
-            // Read until the device is empty or the batch is (nearly) full. A TCP
-            // super-packet is sent at once (after the packets read before it).
-            let mut n = 0;
-            let mut reads = 0;
-            let mut idle = false;
-            while n < slots && (n == 0 || slots - n >= MIN_FREE_SLOTS) && reads < MAX_READS {
-                reads += 1;
-                let r = if self.offload {
-                    self.tun.recv(&mut raw).and_then(|len| {
-                        if len <= VIRTIO_NET_HDR_LEN {
-                            return Err(io::Error::other("TUN read without a packet"));
-                        }
-                        let hdr = VirtioNetHdr::decode(&raw[..VIRTIO_NET_HDR_LEN])?;
-                        let pkt = &mut raw[VIRTIO_NET_HDR_LEN..len];
-                        if zero_copy && is_tcp4_gso(&hdr) {
-                            if n > 0 {
-                                io_errors = io_errors.wrapping_add(self.send_batch(
-                                    &mut big,
-                                    &sizes[..n],
-                                    &mut out,
-                                    &mut counters,
-                                ));
-                                n = 0;
-                            }
-                            match self.forward_tso(pkt, hdr, &mut tso, &mut counters) {
-                                Forwarded::Done(e) => {
-                                    io_errors = io_errors.wrapping_add(e);
-                                    return Ok(0);
-                                }
-                                Forwarded::Disable(e) => {
-                                    warn!(error = %e, "udp fast path: scatter-gather UDP GSO refused; copying from now on");
-                                    zero_copy = false;
-                                    io_errors = io_errors.wrapping_add(1);
-                                    return Ok(0);
-                                }
-                                Forwarded::NotTso => {}
-                            }
-                        }
-                        let mut bufs: Vec<&mut [u8]> = big[n * slot..].chunks_mut(slot).collect();
-                        split_other(hdr, pkt, &mut bufs, &mut sizes[n..])
-                    })
-                } else {
-                    let b = &mut big[n * slot..(n + 1) * slot];
-                    self.tun.recv(b).map(|len| {
-                        sizes[n] = len;
-                        1
-                    })
-                };
-                match r {
-                    Ok(k) => n += k,
-                    Err(e) if is_would_block(&e) => {
-                        idle = true;
-                        break;
+/// The sending worker's buffers and totals, kept across steps.
+struct TxState {
+    /// Packets in fixed slots of one buffer: a run of full-size packets in consecutive slots
+    /// is already the contiguous buffer a GSO send needs.
+    big: Vec<u8>,
+    /// One TUN read: the virtio header and a packet of up to 64 KiB.
+    raw: Vec<u8>,
+    sizes: Vec<usize>,
+    out: OutBatch,
+    tso: TsoSender,
+    /// TCP super-packets go out without a userspace copy when the socket does UDP GSO.
+    zero_copy: bool,
+    counters: Counters,
+    io_errors: u64,
+    warned: bool,
+}
+
+impl TxWorker {
+    fn state(&self) -> TxState {
+        let slot = self.slot.max(1);
+        TxState {
+            big: vec![0u8; IDEAL_BATCH_SIZE * slot],
+            raw: vec![0u8; VIRTIO_NET_HDR_LEN + 65_535],
+            sizes: vec![0usize; IDEAL_BATCH_SIZE],
+            out: OutBatch::default(),
+            tso: TsoSender::new(),
+            zero_copy: self.offload && self.sock.state.max_gso_segments() > 1,
+            counters: Counters::default(),
+            io_errors: 0,
+            warned: false,
+        }
+    }
+
+    /// Reads from the TUN device until it is empty, the batch is (nearly) full or
+    /// `max_reads` reads were made, and sends what it read. A TCP super-packet is sent at
+    /// once (after the packets read before it).
+    fn step(&self, st: &mut TxState, max_reads: usize) -> Step {
+        let slot = self.slot.max(1);
+        let slots = st.sizes.len();
+        let mut n = 0;
+        let mut reads = 0;
+        let mut idle = false;
+        while n < slots && (n == 0 || slots - n >= MIN_FREE_SLOTS) && reads < max_reads {
+            reads += 1;
+            let r = if self.offload {
+                let TxState {
+                    big,
+                    raw,
+                    sizes,
+                    out,
+                    tso,
+                    zero_copy,
+                    counters,
+                    io_errors,
+                    warned: _,
+                } = &mut *st;
+                self.tun.recv(raw).and_then(|len| {
+                    if len <= VIRTIO_NET_HDR_LEN {
+                        return Err(io::Error::other("TUN read without a packet"));
                     }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        io_errors = io_errors.wrapping_add(1);
-                        if !warned {
-                            warn!(error = %e, "udp fast path: reading from the TUN device failed");
-                            warned = true;
-                        } else {
-                            debug!(error = %e, "udp fast path: reading from the TUN device failed");
+                    let hdr = VirtioNetHdr::decode(&raw[..VIRTIO_NET_HDR_LEN])?;
+                    let pkt = &mut raw[VIRTIO_NET_HDR_LEN..len];
+                    if *zero_copy && is_tcp4_gso(&hdr) {
+                        if n > 0 {
+                            *io_errors = io_errors
+                                .wrapping_add(self.send_batch(big, &sizes[..n], out, counters));
+                            n = 0;
                         }
-                        if n == 0 {
-                            std::thread::sleep(ERROR_PAUSE);
+                        match self.forward_tso(pkt, hdr, tso, counters) {
+                            Forwarded::Done(e) => {
+                                *io_errors = io_errors.wrapping_add(e);
+                                return Ok(0);
+                            }
+                            Forwarded::Disable(e) => {
+                                warn!(error = %e, "udp fast path: scatter-gather UDP GSO refused; copying from now on");
+                                *zero_copy = false;
+                                *io_errors = io_errors.wrapping_add(1);
+                                return Ok(0);
+                            }
+                            Forwarded::NotTso => {}
                         }
-                        break;
                     }
+                    let mut bufs: Vec<&mut [u8]> = big[n * slot..].chunks_mut(slot).collect();
+                    split_other(hdr, pkt, &mut bufs, &mut sizes[n..])
+                })
+            } else {
+                let b = &mut st.big[n * slot..(n + 1) * slot];
+                self.tun.recv(b).map(|len| {
+                    st.sizes[n] = len;
+                    1
+                })
+            };
+            match r {
+                Ok(k) => n += k,
+                Err(e) if is_would_block(&e) => {
+                    idle = true;
+                    break;
                 }
-            }
-            if n > 0 {
-                io_errors = io_errors.wrapping_add(self.send_batch(
-                    &mut big,
-                    &sizes[..n],
-                    &mut out,
-                    &mut counters,
-                ));
-            }
-            self.stats.publish(ProxyCounters {
-                outbound: counters,
-                io_errors,
-                ..ProxyCounters::default()
-            });
-            if idle {
-                if let Wake::Stop = self.stop.wait(self.tun.as_fd(), PollFlags::POLLIN) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    st.io_errors = st.io_errors.wrapping_add(1);
+                    if !st.warned {
+                        warn!(error = %e, "udp fast path: reading from the TUN device failed");
+                        st.warned = true;
+                    } else {
+                        debug!(error = %e, "udp fast path: reading from the TUN device failed");
+                    }
+                    if n == 0 {
+                        std::thread::sleep(ERROR_PAUSE);
+                    }
                     break;
                 }
             }
         }
-        (counters, io_errors)
+        if n > 0 {
+            st.io_errors = st.io_errors.wrapping_add(self.send_batch(
+                &mut st.big,
+                &st.sizes[..n],
+                &mut st.out,
+                &mut st.counters,
+            ));
+        }
+        if reads > 1 || !idle {
+            self.stats.publish(ProxyCounters {
+                outbound: st.counters,
+                io_errors: st.io_errors,
+                ..ProxyCounters::default()
+            });
+        }
+        if idle {
+            Step::Idle
+        } else {
+            Step::Worked
+        }
     }
 
     /// Decides and sends one TCP super-packet without copying its payload.
@@ -589,128 +638,150 @@ impl TxWorker {
     }
 }
 
-/// UDP → TUN.
+/// A queue's receiving side: UDP → TUN.
 struct RxWorker {
     tun: Arc<SyncDevice>,
     sock: Arc<Sock>,
     peers: watch::Receiver<PeerTable>,
     local: Ipv4Net,
-    stop: Arc<Stop>,
     offload: bool,
     /// Where the running totals go after each batch.
     stats: Slot,
 }
 
-impl RxWorker {
-    fn run(self) -> (Counters, u64) {
-        let head = if self.offload { VIRTIO_NET_HDR_LEN } else { 0 };
-        let mut bufs: Vec<Vec<u8>> = (0..RX_BUFS).map(|_| vec![0u8; RX_BUF_LEN]).collect();
-        let mut metas = vec![RecvMeta::default(); RX_BUFS];
-        // Delivered packets, each behind `head` bytes for the virtio header; `used` of them
-        // are filled; each has room for a coalesced super-packet.
-        let mut out: Vec<Vec<u8>> = Vec::new();
-        let mut used = 0usize;
-        let mut gro = GROTable::default();
-        // TCP segments to deliver: (receive buffer, offset, length), coalesced per batch.
-        let mut delivered: Vec<(usize, usize, usize)> = Vec::with_capacity(RX_BUFS * 64);
-        let mut coalescer = Coalescer::new();
-        let mut counters = Counters::default();
-        let mut io_errors = 0u64;
-        let mut warned = false;
+/// The receiving worker's buffers and totals, kept across steps.
+struct RxState {
+    bufs: Vec<Vec<u8>>,
+    metas: Vec<RecvMeta>,
+    /// Delivered packets, each behind the virtio header's room; `used` of them are filled;
+    /// each has room for a coalesced super-packet.
+    out: Vec<Vec<u8>>,
+    used: usize,
+    gro: GROTable,
+    /// TCP segments to deliver: (receive buffer, offset, length), coalesced per batch.
+    delivered: Vec<(usize, usize, usize)>,
+    coalescer: Coalescer,
+    counters: Counters,
+    io_errors: u64,
+    warned: bool,
+}
 
-        while !self.stop.stopped() {
-            let r = {
-                let mut iovs: Vec<IoSliceMut<'_>> =
-                    bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
-                self.sock
-                    .state
-                    .recv(UdpSockRef::from(&self.sock.sock), &mut iovs, &mut metas)
-            };
-            let m = match r {
-                Ok(m) => m,
-                Err(e) if is_would_block(&e) => {
-                    if let Wake::Stop = self.stop.wait(self.sock.sock.as_fd(), PollFlags::POLLIN) {
-                        break;
-                    }
-                    continue;
+impl RxWorker {
+    fn state(&self) -> RxState {
+        RxState {
+            bufs: (0..RX_BUFS).map(|_| vec![0u8; RX_BUF_LEN]).collect(),
+            metas: vec![RecvMeta::default(); RX_BUFS],
+            out: Vec::new(),
+            used: 0,
+            gro: GROTable::default(),
+            delivered: Vec::with_capacity(RX_BUFS * 64),
+            coalescer: Coalescer::new(),
+            counters: Counters::default(),
+            io_errors: 0,
+            warned: false,
+        }
+    }
+
+    /// One `recvmmsg`, its datagrams decided and delivered to the TUN device.
+    fn step(&self, st: &mut RxState) -> Step {
+        let head = if self.offload { VIRTIO_NET_HDR_LEN } else { 0 };
+        let r = {
+            let mut iovs: Vec<IoSliceMut<'_>> =
+                st.bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+            self.sock
+                .state
+                .recv(UdpSockRef::from(&self.sock.sock), &mut iovs, &mut st.metas)
+        };
+        let m = match r {
+            Ok(m) => m,
+            Err(e) if is_would_block(&e) => return Step::Idle,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Step::Worked,
+            Err(e) => {
+                st.io_errors = st.io_errors.wrapping_add(1);
+                if !st.warned {
+                    warn!(error = %e, "udp fast path: reading from the UDP socket failed");
+                    st.warned = true;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    io_errors = io_errors.wrapping_add(1);
-                    if !warned {
-                        warn!(error = %e, "udp fast path: reading from the UDP socket failed");
-                        warned = true;
-                    }
-                    std::thread::sleep(ERROR_PAUSE);
-                    continue;
-                }
+                std::thread::sleep(ERROR_PAUSE);
+                return Step::Worked;
+            }
+        };
+        let RxState {
+            bufs,
+            metas,
+            out,
+            used,
+            gro,
+            delivered,
+            coalescer,
+            counters,
+            io_errors,
+            warned: _,
+        } = st;
+        delivered.clear();
+        for (b, (buf, meta)) in bufs.iter_mut().zip(metas.iter()).take(m).enumerate() {
+            let SocketAddr::V4(from) = meta.addr else {
+                continue;
             };
-            delivered.clear();
-            for (b, (buf, meta)) in bufs.iter_mut().zip(&metas).take(m).enumerate() {
-                let SocketAddr::V4(from) = meta.addr else {
-                    continue;
-                };
-                let len = meta.len.min(buf.len());
-                let stride = if meta.stride == 0 { len } else { meta.stride };
-                {
-                    let table = self.peers.borrow();
-                    for (k, seg) in buf[..len].chunks_mut(stride.max(1)).enumerate() {
-                        let d = inbound(seg, from, &table, self.local);
-                        counters.record_inbound(&d);
-                        match d {
-                            // TCP goes to the coalescer, read in place.
-                            Inbound::Deliver { len } if self.offload && seg[9] == 6 => {
-                                delivered.push((b, k * stride, len));
+            let len = meta.len.min(buf.len());
+            let stride = if meta.stride == 0 { len } else { meta.stride };
+            {
+                let table = self.peers.borrow();
+                for (k, seg) in buf[..len].chunks_mut(stride.max(1)).enumerate() {
+                    let d = inbound(seg, from, &table, self.local);
+                    counters.record_inbound(&d);
+                    match d {
+                        // TCP goes to the coalescer, read in place.
+                        Inbound::Deliver { len } if self.offload && seg[9] == 6 => {
+                            delivered.push((b, k * stride, len));
+                        }
+                        Inbound::Deliver { len } => {
+                            if *used == out.len() {
+                                // tun-rs coalesces into a buffer only within its capacity:
+                                // room for a whole 64 KiB super-packet (only the bytes
+                                // written become resident).
+                                out.push(Vec::with_capacity(TUN_WRITE_CAPACITY));
                             }
-                            Inbound::Deliver { len } => {
-                                if used == out.len() {
-                                    // tun-rs coalesces into a buffer only within its
-                                    // capacity: room for a whole 64 KiB super-packet (only
-                                    // the bytes written become resident).
-                                    out.push(Vec::with_capacity(TUN_WRITE_CAPACITY));
-                                }
-                                let o = &mut out[used];
-                                o.clear();
-                                o.resize(head, 0);
-                                o.extend_from_slice(&seg[..len]);
-                                used += 1;
-                            }
-                            Inbound::Drop(reason) => {
-                                debug!(?reason, %from, "udp fast path: dropped an inbound datagram");
-                            }
+                            let o = &mut out[*used];
+                            o.clear();
+                            o.resize(head, 0);
+                            o.extend_from_slice(&seg[..len]);
+                            *used += 1;
+                        }
+                        Inbound::Drop(reason) => {
+                            debug!(?reason, %from, "udp fast path: dropped an inbound datagram");
                         }
                     }
                 }
-                if used >= TUN_WRITE_BATCH {
-                    io_errors =
-                        io_errors.wrapping_add(self.flush(&mut gro, &mut out[..used], head));
-                    used = 0;
-                }
             }
-            if !delivered.is_empty() {
-                let views: Vec<&[u8]> = delivered
-                    .iter()
-                    .map(|&(b, at, len)| &bufs[b][at..at + len])
-                    .collect();
-                coalescer.coalesce(&views);
-                for g in coalescer.groups() {
-                    if let Err(e) = write_group(&self.tun, g, coalescer.packets(g), &views) {
-                        io_errors = io_errors.wrapping_add(1);
-                        debug!(error = %e, "udp fast path: writing to the TUN device failed");
-                    }
-                }
+            if *used >= TUN_WRITE_BATCH {
+                *io_errors = io_errors.wrapping_add(self.flush(gro, &mut out[..*used], head));
+                *used = 0;
             }
-            if used > 0 {
-                io_errors = io_errors.wrapping_add(self.flush(&mut gro, &mut out[..used], head));
-                used = 0;
-            }
-            self.stats.publish(ProxyCounters {
-                inbound: counters,
-                io_errors,
-                ..ProxyCounters::default()
-            });
         }
-        (counters, io_errors)
+        if !delivered.is_empty() {
+            let views: Vec<&[u8]> = delivered
+                .iter()
+                .map(|&(b, at, len)| &bufs[b][at..at + len])
+                .collect();
+            coalescer.coalesce(&views);
+            for g in coalescer.groups() {
+                if let Err(e) = write_group(&self.tun, g, coalescer.packets(g), &views) {
+                    *io_errors = io_errors.wrapping_add(1);
+                    debug!(error = %e, "udp fast path: writing to the TUN device failed");
+                }
+            }
+        }
+        if *used > 0 {
+            *io_errors = io_errors.wrapping_add(self.flush(gro, &mut out[..*used], head));
+            *used = 0;
+        }
+        self.stats.publish(ProxyCounters {
+            inbound: *counters,
+            io_errors: *io_errors,
+            ..ProxyCounters::default()
+        });
+        Step::Worked
     }
 
     /// Writes `pkts` to the TUN device (coalesced when offload is on); returns 1 on failure.

@@ -15,7 +15,7 @@
 //! - [`device`]: opens the TUN device and binds the UDP socket.
 //! - [`proxy`]: the two forwarding loops (one packet per system call): the simple path.
 //! - [`fastpath`]: the fast path (multi-queue offloaded TUN, UDP GSO/GRO, batched system
-//!   calls, one worker pair per queue); [`batch`] groups its outbound packets into sends,
+//!   calls, one worker thread per queue for both directions); [`batch`] groups its outbound packets into sends,
 //!   [`segment`] cuts TSO super-packets into per-segment headers for scatter-gather sends,
 //!   [`coalesce`] merges received TCP segments back into super-packets, [`checksum`] is the
 //!   checksum arithmetic of both.

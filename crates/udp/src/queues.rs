@@ -18,7 +18,7 @@ use quinn_udp::{UdpSockRef, UdpSocketState};
 use tracing::{debug, warn};
 use tun_rs::{DeviceBuilder, SyncDevice};
 
-/// Most queues (and worker pairs), whatever the core count.
+/// Most queues (and workers), whatever the core count.
 pub const MAX_QUEUES: usize = 4;
 
 /// Receive buffer size asked for (forced past `rmem_max` where we may; the kernel doubles it).
@@ -255,8 +255,29 @@ impl Stop {
             PollFd::new(fd, events),
             PollFd::new(self.efd.as_fd(), PollFlags::POLLIN),
         ];
+        self.poll(&mut fds)
+    }
+
+    /// Waits until `a` or `b` has its events, or the signal fires.
+    pub fn wait_either(
+        &self,
+        a: (BorrowedFd<'_>, PollFlags),
+        b: (BorrowedFd<'_>, PollFlags),
+    ) -> Wake {
+        if self.stopped() {
+            return Wake::Stop;
+        }
+        let mut fds = [
+            PollFd::new(a.0, a.1),
+            PollFd::new(b.0, b.1),
+            PollFd::new(self.efd.as_fd(), PollFlags::POLLIN),
+        ];
+        self.poll(&mut fds)
+    }
+
+    fn poll(&self, fds: &mut [PollFd<'_>]) -> Wake {
         // EINTR and the timeout both just mean "look again".
-        let _ = poll(&mut fds, PollTimeout::from(POLL_TIMEOUT_MS));
+        let _ = poll(fds, PollTimeout::from(POLL_TIMEOUT_MS));
         if self.stopped() {
             Wake::Stop
         } else {
