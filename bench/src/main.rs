@@ -154,6 +154,11 @@ enum Cmd {
         /// udp then vxlan), instead of rotating the order from round to round.
         #[arg(long)]
         fixed_order: bool,
+        /// TCP congestion control of the iperf3 senders (`iperf3 -C`, e.g. `cubic`, `bbr`);
+        /// default: the machine's (`net.ipv4.tcp_congestion_control`, which new namespaces
+        /// inherit). It decides what limits a single stream (docs/benchmarks.md).
+        #[arg(long)]
+        congestion: Option<String>,
     },
     /// Bytes a node watch receives from the Kubernetes API server: Flannel's full-object
     /// watch vs flanneld-rs's metadata watch, against an in-process fake (no root needed).
@@ -278,6 +283,7 @@ fn run(cli: Cli) -> Result<()> {
         ping_interval_ms,
         csv,
         fixed_order,
+        congestion,
     } = &cli.command
     {
         require_flanneld(&bin)?;
@@ -307,6 +313,7 @@ fn run(cli: Cli) -> Result<()> {
             timeout,
             settle: Duration::from_millis(cli.settle_ms),
             fixed_order: *fixed_order,
+            congestion: congestion.clone(),
         };
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         let outcome = throughput::run(&bin, &params)?;

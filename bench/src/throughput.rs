@@ -107,6 +107,8 @@ pub struct Params {
     pub settle: Duration,
     /// Every round in the `cases` order (instead of rotating it).
     pub fixed_order: bool,
+    /// The iperf3 senders' TCP congestion control (`-C`); `None`: the machine's default.
+    pub congestion: Option<String>,
 }
 
 /// A measurement that could not be made.
@@ -211,7 +213,8 @@ pub fn report(o: &Outcome, p: &Params) -> String {
     let names: Vec<&str> = p.cases.iter().map(|c| c.name).collect();
     let rows = summarize(&o.samples, &names, &p.streams);
     let lat = summarize_latency(&o.latency, &names);
-    let mut s = table(&rows, &lat, p.seconds);
+    let mut s = congestion_line(p.congestion.as_deref(), &machine_congestion());
+    s += &table(&rows, &lat, p.seconds);
     s += &round_section(&round_ratios(&o.samples, &names, &p.streams));
     s += &drops::section(&drops::summarize(&o.drops, &names, &p.streams));
     if !o.notes.is_empty() {
@@ -227,6 +230,22 @@ pub fn report(o: &Outcome, p: &Params) -> String {
         }
     }
     s
+}
+
+/// The machine's default TCP congestion control (what the pods' namespaces inherit).
+fn machine_congestion() -> String {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// Which congestion control the senders ran with: it decides what limits a single stream
+/// (BBR paces at its bandwidth estimate; cubic fills the path until the CPUs are busy).
+pub fn congestion_line(chosen: Option<&str>, machine: &str) -> String {
+    match chosen {
+        Some(cc) => format!("TCP congestion control of the senders: `{cc}` (`--congestion`; the machine's default is `{machine}`)\n\n"),
+        None => format!("TCP congestion control of the senders: `{machine}` (the machine's default, `net.ipv4.tcp_congestion_control`)\n\n"),
+    }
 }
 
 /// The CSV for `bench/plots/throughput.py`.
@@ -575,32 +594,29 @@ fn iperf_run(
     let parallel = streams.to_string();
     let addr = dst.addr().to_string();
     let limit = Duration::from_secs(p.seconds + 30);
+    let mut args = vec![
+        "netns",
+        "exec",
+        src.ns(),
+        "iperf3",
+        "-c",
+        &addr,
+        "-p",
+        IPERF_PORT,
+        "-t",
+        &secs,
+        "-P",
+        &parallel,
+        "-J",
+        "--connect-timeout",
+        "5000",
+    ];
+    if let Some(cc) = &p.congestion {
+        args.extend(["-C", cc.as_str()]);
+    }
     let cpu0 = read_machine_cpu()?;
     let fl0 = read_pids_cpu(pids)?;
-    let out = cmd::run(
-        command(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                src.ns(),
-                "iperf3",
-                "-c",
-                &addr,
-                "-p",
-                IPERF_PORT,
-                "-t",
-                &secs,
-                "-P",
-                &parallel,
-                "-J",
-                "--connect-timeout",
-                "5000",
-            ],
-        ),
-        None,
-        limit,
-    )?;
+    let out = cmd::run(command("ip", &args), None, limit)?;
     let cpu1 = read_machine_cpu()?;
     let fl1 = read_pids_cpu(pids)?;
     drop(server);
@@ -612,6 +628,17 @@ fn iperf_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_report_names_the_congestion_control() {
+        assert_eq!(
+            congestion_line(None, "bbr"),
+            "TCP congestion control of the senders: `bbr` (the machine's default, `net.ipv4.tcp_congestion_control`)\n\n"
+        );
+        assert!(congestion_line(Some("cubic"), "bbr").starts_with(
+            "TCP congestion control of the senders: `cubic` (`--congestion`; the machine's default is `bbr`)"
+        ));
+    }
 
     #[test]
     fn rounds_rotate_the_order() {
