@@ -254,7 +254,6 @@ impl FastPath {
 }
 
 /// A worker thread's result: its counters and failed reads and writes.
-#[derive(Default)]
 struct Done {
     outbound: Counters,
     inbound: Counters,
