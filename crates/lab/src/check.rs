@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::error::{LabError, Result};
 use crate::lab::{Lab, Progress};
-use crate::matrix::{plan, Counts, Endpoint, Matrix, PairResult, Plan};
+use crate::matrix::{plan, Counts, Endpoint, Matrix, PairResult, PairStatus, Plan};
 use crate::naming::LabName;
 use crate::spec::Backend;
 use crate::state::LabState;
@@ -24,6 +24,13 @@ const PARALLEL: usize = 8;
 /// 0.2 s apart, then at most 1 s for the last reply); both stretch with
 /// `FLANNEL_TEST_TIME_SCALE` (in the Debian-kernel guest).
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// A pair that got no reply is pinged once more, for longer, before it counts as failed:
+/// the first packet to a WireGuard peer starts a handshake, and an initiation that arrives
+/// before the other host knows its peer is dropped and sent again only after WireGuard's
+/// REKEY_TIMEOUT (5 s), longer than the first run waits. 7 requests 1 s apart cover that.
+const RETRY_PINGS: u32 = 7;
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+const RETRY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The result of `flannelctl lab check`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -144,8 +151,32 @@ fn ping_pair(
     from: (&str, std::net::Ipv4Addr),
     to: (&str, std::net::Ipv4Addr),
 ) -> PairResult {
-    let ping = ping_command(from_ns, to.1.into(), PINGS, Duration::from_millis(200));
-    match cmd::run(ping, None, PING_TIMEOUT * cmd::time_scale()) {
+    let first = ping_once(
+        from_ns,
+        from,
+        to,
+        (PINGS, Duration::from_millis(200), PING_TIMEOUT),
+    );
+    if first.status != PairStatus::Fail || wait::interrupted() {
+        return first;
+    }
+    ping_once(
+        from_ns,
+        from,
+        to,
+        (RETRY_PINGS, RETRY_INTERVAL, RETRY_TIMEOUT),
+    )
+}
+
+/// One ping run of `(count, interval, time limit)`.
+fn ping_once(
+    from_ns: &str,
+    from: (&str, std::net::Ipv4Addr),
+    to: (&str, std::net::Ipv4Addr),
+    (count, interval, limit): (u32, Duration, Duration),
+) -> PairResult {
+    let ping = ping_command(from_ns, to.1.into(), count, interval);
+    match cmd::run(ping, None, limit * cmd::time_scale()) {
         Ok(out) => {
             let stats = parse_ping(&out.stdout);
             let error = match stats {
