@@ -95,20 +95,15 @@ def main():
     per_thread = collections.Counter()
     per_call = collections.Counter()
     copies = collections.Counter()
-    user = collections.Counter()
-    idle = 0
     for comm, tid, frames in samples(sys.stdin):
         if not frames:
             continue
         total += 1
         key = (comm, tid)
         per_thread[key] += 1
-        if comm == "swapper":
-            idle += 1
         leaf_ip, leaf = frames[0]
         if not is_kernel(leaf_ip):
             call = "user space"
-            user[key] += 1
         else:
             call = syscall_of(frames) or "kernel, no system call"
         per_call[(key, call)] += 1
@@ -128,8 +123,9 @@ def main():
             print(f"    {call:24s} {100 * m / n:5.1f}%   copying {100 * cp / n:5.1f}%")
     dp = [k for k in per_thread if k[0].startswith(args.datapath)]
     dp_copy = sum(m for (k, _c), m in copies.items() if k in dp)
-    dp_user = sum(user[k] for k in dp)
+    dp_user = sum(per_call[(k, "user space")] for k in dp)
     dp_all = sum(per_thread[k] for k in dp)
+    idle = sum(n for (comm, _tid), n in per_thread.items() if comm == "swapper")
     print(f"all samples: {total}; idle (swapper) {100 * idle / total:.1f}%")
     print(
         f"threads {args.datapath}*: {100 * dp_all / total:.1f}% of all samples; "
